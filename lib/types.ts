@@ -1,0 +1,61 @@
+// The public types of birnn. Shapes follow PyTorch: row-major, like a contiguous torch tensor.
+
+/** A dense float32 tensor: `data.length` equals the product of `shape`. */
+export interface Tensor {
+  data: Float32Array
+  shape: number[]
+}
+
+export type Mode = 'RNN_TANH' | 'RNN_RELU' | 'GRU' | 'LSTM'
+export type Backend = 'js' | 'native'
+export type Simd = 'avx512' | 'avx2' | 'generic'
+
+/** The module's hyper-parameters, as nn.RNN / nn.GRU / nn.LSTM would be constructed. */
+export interface ModelConfig {
+  mode: Mode
+  inputSize: number
+  hiddenSize: number
+  numLayers: number
+  bidirectional: boolean
+  bias: boolean
+  batchFirst: boolean
+  /** LSTM projection size (`proj_size`); 0 when the model has none. */
+  projSize: number
+}
+
+export interface LoadOptions {
+  /** nn.RNN only (it cannot be inferred from the weights); default 'tanh'. */
+  nonlinearity?: 'tanh' | 'relu'
+  /** Input and output are (N, T, features) instead of (T, N, features); default false, as in PyTorch. */
+  batchFirst?: boolean
+  /** Key prefix of the recurrent module inside a larger state_dict, e.g. 'encoder.rnn.'. */
+  prefix?: string
+  /** 'auto' (default) runs the native kernel where it loads and the JS engine elsewhere. */
+  backend?: 'auto' | Backend
+  /** Most threads one forward call may use; default: the machine's available parallelism. */
+  threads?: number
+  /** Forces the native kernel's instruction set (also BIRNN_SIMD); default: the best the CPU has. */
+  simd?: 'auto' | Simd
+}
+
+export interface ForwardOptions {
+  /** Initial hidden state (numLayers*D, N, Hout), or (numLayers*D, Hout) for unbatched input; zeros when absent. */
+  h0?: Tensor
+  /** LSTM initial cell state (numLayers*D, N, hiddenSize), or 2-D for unbatched input; zeros when absent. */
+  c0?: Tensor
+  /** Valid steps of each sequence, each in [1, T]; steps past it are never read and output 0. */
+  lengths?: number[] | Int32Array
+  /** Also return every layer's full output sequence. */
+  returnLayers?: boolean
+}
+
+export interface ForwardResult {
+  /** (T, N, D*Hout), or (N, T, D*Hout) with batchFirst, or (T, D*Hout) for unbatched input. */
+  output: Tensor
+  /** Final hidden state of every layer and direction, layer-major, direction-minor. */
+  hN: Tensor
+  /** LSTM only: final cell state of every layer and direction. */
+  cN?: Tensor
+  /** With returnLayers: each layer's output, in the layout of `output`; the last equals `output`. */
+  layers?: Tensor[]
+}

@@ -1,0 +1,521 @@
+// birnn Node-API binding: the only file that knows Node. It checks and converts arguments, then
+// hands sizes and pointers to the kernel (birnn.h). The private TypeScript view of this surface is
+// lib/native.ts; the TS layer normalises shapes first, but everything is checked again here.
+//
+// Context-aware: all state lives in the per-environment BirnnAddon instance and in the wrapped
+// Network objects, so the addon loads in worker_threads and more than once per process.
+
+#include <napi.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <limits>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "birnn.h"
+
+namespace {
+
+// ---- errors ----------------------------------------------------------------------------------
+// Messages name the argument, the expectation and what was received:
+//   weights[3]: expected Float32Array of length 200, received length 150
+
+template <typename... Parts>
+std::string Cat(const Parts&... parts) {
+  std::ostringstream out;
+  (out << ... << parts);
+  return out.str();
+}
+
+// TypeError: the value is of the wrong kind. RangeError: right kind, wrong size or value.
+#define BIRNN_REQUIRE_TYPE(env, cond, ...) \
+  do {                                     \
+    if (!(cond)) throw Napi::TypeError::New((env), Cat(__VA_ARGS__)); \
+  } while (false)
+#define BIRNN_REQUIRE_RANGE(env, cond, ...) \
+  do {                                      \
+    if (!(cond)) throw Napi::RangeError::New((env), Cat(__VA_ARGS__)); \
+  } while (false)
+#define BIRNN_REQUIRE(env, cond, ...) \
+  do {                                \
+    if (!(cond)) throw Napi::Error::New((env), Cat(__VA_ARGS__)); \
+  } while (false)
+
+const char* TypedArrayName(napi_typedarray_type type) {
+  switch (type) {
+    case napi_int8_array: return "Int8Array";
+    case napi_uint8_array: return "Uint8Array";
+    case napi_uint8_clamped_array: return "Uint8ClampedArray";
+    case napi_int16_array: return "Int16Array";
+    case napi_uint16_array: return "Uint16Array";
+    case napi_int32_array: return "Int32Array";
+    case napi_uint32_array: return "Uint32Array";
+    case napi_float32_array: return "Float32Array";
+    case napi_float64_array: return "Float64Array";
+    case napi_bigint64_array: return "BigInt64Array";
+    case napi_biguint64_array: return "BigUint64Array";
+    default: return "TypedArray";
+  }
+}
+
+// What was received, for error messages: "undefined", "number 2.5", "Float64Array of length 3".
+std::string Describe(const Napi::Value& value) {
+  switch (value.Type()) {
+    case napi_undefined: return "undefined";
+    case napi_null: return "null";
+    case napi_boolean: return value.As<Napi::Boolean>().Value() ? "true" : "false";
+    case napi_number: {
+      const double number = value.As<Napi::Number>().DoubleValue();
+      if (std::isnan(number)) return "number NaN";
+      if (std::isinf(number)) return number > 0 ? "number Infinity" : "number -Infinity";
+      if (std::trunc(number) == number && std::fabs(number) < 9007199254740992.0) {
+        return Cat("number ", static_cast<long long>(number));
+      }
+      // Shortest form that reads back as the same double, as JS prints it.
+      std::string text;
+      for (int precision = 1; precision <= 17; ++precision) {
+        std::ostringstream out;
+        out.precision(precision);
+        out << number;
+        text = out.str();
+        if (std::strtod(text.c_str(), nullptr) == number) break;
+      }
+      return Cat("number ", text);
+    }
+    case napi_string: {
+      std::string text = value.As<Napi::String>().Utf8Value();
+      if (text.size() > 40) text = text.substr(0, 40) + "...";
+      return Cat("string '", text, "'");
+    }
+    case napi_symbol: return "symbol";
+    case napi_bigint: return "bigint";
+    case napi_function: return "function";
+    default: break;
+  }
+  if (value.IsTypedArray()) {
+    auto array = value.As<Napi::TypedArray>();
+    return Cat(TypedArrayName(array.TypedArrayType()), " of length ", array.ElementLength());
+  }
+  if (value.IsArray()) return Cat("array of length ", value.As<Napi::Array>().Length());
+  if (value.IsArrayBuffer()) return Cat("ArrayBuffer of byteLength ", value.As<Napi::ArrayBuffer>().ByteLength());
+  if (value.IsDataView()) return "DataView";
+  return "object";
+}
+
+// ---- argument readers --------------------------------------------------------------------------
+
+constexpr int kMaxInt = std::numeric_limits<int>::max();
+
+int GetInt(const Napi::Object& object, const char* key, const std::string& name, int min, int max) {
+  Napi::Env env = object.Env();
+  Napi::Value value = object.Get(key);
+  BIRNN_REQUIRE_TYPE(env, value.IsNumber(), name, ": expected an integer, received ", Describe(value));
+  const double number = value.As<Napi::Number>().DoubleValue();
+  BIRNN_REQUIRE_TYPE(env, std::isfinite(number) && std::trunc(number) == number, name,
+                     ": expected an integer, received ", Describe(value));
+  BIRNN_REQUIRE_RANGE(env, number >= min && number <= max, name, ": expected an integer in [", min,
+                      ", ", max, "], received ", Describe(value));
+  return static_cast<int>(number);
+}
+
+bool GetBool(const Napi::Object& object, const char* key, const std::string& name) {
+  Napi::Value value = object.Get(key);
+  BIRNN_REQUIRE_TYPE(object.Env(), value.IsBoolean(), name, ": expected a boolean, received ",
+                     Describe(value));
+  return value.As<Napi::Boolean>().Value();
+}
+
+Napi::Object GetObject(const Napi::Value& value, const std::string& name) {
+  BIRNN_REQUIRE_TYPE(value.Env(), value.IsObject() && !value.IsArray() && !value.IsFunction(),
+                     name, ": expected an object, received ", Describe(value));
+  return value.As<Napi::Object>();
+}
+
+bool IsAbsent(const Napi::Value& value) { return value.IsUndefined() || value.IsNull(); }
+
+template <typename T>
+struct ArrayKind;
+template <>
+struct ArrayKind<float> {
+  static constexpr napi_typedarray_type type = napi_float32_array;
+};
+template <>
+struct ArrayKind<int32_t> {
+  static constexpr napi_typedarray_type type = napi_int32_array;
+};
+
+// A typed array of exactly `length` elements. `what` explains the length, e.g. "[2, 3, 50]".
+template <typename T>
+Napi::TypedArrayOf<T> GetArray(const Napi::Value& value, const std::string& name, size_t length,
+                               const std::string& what = {}) {
+  Napi::Env env = value.Env();
+  constexpr napi_typedarray_type kType = ArrayKind<T>::type;
+  const char* kind = TypedArrayName(kType);
+  const std::string why = what.empty() ? std::string() : Cat(" (", what, ")");
+  BIRNN_REQUIRE_TYPE(env, value.IsTypedArray() && value.As<Napi::TypedArray>().TypedArrayType() == kType,
+                     name, ": expected ", kind, " of length ", length, why, ", received ",
+                     Describe(value));
+  auto array = value.As<Napi::TypedArrayOf<T>>();
+  BIRNN_REQUIRE_RANGE(env, array.ElementLength() == length, name, ": expected ", kind, " of length ",
+                      length, why, ", received length ", array.ElementLength());
+  return array;
+}
+
+// Size arithmetic in size_t with an overflow check (sizes are ints, products may not fit).
+size_t Mul(Napi::Env env, std::initializer_list<size_t> factors) {
+  size_t product = 1;
+  for (size_t factor : factors) {
+    BIRNN_REQUIRE_RANGE(env, factor == 0 || product <= std::numeric_limits<size_t>::max() / factor,
+                        "tensor size overflows size_t");
+    product *= factor;
+  }
+  return product;
+}
+
+std::string Shape(std::initializer_list<long long> dims) {
+  std::ostringstream out;
+  out << '[';
+  const char* sep = "";
+  for (long long dim : dims) {
+    out << sep << dim;
+    sep = ", ";
+  }
+  out << ']';
+  return out.str();
+}
+
+std::string SupportedIsas() {
+  std::string list;
+  for (birnn::Isa isa : {birnn::Isa::Avx512, birnn::Isa::Avx2, birnn::Isa::Generic}) {
+    if (!birnn::isaSupported(isa)) continue;
+    if (!list.empty()) list += ", ";
+    list += birnn::isaName(isa);
+  }
+  return list;
+}
+
+// ---- network geometry ---------------------------------------------------------------------------
+
+int GateCount(birnn::Mode mode) {
+  switch (mode) {
+    case birnn::Mode::Gru: return 3;
+    case birnn::Mode::Lstm: return 4;
+    default: return 1;
+  }
+}
+
+struct Geometry {
+  int D, G, H, Hout, L, in;
+  bool lstm;
+  explicit Geometry(const birnn::Config& c)
+      : D(c.bidirectional ? 2 : 1),
+        G(GateCount(c.mode)),
+        H(c.hiddenSize),
+        Hout(c.projSize > 0 ? c.projSize : c.hiddenSize),
+        L(c.numLayers),
+        in(c.inputSize),
+        lstm(c.mode == birnn::Mode::Lstm) {}
+  int LayerInput(int layer) const { return layer == 0 ? in : D * Hout; }
+};
+
+birnn::Config ReadConfig(const Napi::Value& value) {
+  Napi::Env env = value.Env();
+  Napi::Object object = GetObject(value, "config");
+  birnn::Config config;
+  config.mode = static_cast<birnn::Mode>(GetInt(object, "mode", "config.mode", 0, 3));
+  config.inputSize = GetInt(object, "inputSize", "config.inputSize", 1, kMaxInt);
+  config.hiddenSize = GetInt(object, "hiddenSize", "config.hiddenSize", 1, kMaxInt);
+  config.projSize = GetInt(object, "projSize", "config.projSize", 0, kMaxInt);
+  config.numLayers = GetInt(object, "numLayers", "config.numLayers", 1, kMaxInt);
+  config.bidirectional = GetBool(object, "bidirectional", "config.bidirectional");
+  config.bias = GetBool(object, "bias", "config.bias");
+  if (config.projSize > 0) {
+    BIRNN_REQUIRE_RANGE(env, config.mode == birnn::Mode::Lstm,
+                        "config.projSize: expected 0 for a non-LSTM network (mode ",
+                        static_cast<int>(config.mode), "), received ", config.projSize);
+    BIRNN_REQUIRE_RANGE(env, config.projSize < config.hiddenSize,
+                        "config.projSize: expected less than hiddenSize (", config.hiddenSize,
+                        "), received ", config.projSize);
+  }
+  return config;
+}
+
+// weights: numLayers*D entries of k tensors each, layer-major, direction-minor, in the order
+// wIh, wHh, [bIh, bHh], [wHr]. Returns pointers into the arrays; they are read only while the
+// Network is constructed, so no reference is kept.
+std::vector<birnn::LayerWeights> ReadWeights(const Napi::Value& value, const birnn::Config& config) {
+  Napi::Env env = value.Env();
+  const Geometry g(config);
+  const bool proj = config.projSize > 0;
+  const size_t k = 2 + (config.bias ? 2 : 0) + (proj ? 1 : 0);
+  const size_t count = Mul(env, {static_cast<size_t>(g.L), static_cast<size_t>(g.D), k});
+  BIRNN_REQUIRE_TYPE(env, value.IsArray(), "weights: expected an array of ", count,
+                     " Float32Arrays, received ", Describe(value));
+  auto array = value.As<Napi::Array>();
+  BIRNN_REQUIRE_RANGE(env, array.Length() == count, "weights: expected an array of ", count,
+                      " Float32Arrays (numLayers*D*", k, "), received array of length ",
+                      array.Length());
+
+  std::vector<birnn::LayerWeights> weights(static_cast<size_t>(g.L) * g.D);
+  uint32_t index = 0;
+  for (int layer = 0; layer < g.L; ++layer) {
+    for (int dir = 0; dir < g.D; ++dir) {
+      const std::string suffix = Cat("_l", layer, dir == 1 ? "_reverse" : "");
+      auto next = [&](const char* torchName, size_t rows, size_t cols) -> const float* {
+        const std::string name = Cat("weights[", index, "]");
+        const std::string what = Cat(torchName, suffix, cols ? Cat(" ", Shape({(long long)rows, (long long)cols}))
+                                                            : Cat(" ", Shape({(long long)rows})));
+        auto tensor = GetArray<float>(array.Get(index), name, Mul(env, {rows, cols ? cols : 1}), what);
+        ++index;
+        return tensor.Data();  // Data() already points at byteOffset
+      };
+      birnn::LayerWeights& w = weights[static_cast<size_t>(layer) * g.D + dir];
+      const size_t gh = Mul(env, {static_cast<size_t>(g.G), static_cast<size_t>(g.H)});
+      w.wIh = next("weight_ih", gh, g.LayerInput(layer));
+      w.wHh = next("weight_hh", gh, g.Hout);
+      if (config.bias) {
+        w.bIh = next("bias_ih", gh, 0);
+        w.bHh = next("bias_hh", gh, 0);
+      }
+      if (proj) w.wHr = next("weight_hr", g.Hout, g.H);
+    }
+  }
+  return weights;
+}
+
+birnn::Isa ReadIsa(const Napi::Value& value) {
+  Napi::Env env = value.Env();
+  BIRNN_REQUIRE_TYPE(env, value.IsString(), "isa: expected 'avx512', 'avx2' or 'generic', received ",
+                     Describe(value));
+  const std::string name = value.As<Napi::String>().Utf8Value();
+  birnn::Isa isa;
+  try {
+    isa = birnn::parseIsa(name);
+  } catch (const std::invalid_argument&) {
+    throw Napi::RangeError::New(env, Cat("isa: expected 'avx512', 'avx2' or 'generic', received ",
+                                         Describe(value)));
+  }
+  BIRNN_REQUIRE(env, birnn::isaSupported(isa), "isa '", name,
+                "' is not supported by this CPU (supported: ", SupportedIsas(), ")");
+  return isa;
+}
+
+// ---- forward calls -------------------------------------------------------------------------------
+
+// One forward call's arguments and results. The kernel reads and writes through `call`; the
+// references keep every typed array it points into alive until the call has finished.
+struct Job {
+  std::shared_ptr<const birnn::Network> network;
+  birnn::Call call;
+  std::vector<int32_t> lengths;  // copied: validated here, so JS cannot change them mid-run
+  std::vector<Napi::Reference<Napi::Float32Array>> inputs;
+  Napi::ObjectReference result;
+};
+
+Napi::Float32Array NewOutput(Napi::Env env, size_t length, float** data) {
+  auto array = Napi::Float32Array::New(env, length);
+  *data = array.Data();
+  return array;
+}
+
+// Checks `value` against the network and allocates fresh output arrays (zero-filled by V8).
+// With keepAlive the inputs are referenced for an asynchronous run.
+std::unique_ptr<Job> PrepareJob(const Napi::Value& value,
+                                const std::shared_ptr<const birnn::Network>& network,
+                                bool keepAlive) {
+  Napi::Env env = value.Env();
+  const birnn::Config& config = network->config();
+  const Geometry g(config);
+  Napi::Object object = GetObject(value, "call");
+
+  auto job = std::make_unique<Job>();
+  job->network = network;
+  birnn::Call& call = job->call;
+  call.seqLen = GetInt(object, "seqLen", "call.seqLen", 1, kMaxInt);
+  call.batch = GetInt(object, "batch", "call.batch", 1, kMaxInt);
+  call.batchFirst = GetBool(object, "batchFirst", "call.batchFirst");
+  const bool returnLayers = GetBool(object, "returnLayers", "call.returnLayers");
+  call.threads = GetInt(object, "threads", "call.threads", 1, 4096);
+
+  const size_t T = call.seqLen, N = call.batch, D = g.D, L = g.L;
+  const size_t in = g.in, H = g.H, Hout = g.Hout;
+  auto keep = [&](const Napi::Float32Array& array) {
+    if (keepAlive) job->inputs.push_back(Napi::Persistent(array));
+  };
+
+  const std::string inShape = call.batchFirst
+                                  ? Shape({(long long)N, (long long)T, (long long)in})
+                                  : Shape({(long long)T, (long long)N, (long long)in});
+  auto input = GetArray<float>(object.Get("input"), "call.input", Mul(env, {T, N, in}),
+                               Cat(call.batchFirst ? "[batch, seqLen, inputSize] = "
+                                                   : "[seqLen, batch, inputSize] = ",
+                                   inShape));
+  call.input = input.Data();
+  keep(input);
+
+  Napi::Value h0 = object.Get("h0");
+  if (!IsAbsent(h0)) {
+    auto array = GetArray<float>(h0, "call.h0", Mul(env, {L, D, N, Hout}),
+                                 Cat("[numLayers*D, batch, Hout] = ",
+                                     Shape({(long long)(L * D), (long long)N, (long long)Hout})));
+    call.h0 = array.Data();
+    keep(array);
+  }
+  Napi::Value c0 = object.Get("c0");
+  if (!IsAbsent(c0)) {
+    BIRNN_REQUIRE_TYPE(env, g.lstm, "call.c0: expected undefined for a non-LSTM network, received ",
+                       Describe(c0));
+    auto array = GetArray<float>(c0, "call.c0", Mul(env, {L, D, N, H}),
+                                 Cat("[numLayers*D, batch, hiddenSize] = ",
+                                     Shape({(long long)(L * D), (long long)N, (long long)H})));
+    call.c0 = array.Data();
+    keep(array);
+  }
+  Napi::Value lengths = object.Get("lengths");
+  if (!IsAbsent(lengths)) {
+    auto array = GetArray<int32_t>(lengths, "call.lengths", N, "one per batch entry");
+    job->lengths.assign(array.Data(), array.Data() + N);
+    for (size_t i = 0; i < N; ++i) {
+      const int32_t length = job->lengths[i];
+      BIRNN_REQUIRE_RANGE(env, length >= 1 && static_cast<size_t>(length) <= T, "call.lengths[", i,
+                          "]: expected an integer in [1, ", T, "] (seqLen), received ", length);
+    }
+    call.lengths = job->lengths.data();
+  }
+
+  // Fresh outputs, allocated before the run so the kernel writes into them directly.
+  const size_t outputLength = Mul(env, {T, N, D, Hout});
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("output", NewOutput(env, outputLength, &call.output));
+  result.Set("hN", NewOutput(env, Mul(env, {L, D, N, Hout}), &call.hN));
+  if (g.lstm) result.Set("cN", NewOutput(env, Mul(env, {L, D, N, H}), &call.cN));
+  if (returnLayers) result.Set("layers", NewOutput(env, Mul(env, {L, outputLength}), &call.layers));
+  job->result = Napi::Persistent(result);
+  return job;
+}
+
+// forward(): the kernel runs on the libuv pool; Execute never touches Napi.
+class ForwardWorker : public Napi::AsyncWorker {
+ public:
+  ForwardWorker(Napi::Env env, std::unique_ptr<Job> job)
+      : Napi::AsyncWorker(env, "birnn:forward"), job_(std::move(job)), deferred_(env) {}
+
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      job_->network->forward(job_->call);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    } catch (...) {
+      SetError("birnn: unknown native error in forward");
+    }
+  }
+
+  void OnOK() override { deferred_.Resolve(job_->result.Value()); }
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  std::unique_ptr<Job> job_;  // released (references included) on the main thread with the worker
+  Napi::Promise::Deferred deferred_;
+};
+
+// ---- Network ---------------------------------------------------------------------------------------
+
+class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Network",
+                       {
+                           InstanceMethod<&NetworkWrap::ForwardSync>("forwardSync"),
+                           InstanceMethod<&NetworkWrap::Forward>("forward"),
+                           InstanceMethod<&NetworkWrap::Dispose>("dispose"),
+                       });
+  }
+
+  // new Network(config, weights, isa)
+  explicit NetworkWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NetworkWrap>(info) {
+    Napi::Env env = info.Env();
+    BIRNN_REQUIRE_TYPE(env, info.IsConstructCall(), "Network: must be called with new");
+    const birnn::Config config = ReadConfig(info[0]);
+    const std::vector<birnn::LayerWeights> weights = ReadWeights(info[1], config);
+    const birnn::Isa isa = ReadIsa(info[2]);
+    try {
+      network_ = std::make_shared<const birnn::Network>(config, weights.data(), isa);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+  }
+
+  // The finalizer (also run at environment teardown) drops this wrapper's share of the network;
+  // in-flight forward() calls hold their own.
+  ~NetworkWrap() override = default;
+
+ private:
+  const std::shared_ptr<const birnn::Network>& Live(Napi::Env env) const {
+    BIRNN_REQUIRE(env, network_ != nullptr, "Network is disposed");
+    return network_;
+  }
+
+  Napi::Value ForwardSync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::unique_ptr<Job> job = PrepareJob(info[0], Live(env), false);
+    try {
+      job->network->forward(job->call);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    return job->result.Value();
+  }
+
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto* worker = new ForwardWorker(env, PrepareJob(info[0], Live(env), true));
+    Napi::Promise promise = worker->Promise();
+    worker->Queue();  // the worker deletes itself after OnOK/OnError
+    return promise;
+  }
+
+  void Dispose(const Napi::CallbackInfo&) { network_.reset(); }
+
+  std::shared_ptr<const birnn::Network> network_;
+};
+
+// ---- addon -----------------------------------------------------------------------------------------
+
+class BirnnAddon : public Napi::Addon<BirnnAddon> {
+ public:
+  BirnnAddon(Napi::Env env, Napi::Object exports) {
+    DefineAddon(exports, {
+                             InstanceMethod<&BirnnAddon::IsaInfo>("isa", napi_enumerable),
+                             InstanceValue("Network", NetworkWrap::Define(env), napi_enumerable),
+                         });
+  }
+
+ private:
+  // isa() -> { best, supported }, supported ordered best first.
+  Napi::Value IsaInfo(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("best", birnn::isaName(birnn::detectIsa()));
+    Napi::Array supported = Napi::Array::New(env);
+    uint32_t count = 0;
+    for (birnn::Isa isa : {birnn::Isa::Avx512, birnn::Isa::Avx2, birnn::Isa::Generic}) {
+      if (birnn::isaSupported(isa)) supported.Set(count++, birnn::isaName(isa));
+    }
+    result.Set("supported", supported);
+    return result;
+  }
+};
+
+}  // namespace
+
+NODE_API_ADDON(BirnnAddon)

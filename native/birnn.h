@@ -1,0 +1,84 @@
+// birnn kernel: PyTorch's nn.RNN / nn.GRU / nn.LSTM forward pass for inference.
+// Plain C++17 with no Node headers: sizes and pointers in, results out, so the kernel can be
+// tested and benchmarked from C++ alone. native/binding.cc is the only file that knows Node.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace birnn {
+
+enum class Mode : int { RnnTanh = 0, RnnRelu = 1, Gru = 2, Lstm = 3 };
+
+// Instruction sets the kernel is compiled for; all live in one binary and one is picked at run time.
+enum class Isa : int { Generic = 0, Avx2 = 1, Avx512 = 2 };
+
+// Best instruction set this CPU (and OS, for the AVX register state) supports.
+Isa detectIsa();
+bool isaSupported(Isa isa);
+const char* isaName(Isa isa);
+// "avx512" | "avx2" | "generic"; throws std::invalid_argument for anything else.
+Isa parseIsa(const std::string& name);
+
+struct Config {
+  Mode mode = Mode::Lstm;
+  int inputSize = 0;
+  int hiddenSize = 0;
+  int projSize = 0;  // 0: no projection (LSTM only)
+  int numLayers = 1;
+  bool bidirectional = false;
+  bool bias = true;
+};
+
+// One (layer, direction)'s PyTorch parameters, row-major float32 exactly as in the state_dict.
+// G is the gate count (1 RNN, 3 GRU, 4 LSTM), H hiddenSize, Hout projSize or hiddenSize,
+// in = inputSize for layer 0 and D*Hout above it. Only read during construction.
+struct LayerWeights {
+  const float* wIh = nullptr;  // [G*H, in]
+  const float* wHh = nullptr;  // [G*H, Hout]
+  const float* bIh = nullptr;  // [G*H], null when !bias
+  const float* bHh = nullptr;  // [G*H], null when !bias
+  const float* wHr = nullptr;  // [Hout, H], null when projSize == 0
+};
+
+// One forward call. All pointers are caller-owned and must stay valid for the call.
+struct Call {
+  int seqLen = 0;  // T
+  int batch = 0;   // N (unbatched input is N = 1)
+  bool batchFirst = false;
+  const float* input = nullptr;      // [T, N, in] or [N, T, in]
+  const float* h0 = nullptr;         // [L*D, N, Hout] or null for zeros
+  const float* c0 = nullptr;         // [L*D, N, H] or null for zeros (LSTM)
+  const int32_t* lengths = nullptr;  // [N], each in [1, T], or null for all T
+  float* output = nullptr;           // [T, N, D*Hout] or [N, T, D*Hout]
+  float* hN = nullptr;               // [L*D, N, Hout]
+  float* cN = nullptr;               // [L*D, N, H], LSTM only (may be null otherwise)
+  float* layers = nullptr;           // null, or [L] x output layout: every layer's full output
+  int threads = 1;                   // upper bound on threads used; results do not depend on it
+};
+
+class Network {
+ public:
+  // weights has numLayers * D entries, layer-major, direction-minor. Packs them into the
+  // kernel's own layout; throws std::invalid_argument on a bad config or missing tensor.
+  Network(const Config& config, const LayerWeights* weights, Isa isa);
+  ~Network();
+  Network(const Network&) = delete;
+  Network& operator=(const Network&) = delete;
+
+  // Thread-safe: any number of calls may run at once on one Network.
+  // Throws std::invalid_argument on bad sizes or lengths.
+  void forward(const Call& call) const;
+
+  const Config& config() const;
+  Isa isa() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace birnn
