@@ -88,3 +88,30 @@ export function rng(seed: number) {
   const floats = (n: number, scale = 1) => Float32Array.from({ length: n }, () => normal() * scale)
   return { next, normal, int, floats }
 }
+
+/** A safetensors file from a raw header object and data bytes (tests build malformed ones too). */
+export function safetensorsBytes(header: unknown, data: Uint8Array = new Uint8Array(0)): Uint8Array {
+  const json = new TextEncoder().encode(typeof header === 'string' ? header : JSON.stringify(header))
+  const out = new Uint8Array(8 + json.length + data.length)
+  new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true)
+  out.set(json, 8)
+  out.set(data, 8 + json.length)
+  return out
+}
+
+/** A valid float32 safetensors file holding the given tensors. */
+export function encodeTensors(tensors: Record<string, Tensor>): Uint8Array {
+  const header: Record<string, unknown> = {}
+  let offset = 0
+  for (const [name, t] of Object.entries(tensors)) {
+    header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] }
+    offset += t.data.byteLength
+  }
+  const data = new Uint8Array(offset)
+  offset = 0
+  for (const t of Object.values(tensors)) {
+    data.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), offset)
+    offset += t.data.byteLength
+  }
+  return safetensorsBytes(header, data)
+}
