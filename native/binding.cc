@@ -36,17 +36,11 @@ std::string Cat(const Parts&... parts) {
 
 // TypeError: the value is of the wrong kind. RangeError: right kind, wrong size or value.
 #define BIRNN_REQUIRE_TYPE(env, cond, ...) \
-  do {                                     \
-    if (!(cond)) throw Napi::TypeError::New((env), Cat(__VA_ARGS__)); \
-  } while (false)
+  do { if (!(cond)) throw Napi::TypeError::New((env), Cat(__VA_ARGS__)); } while (false)
 #define BIRNN_REQUIRE_RANGE(env, cond, ...) \
-  do {                                      \
-    if (!(cond)) throw Napi::RangeError::New((env), Cat(__VA_ARGS__)); \
-  } while (false)
+  do { if (!(cond)) throw Napi::RangeError::New((env), Cat(__VA_ARGS__)); } while (false)
 #define BIRNN_REQUIRE(env, cond, ...) \
-  do {                                \
-    if (!(cond)) throw Napi::Error::New((env), Cat(__VA_ARGS__)); \
-  } while (false)
+  do { if (!(cond)) throw Napi::Error::New((env), Cat(__VA_ARGS__)); } while (false)
 
 const char* TypedArrayName(napi_typedarray_type type) {
   switch (type) {
@@ -104,7 +98,9 @@ std::string Describe(const Napi::Value& value) {
     return Cat(TypedArrayName(array.TypedArrayType()), " of length ", array.ElementLength());
   }
   if (value.IsArray()) return Cat("array of length ", value.As<Napi::Array>().Length());
-  if (value.IsArrayBuffer()) return Cat("ArrayBuffer of byteLength ", value.As<Napi::ArrayBuffer>().ByteLength());
+  if (value.IsArrayBuffer()) {
+    return Cat("ArrayBuffer of byteLength ", value.As<Napi::ArrayBuffer>().ByteLength());
+  }
   if (value.IsDataView()) return "DataView";
   return "object";
 }
@@ -222,7 +218,9 @@ struct Geometry {
         L(c.numLayers),
         in(c.inputSize),
         lstm(c.mode == birnn::Mode::Lstm) {}
-  int LayerInput(int layer) const { return layer == 0 ? in : D * Hout; }
+  size_t LayerInput(int layer) const {
+    return layer == 0 ? static_cast<size_t>(in) : static_cast<size_t>(D) * static_cast<size_t>(Hout);
+  }
 };
 
 birnn::Config ReadConfig(const Napi::Value& value) {
@@ -270,8 +268,8 @@ std::vector<birnn::LayerWeights> ReadWeights(const Napi::Value& value, const bir
       const std::string suffix = Cat("_l", layer, dir == 1 ? "_reverse" : "");
       auto next = [&](const char* torchName, size_t rows, size_t cols) -> const float* {
         const std::string name = Cat("weights[", index, "]");
-        const std::string what = Cat(torchName, suffix, cols ? Cat(" ", Shape({(long long)rows, (long long)cols}))
-                                                            : Cat(" ", Shape({(long long)rows})));
+        const std::string shape = cols ? Shape({(long long)rows, (long long)cols}) : Shape({(long long)rows});
+        const std::string what = Cat(torchName, suffix, " ", shape);
         auto tensor = GetArray<float>(array.Get(index), name, Mul(env, {rows, cols ? cols : 1}), what);
         ++index;
         return tensor.Data();  // Data() already points at byteOffset
@@ -309,13 +307,15 @@ birnn::Isa ReadIsa(const Napi::Value& value) {
 
 // ---- forward calls -------------------------------------------------------------------------------
 
-// One forward call's arguments and results. The kernel reads and writes through `call`; the
-// references keep every typed array it points into alive until the call has finished.
+// One forward call's arguments and results. The kernel reads and writes through `call`.
+// forwardSync reads the caller's arrays in place. forward() copies them (one memcpy each, small
+// next to the computation): Node-API cannot pin an ArrayBuffer, and one detached by a transfer
+// while the kernel runs could be freed under it; a reference would keep the array, not its memory.
 struct Job {
   std::shared_ptr<const birnn::Network> network;
   birnn::Call call;
   std::vector<int32_t> lengths;  // copied: validated here, so JS cannot change them mid-run
-  std::vector<Napi::Reference<Napi::Float32Array>> inputs;
+  std::vector<std::vector<float>> copies;
   Napi::ObjectReference result;
 };
 
@@ -326,10 +326,10 @@ Napi::Float32Array NewOutput(Napi::Env env, size_t length, float** data) {
 }
 
 // Checks `value` against the network and allocates fresh output arrays (zero-filled by V8).
-// With keepAlive the inputs are referenced for an asynchronous run.
+// With `copy` (an asynchronous run) the inputs are copied into the job.
 std::unique_ptr<Job> PrepareJob(const Napi::Value& value,
                                 const std::shared_ptr<const birnn::Network>& network,
-                                bool keepAlive) {
+                                bool copy) {
   Napi::Env env = value.Env();
   const birnn::Config& config = network->config();
   const Geometry g(config);
@@ -346,8 +346,10 @@ std::unique_ptr<Job> PrepareJob(const Napi::Value& value,
 
   const size_t T = call.seqLen, N = call.batch, D = g.D, L = g.L;
   const size_t in = g.in, H = g.H, Hout = g.Hout;
-  auto keep = [&](const Napi::Float32Array& array) {
-    if (keepAlive) job->inputs.push_back(Napi::Persistent(array));
+  auto keep = [&](const Napi::Float32Array& array) -> const float* {
+    if (!copy) return array.Data();
+    job->copies.emplace_back(array.Data(), array.Data() + array.ElementLength());
+    return job->copies.back().data();
   };
 
   const std::string inShape = call.batchFirst
@@ -357,16 +359,14 @@ std::unique_ptr<Job> PrepareJob(const Napi::Value& value,
                                Cat(call.batchFirst ? "[batch, seqLen, inputSize] = "
                                                    : "[seqLen, batch, inputSize] = ",
                                    inShape));
-  call.input = input.Data();
-  keep(input);
+  call.input = keep(input);
 
   Napi::Value h0 = object.Get("h0");
   if (!IsAbsent(h0)) {
     auto array = GetArray<float>(h0, "call.h0", Mul(env, {L, D, N, Hout}),
                                  Cat("[numLayers*D, batch, Hout] = ",
                                      Shape({(long long)(L * D), (long long)N, (long long)Hout})));
-    call.h0 = array.Data();
-    keep(array);
+    call.h0 = keep(array);
   }
   Napi::Value c0 = object.Get("c0");
   if (!IsAbsent(c0)) {
@@ -375,8 +375,7 @@ std::unique_ptr<Job> PrepareJob(const Napi::Value& value,
     auto array = GetArray<float>(c0, "call.c0", Mul(env, {L, D, N, H}),
                                  Cat("[numLayers*D, batch, hiddenSize] = ",
                                      Shape({(long long)(L * D), (long long)N, (long long)H})));
-    call.c0 = array.Data();
-    keep(array);
+    call.c0 = keep(array);
   }
   Napi::Value lengths = object.Get("lengths");
   if (!IsAbsent(lengths)) {

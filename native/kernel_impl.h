@@ -104,75 +104,116 @@ inline V vtanh(V x) {
   return nanPassing(x, withSignOf(x, t));
 }
 
-template <int N>
-struct Rows {
-  static constexpr int value = N;
-};
-// Calls fn(Rows<r>{}) for a run-time r in [1, R]: the row tail runs the same code as a full tile.
-template <int R, typename Fn>
-inline void withRows(int r, Fn&& fn) {
-  if constexpr (R > 1) {
-    if (r < R) return withRows<R - 1>(r, fn);
+// The register tile: R rows by PA adjacent panels of NV vectors,
+//   out[r][c] = seed[r][c] + sum over k of A[r, k] * B[k, c], one FMA per k, k in order,
+// whatever R and PA are, so a row's result never depends on how rows were grouped.
+// seed is null for zeros; ldSeed 0 repeats one row (a bias). Panel pa of B starts
+// pa * panelStride floats after B; in seed and out, panels are adjacent (W floats apart).
+// Kept out of line so that nothing of its caller competes for the registers: R broadcasts (or
+// the B vectors, whichever are fewer), one operand and R * PA * NV accumulators fill the 16
+// (AVX2) or 32 (AVX-512) vector registers without a spill.
+template <int R, int NV, int PA>
+__attribute__((noinline)) void tile(int K, const float* A, idx lda, const float* B, idx panelStride,
+                                    const float* seed, idx ldSeed, float* out, idx ldOut) {
+  constexpr int W = NV * L;
+  constexpr int J = PA * NV;
+  V acc[R][J];
+#pragma GCC unroll 32
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 32
+    for (int j = 0; j < J; ++j) {
+      acc[r][j] = seed ? load(seed + r * ldSeed + (j / NV) * W + (j % NV) * L) : splat(0.0f);
+    }
   }
-  fn(Rows<R>{});
-}
-
-// acc[i][j] += sum over k of A[i, k] * B[k, j*L .. j*L+L), one FMA per k in order.
-template <int R, int NV>
-inline void tile(int K, const float* A, idx lda, const float* B, V (&acc)[R][NV]) {
-  // Whichever operand is fewer stays in registers across the tile: R broadcasts of A, or NV
-  // vectors of B; with R * NV accumulators this fits 16 (AVX2) or 32 (AVX-512) registers.
-  for (int k = 0; k < K; ++k, B += NV * L) {
-    if constexpr (R <= NV) {
+  for (int k = 0; k < K; ++k) {
+    const float* Bk = B + static_cast<idx>(k) * W;
+    if constexpr (R <= J) {
       V a[R];
-      for (int i = 0; i < R; ++i) a[i] = splat(A[i * lda + k]);
-      for (int j = 0; j < NV; ++j) {
-        const V b = load(B + j * L);
-        for (int i = 0; i < R; ++i) acc[i][j] = fma(a[i], b, acc[i][j]);
+#pragma GCC unroll 32
+      for (int r = 0; r < R; ++r) a[r] = splat(A[r * lda + k]);
+#pragma GCC unroll 32
+      for (int j = 0; j < J; ++j) {
+        const V b = load(Bk + (j / NV) * panelStride + (j % NV) * L);
+#pragma GCC unroll 32
+        for (int r = 0; r < R; ++r) acc[r][j] = fma(a[r], b, acc[r][j]);
       }
     } else {
-      V b[NV];
-      for (int j = 0; j < NV; ++j) b[j] = load(B + j * L);
-      for (int i = 0; i < R; ++i) {
-        const V a = splat(A[i * lda + k]);
-        for (int j = 0; j < NV; ++j) acc[i][j] = fma(a, b[j], acc[i][j]);
+      V b[J];
+#pragma GCC unroll 32
+      for (int j = 0; j < J; ++j) b[j] = load(Bk + (j / NV) * panelStride + (j % NV) * L);
+#pragma GCC unroll 32
+      for (int r = 0; r < R; ++r) {
+        const V a = splat(A[r * lda + k]);
+#pragma GCC unroll 32
+        for (int j = 0; j < J; ++j) acc[r][j] = fma(a, b[j], acc[r][j]);
       }
     }
   }
+#pragma GCC unroll 32
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 32
+    for (int j = 0; j < J; ++j) store(out + r * ldOut + (j / NV) * W + (j % NV) * L, acc[r][j]);
+  }
+}
+
+template <int N>
+struct Count {
+  static constexpr int value = N;
+};
+// Calls fn(Count<n>{}) for a run-time n in [1, Max]: tails run the same code as full tiles.
+template <int Max, typename Fn>
+inline void withCount(int n, Fn&& fn) {
+  if constexpr (Max > 1) {
+    if (n < Max) return withCount<Max - 1>(n, fn);
+  }
+  fn(Count<Max>{});
+}
+
+// Rows per full tile, and panels per tile for a tail of R rows: R * PA * NV <= ACC.
+template <int NV>
+constexpr int fullRows = ACC / NV;
+template <int NV, int R>
+constexpr int tailPanels = ACC / (R * NV) > 0 ? ACC / (R * NV) : 1;
+
+// Calls tileAt(Count<R>, Count<PA>, i0, p) over every tile of m rows by `panels` panels: full
+// tiles panel by panel (one panel of B stays in L1 while every row tile uses it), then the last
+// m % MR rows with several panels per tile so that even one row keeps enough FMAs in flight.
+template <int NV, typename Fn>
+inline void forTiles(int m, int panels, Fn&& tileAt) {
+  constexpr int MR = fullRows<NV>;
+  const int full = m - m % MR;
+  for (int p = 0; p < panels; ++p) {
+    for (int i0 = 0; i0 < full; i0 += MR) tileAt(Count<MR>{}, Count<1>{}, i0, p);
+  }
+  if (full == m) return;
+  withCount<MR>(m - full, [&](auto rows) {
+    constexpr int R = decltype(rows)::value;
+    constexpr int PA = tailPanels<NV, R>;
+    for (int p = 0; p < panels; p += PA) {
+      withCount<PA>(panels - p < PA ? panels - p : PA, [&](auto group) { tileAt(rows, group, full, p); });
+    }
+  });
 }
 
 // Cache blocking: a block of MC rows of A (MC x KC floats, L2-resident) meets one KC x PW slice
 // of a B panel at a time (L1-resident), so each B slice is reused by every tile of the block.
 template <int NV>
 void gemmPanels(const GemmArgs& g) {
-  constexpr int MR = ACC / NV;
-  constexpr int MC = MR * 16;
+  constexpr int MC = fullRows<NV> * 16;
   constexpr int KC = 256;
   constexpr int W = NV * L;
   for (int i0 = 0; i0 < g.m; i0 += MC) {
-    const int iEnd = g.m - i0 < MC ? g.m : i0 + MC;
+    const int rows = g.m - i0 < MC ? g.m - i0 : MC;
     for (int k0 = 0; k0 < g.K; k0 += KC) {
       const int kc = g.K - k0 < KC ? g.K - k0 : KC;
       const bool fromC = k0 > 0 || g.accumulate;
-      for (int p = 0; p < g.panels; ++p) {
-        const float* B = g.B + (static_cast<idx>(p) * g.K + k0) * W;
-        for (int i = i0; i < iEnd; i += MR) {
-          withRows<MR>(iEnd - i, [&](auto rows) {
-            constexpr int R = decltype(rows)::value;
-            float* C = g.C + i * g.ldc + p * W;
-            V acc[R][NV];
-            for (int r = 0; r < R; ++r) {
-              for (int j = 0; j < NV; ++j) {
-                acc[r][j] = fromC ? load(C + r * g.ldc + j * L) : g.bias ? load(g.bias + p * W + j * L) : splat(0.0f);
-              }
-            }
-            tile<R, NV>(kc, g.A + i * g.lda + k0, g.lda, B, acc);
-            for (int r = 0; r < R; ++r) {
-              for (int j = 0; j < NV; ++j) store(C + r * g.ldc + j * L, acc[r][j]);
-            }
-          });
-        }
-      }
+      forTiles<NV>(rows, g.panels, [&](auto r, auto pa, int i, int p) {
+        float* C = g.C + (i0 + i) * g.ldc + p * W;
+        const float* seed = fromC ? C : g.bias ? g.bias + p * W : nullptr;
+        tile<decltype(r)::value, NV, decltype(pa)::value>(kc, g.A + (i0 + i) * g.lda + k0, g.lda,
+                                                         g.B + (static_cast<idx>(p) * g.K + k0) * W,
+                                                         static_cast<idx>(g.K) * W, seed, fromC ? g.ldc : 0, C, g.ldc);
+      });
     }
   }
 }
@@ -186,57 +227,59 @@ void gemm(const GemmArgs& g) {
   }
 }
 
-// One step: for each panel (every gate of `units` hidden units, L1-resident) and each tile of
-// rows, the recurrent GEMM lands in registers and the cell update runs on them directly. The
-// panel loop is outside so each panel of W_hh is read once per step; hPrev and hNext are
-// separate buffers because later panels still read the old state.
-template <Mode M, int NV>
-void stepPanels(const StepArgs& s) {
+// The cell update of rows [i0, i0 + R) for the hidden units of panel p, from their recurrent
+// gate sums g (row r's panel at g + r * ldg) and the input projections s.P.
+template <Mode M, int NV, int R>
+inline void cellUpdate(const StepArgs& s, int i0, int p, const float* g, idx ldg) {
   constexpr int G = M == Mode::Lstm ? 4 : M == Mode::Gru ? 3 : 1;
   constexpr int UV = NV / G;  // vectors per gate
   constexpr int U = UV * L;   // hidden units per panel
   constexpr int W = NV * L;
-  constexpr int MR = ACC / NV;
-  for (int p = 0; p < s.geo.panels; ++p) {
-    const float* B = s.Whh + static_cast<idx>(p) * s.K * W;
-    const int unit0 = p * U;
-    for (int i0 = 0; i0 < s.m; i0 += MR) {
-      withRows<MR>(s.m - i0, [&](auto rows) {
-        constexpr int R = decltype(rows)::value;
-        V acc[R][NV];
-        for (int r = 0; r < R; ++r) {
-          for (int j = 0; j < NV; ++j) acc[r][j] = splat(0.0f);
-        }
-        tile<R, NV>(s.K, s.hPrev + i0 * s.ldh, s.ldh, B, acc);
-        for (int r = 0; r < R; ++r) {
-          const float* P = s.P[i0 + r] + p * W;
-          float* hNext = s.hNext + (i0 + r) * s.ldn + unit0;
-          for (int u = 0; u < UV; ++u) {
-            if constexpr (M == Mode::RnnTanh) {
-              store(hNext + u * L, vtanh(acc[r][u] + load(P + u * L)));
-            } else if constexpr (M == Mode::RnnRelu) {
-              store(hNext + u * L, relu(acc[r][u] + load(P + u * L)));
-            } else if constexpr (M == Mode::Gru) {
-              const V rg = vsigmoid(acc[r][u] + load(P + u * L));
-              const V z = vsigmoid(acc[r][UV + u] + load(P + U + u * L));
-              const V n = vtanh(fma(rg, acc[r][2 * UV + u] + load(s.bhn + unit0 + u * L), load(P + 2 * U + u * L)));
-              const V h = load(s.hPrev + (i0 + r) * s.ldh + unit0 + u * L);
-              store(hNext + u * L, fma(z, h - n, n));  // (1 - z) n + z h
-            } else {
-              const V ig = vsigmoid(acc[r][u] + load(P + u * L));
-              const V fg = vsigmoid(acc[r][UV + u] + load(P + U + u * L));
-              const V gg = vtanh(acc[r][2 * UV + u] + load(P + 2 * U + u * L));
-              const V og = vsigmoid(acc[r][3 * UV + u] + load(P + 3 * U + u * L));
-              float* c = s.c + (i0 + r) * s.ldc + unit0 + u * L;
-              const V cn = fma(fg, load(c), ig * gg);
-              store(c, cn);
-              store(hNext + u * L, og * vtanh(cn));
-            }
-          }
-        }
-      });
+  const int unit0 = p * U;
+  for (int r = 0; r < R; ++r) {
+    const float* P = s.P[i0 + r] + p * W;
+    const float* gr = g + r * ldg;
+    float* hNext = s.hNext + (i0 + r) * s.ldn + unit0;
+    for (int u = 0; u < UV; ++u) {
+      const int o = u * L;
+      if constexpr (M == Mode::RnnTanh) {
+        store(hNext + o, vtanh(load(gr + o) + load(P + o)));
+      } else if constexpr (M == Mode::RnnRelu) {
+        store(hNext + o, relu(load(gr + o) + load(P + o)));
+      } else if constexpr (M == Mode::Gru) {
+        const V rg = vsigmoid(load(gr + o) + load(P + o));
+        const V z = vsigmoid(load(gr + U + o) + load(P + U + o));
+        const V n = vtanh(fma(rg, load(gr + 2 * U + o) + load(s.bhn + unit0 + o), load(P + 2 * U + o)));
+        const V h = load(s.hPrev + (i0 + r) * s.ldh + unit0 + o);
+        store(hNext + o, fma(z, h - n, n));  // (1 - z) n + z h
+      } else {
+        const V ig = vsigmoid(load(gr + o) + load(P + o));
+        const V fg = vsigmoid(load(gr + U + o) + load(P + U + o));
+        const V gg = vtanh(load(gr + 2 * U + o) + load(P + 2 * U + o));
+        const V og = vsigmoid(load(gr + 3 * U + o) + load(P + 3 * U + o));
+        float* c = s.c + (i0 + r) * s.ldc + unit0 + o;
+        const V cn = fma(fg, load(c), ig * gg);
+        store(c, cn);
+        store(hNext + o, og * vtanh(cn));
+      }
     }
   }
+}
+
+// One step: each tile's recurrent GEMM lands in a small L1 scratch and the cell update runs on
+// it straight away. hPrev and hNext are separate buffers because later panels still read the
+// old state.
+template <Mode M, int NV>
+void stepPanels(const StepArgs& s) {
+  constexpr int W = NV * L;
+  float scratch[ACC * L];  // R * PA * NV vectors at most
+  forTiles<NV>(s.m, s.geo.panels, [&](auto r, auto pa, int i0, int p) {
+    constexpr int R = decltype(r)::value;
+    constexpr int PA = decltype(pa)::value;
+    tile<R, NV, PA>(s.K, s.hPrev + i0 * s.ldh, s.ldh, s.Whh + static_cast<idx>(p) * s.K * W,
+                    static_cast<idx>(s.K) * W, nullptr, 0, scratch, PA * W);
+    for (int q = 0; q < PA; ++q) cellUpdate<M, NV, R>(s, i0, p + q, scratch + q * W, PA * W);
+  });
 }
 
 void step(const StepArgs& s) {

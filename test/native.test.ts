@@ -192,7 +192,7 @@ describe('the raw addon', () => {
       const call = { seqLen: T, batch: N, batchFirst: false, input, returnLayers: false, threads: 1 }
       net.forward(call).then((r) => parentPort.postMessage(Array.from(r.hN.slice(0, 4))))
     `
-    const run = (T: number) => new Worker(source, { eval: true, workerData: { path: native.path, T } })
+    const run = (T: number) => new Worker(source, { eval: true, workerData: { path: native.addon ? native.path : '', T } })
     const results = await Promise.all(
       [run(5), run(5)].map((w) => new Promise((resolve, reject) => w.once('message', resolve).once('error', reject))),
     )

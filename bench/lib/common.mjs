@@ -1,0 +1,139 @@
+// Shared helpers of the benchmark: paths, safetensors reading, timing, flop counts, comparisons.
+
+import { readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const BENCH = dirname(dirname(fileURLToPath(import.meta.url)))
+export const ROOT = dirname(BENCH)
+export const OUT = join(BENCH, 'out')
+
+/** Reads a float32 safetensors file written by make-models.py: name -> { data, shape }. */
+export function readSafetensors(path) {
+  const buf = readFileSync(path)
+  const n = Number(buf.readBigUInt64LE(0))
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'))
+  const out = {}
+  for (const [name, t] of Object.entries(header)) {
+    if (name === '__metadata__') continue
+    if (t.dtype !== 'F32') throw new Error(`${path}: ${name} is ${t.dtype}, expected F32`)
+    const [a, b] = t.data_offsets
+    const bytes = buf.subarray(8 + n + a, 8 + n + b)
+    out[name] = { data: new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)), shape: t.shape }
+  }
+  return out
+}
+
+/** Deterministic standard normal floats (xorshift32 + Box–Muller), for sweep inputs. */
+export function randn(count, seed = 1) {
+  let s = seed >>> 0 || 1
+  const u = () => {
+    s ^= s << 13
+    s >>>= 0
+    s ^= s >>> 17
+    s ^= s << 5
+    s >>>= 0
+    return (s + 1) / 4294967297
+  }
+  const out = new Float32Array(count)
+  for (let i = 0; i < count; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(u()))
+    const th = 2 * Math.PI * u()
+    out[i] = r * Math.cos(th)
+    if (i + 1 < count) out[i + 1] = r * Math.sin(th)
+  }
+  return out
+}
+
+const GATES = { RNN_TANH: 1, RNN_RELU: 1, GRU: 3, LSTM: 4 }
+
+/**
+ * Floating-point work of one forward, counting 2 flops per multiply-add of the input projection
+ * (G*H x I_layer per step) and of the recurrent GEMM (G*H x Hout per step), plus the LSTM
+ * projection (P x H) when there is one; activations and biases are not counted.
+ */
+export function forwardFlops(cfg, T, N) {
+  const G = GATES[cfg.mode]
+  const H = cfg.hiddenSize
+  const P = cfg.projSize || 0
+  const Hout = P || H
+  const D = cfg.bidirectional ? 2 : 1
+  let perStep = 0
+  for (let l = 0; l < cfg.numLayers; l++) {
+    const I = l === 0 ? cfg.inputSize : D * Hout
+    perStep += D * (G * H * (I + Hout) + P * H)
+  }
+  return 2 * perStep * T * N
+}
+
+export function maxAbsDiff(a, b) {
+  if (a.length !== b.length) return Number.POSITIVE_INFINITY
+  let m = 0
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i])
+    if (!(d <= m)) m = Number.isNaN(d) ? Number.POSITIVE_INFINITY : d
+  }
+  return m
+}
+
+/** The tolerance above which a contender is reported as disagreeing and not ranked. */
+export const TOLERANCE = 1e-4
+
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+export function stats(times) {
+  return { runs: times.length, median: median(times), min: Math.min(...times), max: Math.max(...times), times }
+}
+
+/**
+ * How many times to run: `warmup` untimed calls, then timed calls until `budgetMs` of timed work
+ * (at least minReps, at most maxReps). A call slower than `slowMs` gets only minSlowReps.
+ */
+export function timingPlan(quick) {
+  return quick
+    ? { warmup: 1, minReps: 3, maxReps: 15, budgetMs: 400, slowMs: 2000, minSlowReps: 1 }
+    : { warmup: 2, minReps: 5, maxReps: 200, budgetMs: 2000, slowMs: 5000, minSlowReps: 3 }
+}
+
+const now = () => Number(process.hrtime.bigint()) / 1e6
+
+/** Times an async (or sync) function by the plan; returns the per-call milliseconds. */
+export async function timeRuns(fn, plan) {
+  let first = 0
+  for (let i = 0; i < plan.warmup; i++) {
+    const t0 = now()
+    await fn()
+    first = now() - t0
+  }
+  const times = []
+  const t1 = now()
+  for (;;) {
+    const t0 = now()
+    await fn()
+    times.push(now() - t0)
+    const slow = Math.max(first, times[0]) >= plan.slowMs
+    const enough = slow ? plan.minSlowReps : plan.minReps
+    if (times.length >= plan.maxReps) break
+    if (times.length >= enough && (slow || now() - t1 >= plan.budgetMs)) break
+  }
+  return times
+}
+
+/** Shape helpers: time-major [T, N, F] <-> batch-major [N, T, F]. */
+export function swap01(data, A, B, F) {
+  const out = new Float32Array(data.length)
+  for (let a = 0; a < A; a++) {
+    for (let b = 0; b < B; b++) out.set(data.subarray((a * B + b) * F, (a * B + b + 1) * F), (b * A + a) * F)
+  }
+  return out
+}
+
+export const fmtMs = (ms) => (ms < 1 ? `${(ms * 1000).toFixed(1)} µs` : ms < 100 ? `${ms.toFixed(2)} ms` : `${ms.toFixed(0)} ms`)
+
+export function log(...args) {
+  console.log(...args)
+}

@@ -1,0 +1,35 @@
+// Builds bench/peak-fma/peak-fma.cc with g++ (no network) and measures the fp32 FMA peak on 1 and
+// 2 threads. The machine may be shared: each figure is the best of a few short trials.
+
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { BENCH, OUT } from '../lib/common.mjs'
+
+const SRC = join(BENCH, 'peak-fma', 'peak-fma.cc')
+const BIN = join(OUT, 'peak-fma')
+
+function build() {
+  if (existsSync(BIN) && statSync(BIN).mtimeMs > statSync(SRC).mtimeMs) return null
+  mkdirSync(OUT, { recursive: true })
+  const r = spawnSync('g++', ['-O2', '-mavx2', '-mfma', '-pthread', SRC, '-o', BIN], { encoding: 'utf8' })
+  return r.status === 0 ? null : `g++ failed: ${r.error?.message ?? r.stderr}`
+}
+
+/** { 1: GFLOP/s, 2: GFLOP/s, trials: {...} } or { error } when the probe cannot be built. */
+export function measurePeak({ threads = [1, 2], trials = 3, seconds = 0.5 } = {}) {
+  const error = build()
+  if (error) return { error }
+  const result = { seconds, trials: {} }
+  for (const t of threads) {
+    const runs = []
+    for (let i = 0; i < trials; i++) {
+      const r = spawnSync(BIN, [String(t), String(seconds)], { encoding: 'utf8' })
+      if (r.status !== 0) return { error: `peak-fma failed: ${r.stderr}` }
+      runs.push(JSON.parse(r.stdout).gflops)
+    }
+    result.trials[t] = runs
+    result[t] = Math.max(...runs)
+  }
+  return result
+}
