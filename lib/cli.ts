@@ -9,14 +9,25 @@
 // size, whatever the file size. Output goes to a temporary file in the output's folder that is
 // renamed over the output only when every sequence is written.
 
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readSync, realpathSync, renameSync, statSync, unlinkSync } from 'node:fs'
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  readSync,
+  realpathSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+} from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import cliProgress from 'cli-progress'
 import { Command, type CommanderError, InvalidArgumentError, Option } from 'commander'
 import { load, type Model } from './index.js'
 import { countLines, formatRow, JsonlError, LineReader, parseSequence } from './jsonl.js'
-import { formatNpyShape, isNpy, NpyError, NpyReader, NpyWriter, npyDtypeName, writeAll } from './npy.js'
+import { formatNpyShape, isNpy, NpyReader, NpyWriter, npyDtypeName, writeAll } from './npy.js'
 import { parseSafetensors } from './safetensors.js'
 import type { ForwardOptions, LoadOptions, ModelConfig, Tensor } from './types.js'
 
@@ -39,7 +50,8 @@ class RunError extends Error {
 
 function positiveInteger(value: string): number {
   const n = Number(value)
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer.')
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1)
+    throw new InvalidArgumentError('expected a positive integer.')
   return n
 }
 
@@ -251,7 +263,10 @@ async function info(modelPath: string, options: ModelOptions & { json?: boolean 
     ['input', `(T, N, ${config.inputSize}), or (N, T, ${config.inputSize}) with --batch-first`],
     ['output', `(T, N, ${width}) for --output-kind full; (N, ${width}) for last and mean`],
     ['parameters', `${parameters.toLocaleString('en-US')}, stored as ${summary.storedDtype}`],
-    ['memory', `${formatBytes(summary.weightBytes)} of float32 weights, plus ${stepBytes} bytes of input and output per sequence step (a batch of 128 sequences of 100 steps: ${formatBytes(128 * 100 * stepBytes)})`],
+    [
+      'memory',
+      `${formatBytes(summary.weightBytes)} of float32 weights, plus ${stepBytes} bytes of input and output per sequence step (a batch of 128 sequences of 100 steps: ${formatBytes(128 * 100 * stepBytes)})`,
+    ],
     ['backend', `${describeBackend(model)}: ${model.backendReason}`],
   ]
   for (const [key, value] of rows) process.stdout.write(`${key.padEnd(11)} ${value}\n`)
@@ -360,7 +375,9 @@ function openNpyJob(model: Model, options: ScoreOptions, pending: () => PendingO
     const { shape } = reader
     const layout = options.batchFirst ? '(N, T, inputSize)' : '(T, N, inputSize)'
     if (shape.length !== 3) {
-      throw new RunError(`input ${options.input}: expected a 3-D array ${layout}, received shape ${formatNpyShape(shape)}`)
+      throw new RunError(
+        `input ${options.input}: expected a 3-D array ${layout}, received shape ${formatNpyShape(shape)}`,
+      )
     }
     if (shape[2] !== config.inputSize) {
       throw new RunError(
@@ -381,15 +398,20 @@ function openNpyJob(model: Model, options: ScoreOptions, pending: () => PendingO
       lengths = new NpyReader(options.lengths)
       closers.push(lengths)
       if (lengths.shape.length !== 1 || lengths.shape[0] !== N) {
-        throw new RunError(`--lengths ${options.lengths}: expected shape (${N},), one length per sequence, received ${formatNpyShape(lengths.shape)}`)
+        throw new RunError(
+          `--lengths ${options.lengths}: expected shape (${N},), one length per sequence, received ${formatNpyShape(lengths.shape)}`,
+        )
       }
       if (lengths.dtype !== '<i4' && lengths.dtype !== '<i8') {
-        throw new RunError(`--lengths ${options.lengths}: expected int32 or int64, received ${npyDtypeName(lengths.dtype)}`)
+        throw new RunError(
+          `--lengths ${options.lengths}: expected int32 or int64, received ${npyDtypeName(lengths.dtype)}`,
+        )
       }
     }
     const h0 = options.h0 ? openState(options.h0, '--h0', [LD, N, outputSize(config)]) : undefined
     if (h0) closers.push(h0)
-    if (options.c0 && config.mode !== 'LSTM') throw new RunError(`--c0: only an LSTM has a cell state, but the model is ${config.mode}`)
+    if (options.c0 && config.mode !== 'LSTM')
+      throw new RunError(`--c0: only an LSTM has a cell state, but the model is ${config.mode}`)
     const c0 = options.c0 ? openState(options.c0, '--c0', [LD, N, config.hiddenSize]) : undefined
     if (c0) closers.push(c0)
 
@@ -408,12 +430,20 @@ function openNpyJob(model: Model, options: ScoreOptions, pending: () => PendingO
         const B = Math.min(options.batchSize, end - cursor)
         cursor += B
         const data = reader.readFloat32(nAxis, first, B)
-        const batch: Batch = { first, count: B, T, batchFirst, input: { data, shape: batchFirst ? [B, T, config.inputSize] : [T, B, config.inputSize] } }
+        const batch: Batch = {
+          first,
+          count: B,
+          T,
+          batchFirst,
+          input: { data, shape: batchFirst ? [B, T, config.inputSize] : [T, B, config.inputSize] },
+        }
         if (lengths) {
           batch.lengths = lengths.readIntegers(0, first, B)
           batch.lengths.forEach((length, b) => {
             if (!Number.isInteger(length) || length < 1 || length > T) {
-              throw new RunError(`--lengths ${options.lengths}: entry ${first + b} is ${length}; expected a length in [1, ${T}] (T)`)
+              throw new RunError(
+                `--lengths ${options.lengths}: entry ${first + b} is ${length}; expected a length in [1, ${T}] (T)`,
+              )
             }
           })
         }
@@ -440,7 +470,8 @@ function openNpyJob(model: Model, options: ScoreOptions, pending: () => PendingO
 function openJsonlJob(model: Model, options: ScoreOptions, pending: () => PendingOutput): Job {
   const { config } = model
   if (options.lengths) throw new UsageError('--lengths applies to .npy input; in JSONL each line has its own length')
-  if (options.batchFirst) throw new UsageError('--batch-first applies to .npy input; a JSONL line is always one sequence')
+  if (options.batchFirst)
+    throw new UsageError('--batch-first applies to .npy input; a JSONL line is always one sequence')
   const N = countLines(options.input)
   const [start, end] = shardRange(N, options.shard)
   const LD = config.numLayers * directions(config)
@@ -467,14 +498,17 @@ function openJsonlJob(model: Model, options: ScoreOptions, pending: () => Pendin
       const sequences: Float32Array[] = []
       for (let b = 0; b < B; b++) {
         const line = reader.next()
-        if (line === undefined) throw new JsonlError(`input ${options.input}: ended at line ${reader.lineNumber}, expected ${N} lines (was it changed while being read?)`)
+        if (line === undefined)
+          throw new JsonlError(
+            `input ${options.input}: ended at line ${reader.lineNumber}, expected ${N} lines (was it changed while being read?)`,
+          )
         sequences.push(parseSequence(line, `input ${options.input} line ${reader.lineNumber}`, I))
       }
       const lengths = sequences.map((s) => s.length / I)
       const T = Math.max(...lengths)
       // Batch-first, padded with zeros past each sequence's length (the model never reads them).
       const data = new Float32Array(B * T * I)
-      sequences.forEach((s, b) => data.set(s, b * T * I))
+      for (const [b, s] of sequences.entries()) data.set(s, b * T * I)
       const batch: Batch = { first, count: B, T, batchFirst: true, input: { data, shape: [B, T, I] }, lengths }
       if (h0) batch.h0 = { data: h0.readFloat32(1, first, B), shape: [LD, B, outputSize(config)] }
       if (c0) batch.c0 = { data: c0.readFloat32(1, first, B), shape: [LD, B, config.hiddenSize] }
@@ -487,7 +521,8 @@ function openJsonlJob(model: Model, options: ScoreOptions, pending: () => Pendin
       if (options.outputKind === 'full') {
         for (let b = 0; b < batch.count; b++) {
           const rows: string[] = []
-          for (let t = 0; t < lengths[b]; t++) rows.push(formatRow(output.data.subarray((b * T + t) * W, (b * T + t + 1) * W)))
+          for (let t = 0; t < lengths[b]; t++)
+            rows.push(formatRow(output.data.subarray((b * T + t) * W, (b * T + t + 1) * W)))
           text += `[${rows.join(',')}]\n`
         }
       } else {
@@ -529,10 +564,16 @@ function progressBar(total: number, enabled: boolean) {
   }
 }
 
-const EXTENSION_KIND: Record<string, 'npy' | 'jsonl'> = { '.npy': 'npy', '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.json': 'jsonl' }
+const EXTENSION_KIND: Record<string, 'npy' | 'jsonl'> = {
+  '.npy': 'npy',
+  '.jsonl': 'jsonl',
+  '.ndjson': 'jsonl',
+  '.json': 'jsonl',
+}
 
 async function score(modelPath: string, options: ScoreOptions): Promise<void> {
-  if (options.lengths && options.lengths === options.input) throw new UsageError('--lengths and --input name the same file')
+  if (options.lengths && options.lengths === options.input)
+    throw new UsageError('--lengths and --input name the same file')
   if (resolve(options.input) === resolve(options.output)) throw new UsageError('--output must not be the --input file')
   requireFile(options.input, 'input')
   const folder = dirname(resolve(options.output))
@@ -544,7 +585,9 @@ async function score(modelPath: string, options: ScoreOptions): Promise<void> {
   const kind = isNpy(head.subarray(0, got)) ? 'npy' : 'jsonl'
   const outputExt = /\.[^./\\]+$/.exec(options.output)?.[0]?.toLowerCase() ?? ''
   if (EXTENSION_KIND[outputExt] && EXTENSION_KIND[outputExt] !== kind) {
-    throw new UsageError(`--output ${options.output}: the input is ${kind === 'npy' ? '.npy' : 'JSONL'}, so the output is too; name it with ${kind === 'npy' ? '.npy' : '.jsonl'}`)
+    throw new UsageError(
+      `--output ${options.output}: the input is ${kind === 'npy' ? '.npy' : 'JSONL'}, so the output is too; name it with ${kind === 'npy' ? '.npy' : '.jsonl'}`,
+    )
   }
 
   const started = performance.now()
@@ -556,7 +599,11 @@ async function score(modelPath: string, options: ScoreOptions): Promise<void> {
   }
   let bar = progressBar(0, false)
   // Interrupted: remove the partial output, then exit as a shell expects (128 + signal number).
-  const signals: Array<[NodeJS.Signals, number]> = [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]
+  const signals: Array<[NodeJS.Signals, number]> = [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+    ['SIGHUP', 129],
+  ]
   const onSignal = (signal: NodeJS.Signals) => {
     bar.stop()
     output?.discard()
@@ -590,18 +637,18 @@ async function score(modelPath: string, options: ScoreOptions): Promise<void> {
       // Should reading or writing fail while it computes, its outcome no longer matters.
       running?.catch(() => {})
       job.write(current, result.output)
-      if (options.preview && !firstValues) firstValues = preview(current, result.output, model.config, options.outputKind)
+      if (options.preview && !firstValues)
+        firstValues = preview(current, result.output, model.config, options.outputKind)
       done += current.count
       bar.update(done)
       current = next
     }
-    job.close()
     output!.commit()
   } catch (error) {
     output?.discard()
-    job?.close()
     throw error
   } finally {
+    job?.close()
     bar.stop()
     model.dispose()
     for (const [signal] of signals) process.off(signal, onSignal)
@@ -644,7 +691,10 @@ function preview(batch: Batch, output: Tensor, config: ModelConfig, kind: Output
   const count = Math.min(6, W)
   if (kind === 'full') {
     // In both layouts the array starts with step 0 of the batch's first sequence.
-    return { label: `sequence ${batch.first}, step 0, first ${count} of ${W} values`, values: output.data.slice(0, count) }
+    return {
+      label: `sequence ${batch.first}, step 0, first ${count} of ${W} values`,
+      values: output.data.slice(0, count),
+    }
   }
   const dims = { B: batch.count, T: batch.T, W, D: directions(config), batchFirst: batch.batchFirst }
   const rows = reduceOutput(output.data, kind, dims, batch.lengths)
@@ -663,7 +713,8 @@ interface BenchOptions extends ModelOptions {
 }
 
 async function bench(modelPath: string, options: BenchOptions): Promise<void> {
-  const backends: Array<'native' | 'js'> = options.backend === 'native' ? ['native'] : options.backend === 'js' ? ['js'] : ['native', 'js']
+  const backends: Array<'native' | 'js'> =
+    options.backend === 'native' ? ['native'] : options.backend === 'js' ? ['js'] : ['native', 'js']
   const models: Model[] = []
   const skipped: string[] = []
   for (const backend of backends) {
@@ -677,13 +728,18 @@ async function bench(modelPath: string, options: BenchOptions): Promise<void> {
   }
   const { config } = models[0]
   if (!options.json) {
-    process.stdout.write(`birnn bench: ${describeModel(config)}; ${options.seqLen} steps per sequence, ~${options.seconds} s per measurement\n`)
+    process.stdout.write(
+      `birnn bench: ${describeModel(config)}; ${options.seqLen} steps per sequence, ~${options.seconds} s per measurement\n`,
+    )
     for (const reason of skipped) process.stdout.write(`(native backend skipped: ${reason})\n`)
   }
   const random = mulberry32(1)
   const results: Array<{ backend: string; batchSize: number; sequencesPerSecond: number; msPerCall: number }> = []
   for (const batchSize of options.batchSizes) {
-    const input = { data: new Float32Array(options.seqLen * batchSize * config.inputSize).map(() => random() * 2 - 1), shape: [options.seqLen, batchSize, config.inputSize] }
+    const input = {
+      data: new Float32Array(options.seqLen * batchSize * config.inputSize).map(() => random() * 2 - 1),
+      shape: [options.seqLen, batchSize, config.inputSize],
+    }
     const row: string[] = [String(batchSize).padStart(6)]
     for (const model of models) {
       model.forwardSync(input) // warm-up
@@ -696,7 +752,12 @@ async function bench(modelPath: string, options: BenchOptions): Promise<void> {
         elapsed = performance.now() - began
       }
       const sequencesPerSecond = (calls * batchSize * 1000) / elapsed
-      results.push({ backend: describeBackend(model), batchSize, sequencesPerSecond: Math.round(sequencesPerSecond), msPerCall: Number((elapsed / calls).toFixed(3)) })
+      results.push({
+        backend: describeBackend(model),
+        batchSize,
+        sequencesPerSecond: Math.round(sequencesPerSecond),
+        msPerCall: Number((elapsed / calls).toFixed(3)),
+      })
       row.push(`${Math.round(sequencesPerSecond).toLocaleString('en-US').padStart(14)}`)
     }
     if (models.length === 2) {
@@ -705,14 +766,19 @@ async function bench(modelPath: string, options: BenchOptions): Promise<void> {
     }
     if (!options.json) {
       if (batchSize === options.batchSizes[0]) {
-        const head = ['batch'.padStart(6), ...models.map((m) => `${describeBackend(m)} seq/s`.padStart(14)), ...(models.length === 2 ? ['speed-up'.padStart(9)] : [])]
+        const head = [
+          'batch'.padStart(6),
+          ...models.map((m) => `${describeBackend(m)} seq/s`.padStart(14)),
+          ...(models.length === 2 ? ['speed-up'.padStart(9)] : []),
+        ]
         process.stdout.write(`${head.join('  ')}\n`)
       }
       process.stdout.write(`${row.join('  ')}\n`)
     }
   }
   for (const model of models) model.dispose()
-  if (options.json) process.stdout.write(`${JSON.stringify({ command: 'bench', model: modelPath, seqLen: options.seqLen, results })}\n`)
+  if (options.json)
+    process.stdout.write(`${JSON.stringify({ command: 'bench', model: modelPath, seqLen: options.seqLen, results })}\n`)
 }
 
 function mulberry32(seed: number): () => number {
@@ -745,7 +811,9 @@ async function joinParts(output: string, parts: string[], options: { batchFirst?
     for (const reader of readers) {
       const { shape } = reader
       if (shape.length !== first.length || shape.some((d, i) => i !== axis && d !== first[i])) {
-        throw new RunError(`part ${reader.path}: shape ${formatNpyShape(shape)} does not join with ${formatNpyShape(first)} along axis ${axis}`)
+        throw new RunError(
+          `part ${reader.path}: shape ${formatNpyShape(shape)} does not join with ${formatNpyShape(first)} along axis ${axis}`,
+        )
       }
     }
     const total = readers.reduce((n, r) => n + r.shape[axis], 0)
@@ -788,10 +856,28 @@ function packageVersion(): string {
 function modelOptions(command: Command): Command {
   return command
     .option('--prefix <prefix>', "key prefix of the recurrent module in a larger state_dict, e.g. 'encoder.rnn.'")
-    .addOption(new Option('--nonlinearity <name>', 'nn.RNN only: the nonlinearity, which the weights do not record').choices(['tanh', 'relu']))
-    .addOption(new Option('--backend <name>', 'the engine: the native kernel where it loads (auto), or force one').choices(['auto', 'native', 'js']))
+    .addOption(
+      new Option('--nonlinearity <name>', 'nn.RNN only: the nonlinearity, which the weights do not record').choices([
+        'tanh',
+        'relu',
+      ]),
+    )
+    .addOption(
+      new Option('--backend <name>', 'the engine: the native kernel where it loads (auto), or force one').choices([
+        'auto',
+        'native',
+        'js',
+      ]),
+    )
     .option('--threads <n>', 'most threads one batch may use (default: all cores)', positiveInteger)
-    .addOption(new Option('--simd <isa>', 'force the native kernel instruction set (default: the best the CPU has)').choices(['auto', 'avx512', 'avx2', 'generic']))
+    .addOption(
+      new Option('--simd <isa>', 'force the native kernel instruction set (default: the best the CPU has)').choices([
+        'auto',
+        'avx512',
+        'avx2',
+        'generic',
+      ]),
+    )
 }
 
 export function buildProgram(): Command {
@@ -801,7 +887,10 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(`birnn: ${text.replace(/^error: /, '')}`) })
     .showHelpAfterError('(add --help for the usage)')
-    .addHelpText('after', '\nExit codes: 0 done, 1 the run failed, 2 bad command line, 130/143 interrupted.\nSee docs/cli.md for examples, sharding and joining.')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 done, 1 the run failed, 2 bad command line, 130/143 interrupted.\nSee docs/cli.md for examples, sharding and joining.',
+    )
 
   modelOptions(
     program
@@ -817,10 +906,23 @@ export function buildProgram(): Command {
       .command('score')
       .description('run the model over every sequence of an .npy or JSONL file, streaming')
       .argument('<model>', 'a safetensors state_dict')
-      .requiredOption('-i, --input <file>', '.npy (T, N, inputSize) float32/float64/float16, or JSONL: one sequence per line, [[x, ...], ...]')
+      .requiredOption(
+        '-i, --input <file>',
+        '.npy (T, N, inputSize) float32/float64/float16, or JSONL: one sequence per line, [[x, ...], ...]',
+      )
       .requiredOption('-o, --output <file>', 'where to write the output, of the input kind (.npy float32, or JSONL)')
-      .addOption(new Option('-k, --output-kind <kind>', 'full: every step; last: the last valid step (forward) and step 0 (backward); mean: over valid steps').choices(['full', 'last', 'mean']).default('full'))
-      .option('--batch-first', '.npy input (and full output) is (N, T, inputSize): reads are contiguous, the fastest layout')
+      .addOption(
+        new Option(
+          '-k, --output-kind <kind>',
+          'full: every step; last: the last valid step (forward) and step 0 (backward); mean: over valid steps',
+        )
+          .choices(['full', 'last', 'mean'])
+          .default('full'),
+      )
+      .option(
+        '--batch-first',
+        '.npy input (and full output) is (N, T, inputSize): reads are contiguous, the fastest layout',
+      )
       .option('-b, --batch-size <n>', 'sequences per model call; memory grows with it', positiveInteger, 128)
       .option('--lengths <file>', '.npy int32/int64 (N,): valid steps of each sequence (.npy input)')
       .option('--h0 <file>', '.npy (numLayers*D, N, Hout): initial hidden state')
@@ -870,13 +972,19 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 function isCommanderError(error: unknown): error is CommanderError {
-  return error instanceof Error && typeof (error as CommanderError).code === 'string' && (error as CommanderError).code.startsWith('commander.')
+  return (
+    error instanceof Error &&
+    typeof (error as CommanderError).code === 'string' &&
+    (error as CommanderError).code.startsWith('commander.')
+  )
 }
 
 // Run when executed (node dist/cli.js, or the `birnn` bin link), not when imported.
 function invokedDirectly(): boolean {
   try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))
+    return (
+      process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))
+    )
   } catch {
     return false
   }
@@ -886,6 +994,3 @@ if (invokedDirectly()) {
     process.exitCode = code
   })
 }
-
-// Errors from the readers carry their file in the message; they are run failures (exit 1).
-export { JsonlError, NpyError }

@@ -20,7 +20,14 @@ import type { ModelConfig } from './types.js'
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x))
 
 /** out[r] = b[r] + Σ_k W[r, k] v[k] for the rows of W, starting at v[offset]. */
-function matVec(W: Float32Array, b: Float32Array | undefined, v: ArrayLike<number>, offset: number, cols: number, out: Float64Array) {
+function matVec(
+  W: Float32Array,
+  b: Float32Array | undefined,
+  v: ArrayLike<number>,
+  offset: number,
+  cols: number,
+  out: Float64Array,
+) {
   for (let r = 0; r < out.length; r++) {
     let acc = b ? b[r] : 0
     const row = r * cols

@@ -1,8 +1,8 @@
 // The native backend: hands the weights to the C++ kernel once (it packs them into its own
 // layout) and maps each checked Plan onto the addon's call. Loading the addon is native.ts's job.
 
-import { loadNative, type NativeCall, type NativeResult } from './native.js'
 import type { Engine } from './model.js'
+import { loadNative, type NativeCall, type NativeResult } from './native.js'
 import type { Plan, RawResult } from './shapes.js'
 import type { Weights } from './state-dict.js'
 import type { Simd } from './types.js'
@@ -29,7 +29,12 @@ export function nativeEngine(weights: Weights, options: { threads: number; simd:
     throw new Error(`simd '${simd}' is not supported by this CPU (supported: ${cpu.supported.join(', ')})`)
   }
   const { config } = weights
-  const tensors = weights.layers.flatMap((w) => [w.wIh, w.wHh, ...(w.bIh && w.bHh ? [w.bIh, w.bHh] : []), ...(w.wHr ? [w.wHr] : [])])
+  const tensors = weights.layers.flatMap((w) => [
+    w.wIh,
+    w.wHh,
+    ...(w.bIh && w.bHh ? [w.bIh, w.bHh] : []),
+    ...(w.wHr ? [w.wHr] : []),
+  ])
   const network = new addon.Network(
     {
       mode: MODES[config.mode],
@@ -54,7 +59,7 @@ export function nativeEngine(weights: Weights, options: { threads: number; simd:
     returnLayers: plan.returnLayers,
     threads: options.threads,
   })
-  const raw = (plan: Plan, result: NativeResult): RawResult => {
+  const raw = (result: NativeResult): RawResult => {
     const out: RawResult = { output: result.output, hN: result.hN }
     if (result.cN) out.cN = result.cN
     if (result.layers) {
@@ -64,12 +69,12 @@ export function nativeEngine(weights: Weights, options: { threads: number; simd:
     return out
   }
   const engine: Engine = {
-    runSync: (plan) => raw(plan, network.forwardSync(call(plan))),
+    runSync: (plan) => raw(network.forwardSync(call(plan))),
     run: (plan) => {
       // Captured here so an async failure points at the caller, not at the libuv callback.
       const site = new Error()
       return network.forward(call(plan)).then(
-        (result) => raw(plan, result),
+        (result) => raw(result),
         (error: Error) => {
           site.message = error.message
           site.name = error.name

@@ -134,16 +134,22 @@ export function parseSequence(line: string, where: string, inputSize: number): F
     throw new JsonlError(`${where}: not valid JSON (${(error as Error).message}); expected ${expected}`)
   }
   if (!Array.isArray(value) || value.length === 0) {
-    throw new JsonlError(`${where}: expected ${expected}, received ${Array.isArray(value) ? 'an empty array' : typeof value}`)
+    throw new JsonlError(
+      `${where}: expected ${expected}, received ${Array.isArray(value) ? 'an empty array' : typeof value}`,
+    )
   }
   const data = new Float32Array(value.length * inputSize)
   for (let t = 0; t < value.length; t++) {
     const row = value[t]
     if (!Array.isArray(row)) {
-      throw new JsonlError(`${where}: step ${t} is ${row === null ? 'null' : typeof row}; expected an array of ${inputSize} numbers (inputSize)`)
+      throw new JsonlError(
+        `${where}: step ${t} is ${row === null ? 'null' : typeof row}; expected an array of ${inputSize} numbers (inputSize)`,
+      )
     }
     if (row.length !== inputSize) {
-      throw new JsonlError(`${where}: step ${t} has ${row.length} numbers; expected ${inputSize} (the model's inputSize)`)
+      throw new JsonlError(
+        `${where}: step ${t} has ${row.length} numbers; expected ${inputSize} (the model's inputSize)`,
+      )
     }
     for (let i = 0; i < inputSize; i++) {
       const x = row[i]

@@ -1,11 +1,11 @@
 // The public model: checks options, picks the backend, and runs forward calls through it.
 
 import { availableParallelism } from 'node:os'
-import { checkKeys, isPositiveInteger, typeError } from './errors.js'
 import { forwardJs } from './engine-js.js'
-import { planForward, shapeResult, type Plan, type RawResult } from './shapes.js'
-import type { Weights } from './state-dict.js'
 import { nativeEngine } from './engine-native.js'
+import { checkKeys, isPositiveInteger, typeError } from './errors.js'
+import { type Plan, planForward, type RawResult, shapeResult } from './shapes.js'
+import type { Weights } from './state-dict.js'
 import type { Backend, ForwardOptions, ForwardResult, LoadOptions, ModelConfig, Simd, Tensor } from './types.js'
 
 /** What a backend must do; the JS engine and the native kernel both implement it. */
@@ -26,12 +26,14 @@ export function checkLoadOptions(options: unknown): LoadOptions {
   if (o.nonlinearity !== undefined && o.nonlinearity !== 'tanh' && o.nonlinearity !== 'relu') {
     throw typeError('options.nonlinearity', "'tanh' or 'relu'", o.nonlinearity)
   }
-  if (o.batchFirst !== undefined && typeof o.batchFirst !== 'boolean') throw typeError('options.batchFirst', 'a boolean', o.batchFirst)
+  if (o.batchFirst !== undefined && typeof o.batchFirst !== 'boolean')
+    throw typeError('options.batchFirst', 'a boolean', o.batchFirst)
   if (o.prefix !== undefined && typeof o.prefix !== 'string') throw typeError('options.prefix', 'a string', o.prefix)
   if (o.backend !== undefined && !['auto', 'native', 'js'].includes(o.backend)) {
     throw typeError('options.backend', "'auto', 'native' or 'js'", o.backend)
   }
-  if (o.threads !== undefined && !isPositiveInteger(o.threads)) throw typeError('options.threads', 'a positive integer', o.threads)
+  if (o.threads !== undefined && !isPositiveInteger(o.threads))
+    throw typeError('options.threads', 'a positive integer', o.threads)
   if (o.simd !== undefined && !['auto', 'avx512', 'avx2', 'generic'].includes(o.simd)) {
     throw typeError('options.simd', "'auto', 'avx512', 'avx2' or 'generic'", o.simd)
   }
@@ -87,13 +89,16 @@ export function jsEngine(weights: Weights): Engine {
     runSync: (plan) => forwardJs(weights, plan),
     // The JS engine computes on the calling thread: forward() returns at once like the native
     // path does, but the computation itself then holds the event loop.
-    run: (plan) => new Promise((resolve, reject) => setImmediate(() => {
-      try {
-        resolve(forwardJs(weights, plan))
-      } catch (error) {
-        reject(error)
-      }
-    })),
+    run: (plan) =>
+      new Promise((resolve, reject) =>
+        setImmediate(() => {
+          try {
+            resolve(forwardJs(weights, plan))
+          } catch (error) {
+            reject(error)
+          }
+        }),
+      ),
     dispose: () => {},
   }
 }

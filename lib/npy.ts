@@ -71,19 +71,35 @@ export function parseNpyHeader(path: string, fd: number, fileSize: number): NpyH
     fail(`its header ${JSON.stringify(text.trim())} lacks 'descr', 'fortran_order' or 'shape'`)
   }
   if (fortran === 'True') {
-    fail("it is in Fortran order (fortran_order: True); save a C-order array, e.g. np.save(path, np.ascontiguousarray(x))")
+    fail(
+      'it is in Fortran order (fortran_order: True); save a C-order array, e.g. np.save(path, np.ascontiguousarray(x))',
+    )
   }
-  const alias: Record<string, string> = { '<f4': '<f4', '=f4': '<f4', '<f8': '<f8', '=f8': '<f8', '<f2': '<f2', '=f2': '<f2' }
+  const alias: Record<string, string> = {
+    '<f4': '<f4',
+    '=f4': '<f4',
+    '<f8': '<f8',
+    '=f8': '<f8',
+    '<f2': '<f2',
+    '=f2': '<f2',
+  }
   const dtype = (alias[descr!] ?? descr) as NpyDtype
   if (!(dtype in DTYPES)) {
-    fail(`its dtype '${descr}' is not supported (little-endian float32 '<f4', float64 '<f8', float16 '<f2', or int32/int64 for lengths)`)
+    fail(
+      `its dtype '${descr}' is not supported (little-endian float32 '<f4', float64 '<f8', float16 '<f2', or int32/int64 for lengths)`,
+    )
   }
-  const dims = shapeText!.split(',').map((d) => d.trim()).filter((d) => d !== '')
+  const dims = shapeText!
+    .split(',')
+    .map((d) => d.trim())
+    .filter((d) => d !== '')
   const shape = dims.map((d) => (/^\d+L?$/.test(d) ? Number.parseInt(d, 10) : Number.NaN))
   if (shape.some((d) => !Number.isSafeInteger(d))) fail(`its shape (${shapeText}) is not a tuple of sizes`)
   const bytes = shape.reduce((a, b) => a * b, 1) * DTYPES[dtype].bytes
   if (dataOffset + bytes > fileSize) {
-    fail(`shape ${formatNpyShape(shape)} of ${DTYPES[dtype].name} needs ${bytes} bytes of data, but the file holds ${fileSize - dataOffset}`)
+    fail(
+      `shape ${formatNpyShape(shape)} of ${DTYPES[dtype].name} needs ${bytes} bytes of data, but the file holds ${fileSize - dataOffset}`,
+    )
   }
   return { dtype, shape, dataOffset }
 }
@@ -127,7 +143,12 @@ export class NpyReader {
   }
 
   /** The raw bytes of the slab in C order, with `count` in place of shape[axis], into `out`. */
-  #readBytes(axis: 0 | 1, start: number, count: number, out: Buffer = Buffer.allocUnsafe(this.#slab(axis, count).bytes)): Buffer {
+  #readBytes(
+    axis: 0 | 1,
+    start: number,
+    count: number,
+    out: Buffer = Buffer.allocUnsafe(this.#slab(axis, count).bytes),
+  ): Buffer {
     const { shape, dataOffset } = this.header
     const { inner, outer } = this.#slab(axis, count)
     const rowBytes = axis === 0 ? 0 : shape[1] * inner // bytes per index of axis 0
@@ -153,7 +174,8 @@ export class NpyReader {
   /** A float slab as float32. */
   readFloat32(axis: 0 | 1, start: number, count: number): Float32Array {
     const { dtype } = this.header
-    if (!FLOAT_DTYPES.includes(dtype)) throw new NpyError(`${this.path}: expected a float array, received ${npyDtypeName(dtype)}`)
+    if (!FLOAT_DTYPES.includes(dtype))
+      throw new NpyError(`${this.path}: expected a float array, received ${npyDtypeName(dtype)}`)
     if (dtype === '<f4') {
       // Straight into the array that is returned: no conversion, no copy.
       const data = new Float32Array(this.#slab(axis, count).bytes / 4)
@@ -161,13 +183,15 @@ export class NpyReader {
       return data
     }
     const bytes = this.#readBytes(axis, start, count)
-    return toFloat32(this.path, { dtype: DTYPES[dtype].stored, shape: [bytes.length / DTYPES[dtype].bytes], bytes }).data
+    return toFloat32(this.path, { dtype: DTYPES[dtype].stored, shape: [bytes.length / DTYPES[dtype].bytes], bytes })
+      .data
   }
 
   /** An integer slab as numbers (int64 values beyond 2^53 become inexact and fail later checks). */
   readIntegers(axis: 0 | 1, start: number, count: number): number[] {
     const { dtype } = this.header
-    if (!INT_DTYPES.includes(dtype)) throw new NpyError(`${this.path}: expected an int32 or int64 array, received ${npyDtypeName(dtype)}`)
+    if (!INT_DTYPES.includes(dtype))
+      throw new NpyError(`${this.path}: expected an int32 or int64 array, received ${npyDtypeName(dtype)}`)
     const bytes = this.#readBytes(axis, start, count)
     const out: number[] = []
     for (let i = 0; i < bytes.length; i += DTYPES[dtype].bytes) {
@@ -224,7 +248,11 @@ export class NpyWriter {
     const count = data.length / (this.shape[0] === 0 ? 1 : this.shape[0]) / (inner / 4)
     const rowBytes = this.shape[1] * inner
     for (let o = 0; o < this.shape[0]; o++) {
-      writeAll(this.#fd, bytes.subarray(o * count * inner, (o + 1) * count * inner), this.#dataOffset + o * rowBytes + start * inner)
+      writeAll(
+        this.#fd,
+        bytes.subarray(o * count * inner, (o + 1) * count * inner),
+        this.#dataOffset + o * rowBytes + start * inner,
+      )
     }
   }
 }

@@ -44,7 +44,11 @@ function checkTensor(name: string, value: unknown): Tensor {
   }
   const size = shape.reduce((a, b) => a * b, 1)
   if (size !== data.length) {
-    throw rangeError(`${name}.data`, `length ${size} (the product of shape ${formatShape(shape)})`, `length ${data.length}`)
+    throw rangeError(
+      `${name}.data`,
+      `length ${size} (the product of shape ${formatShape(shape)})`,
+      `length ${data.length}`,
+    )
   }
   return { data, shape }
 }
@@ -78,14 +82,19 @@ export function planForward(config: ModelConfig, input: unknown, options: unknow
   const N = unbatched ? 1 : x.shape[batchFirst ? 0 : 1]
   if (x.shape[rank - 1] !== config.inputSize || T === 0 || N === 0) {
     const want = unbatched ? '[T, ' : batchFirst ? '[N, T, ' : '[T, N, '
-    throw rangeError('input', `shape ${want}${config.inputSize}] with T ≥ 1${unbatched ? '' : ' and N ≥ 1'}`, formatShape(x.shape))
+    throw rangeError(
+      'input',
+      `shape ${want}${config.inputSize}] with T ≥ 1${unbatched ? '' : ' and N ≥ 1'}`,
+      formatShape(x.shape),
+    )
   }
   const LD = config.numLayers * directions(config)
   const stateShape = (size: number) => (unbatched ? [LD, size] : [LD, N, size])
   const plan: Plan = { T, N, batchFirst, unbatched, input: x.data, returnLayers: false }
   if (h0 !== undefined) plan.h0 = checkState('h0', h0, stateShape(outputSize(config)))
   if (c0 !== undefined) {
-    if (config.mode !== 'LSTM') throw new TypeError(`c0: only an LSTM has a cell state, but this model is ${config.mode}`)
+    if (config.mode !== 'LSTM')
+      throw new TypeError(`c0: only an LSTM has a cell state, but this model is ${config.mode}`)
     plan.c0 = checkState('c0', c0, stateShape(config.hiddenSize))
   }
   if (lengths !== undefined) {

@@ -48,7 +48,9 @@ function findPrefix(names: readonly string[], requested: string | undefined): st
     )
   }
   if (candidates.length > 1) {
-    throw new Error(`found ${candidates.length} recurrent modules (prefixes ${list}): pass options.prefix to choose one`)
+    throw new Error(
+      `found ${candidates.length} recurrent modules (prefixes ${list}): pass options.prefix to choose one`,
+    )
   }
   return candidates[0]
 }
@@ -58,7 +60,10 @@ export function readStateDict(names: readonly string[], read: TensorReader, opti
   const cache = new Map<string, Tensor>()
   const load = (name: string): Tensor => {
     let tensor = cache.get(name)
-    if (!tensor) cache.set(name, (tensor = read(name)))
+    if (!tensor) {
+      tensor = read(name)
+      cache.set(name, tensor)
+    }
     return tensor
   }
   const has = (key: string) => names.includes(prefix + key)
@@ -76,7 +81,9 @@ export function readStateDict(names: readonly string[], read: TensorReader, opti
   const shapeOf = (key: string, rank: number): number[] => {
     const shape = load(prefix + key).shape
     if (shape.length !== rank || shape.some((d) => d === 0)) {
-      throw new RangeError(`tensor '${prefix}${key}': expected a non-empty ${rank}-D tensor, received shape ${formatShape(shape)}`)
+      throw new RangeError(
+        `tensor '${prefix}${key}': expected a non-empty ${rank}-D tensor, received shape ${formatShape(shape)}`,
+      )
     }
     return shape
   }
@@ -96,7 +103,15 @@ export function readStateDict(names: readonly string[], read: TensorReader, opti
   }
   const gates = gateRows / hiddenSize
   const mode: Mode | undefined =
-    gates === 4 ? 'LSTM' : gates === 3 ? 'GRU' : gates === 1 ? (options.nonlinearity === 'relu' ? 'RNN_RELU' : 'RNN_TANH') : undefined
+    gates === 4
+      ? 'LSTM'
+      : gates === 3
+        ? 'GRU'
+        : gates === 1
+          ? options.nonlinearity === 'relu'
+            ? 'RNN_RELU'
+            : 'RNN_TANH'
+          : undefined
   if (mode === undefined || gateRows !== inRows) {
     throw new RangeError(
       `tensor '${prefix}weight_hh_l0' of shape [${gateRows}, ${hh1}] with '${prefix}weight_ih_l0' of ${inRows} rows does not describe an RNN (1 gate), GRU (3) or LSTM (4) of hidden size ${hiddenSize}`,
@@ -127,7 +142,7 @@ export function readStateDict(names: readonly string[], read: TensorReader, opti
     }
   }
   // Anything else that looks like this module's parameter is a sign of a mismatched file.
-  const known = new RegExp(`^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\\d+)(_reverse)?$`)
+  const known = /^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$/
   for (const name of names) {
     if (!name.startsWith(prefix)) continue
     const match = known.exec(name.slice(prefix.length))
@@ -145,7 +160,16 @@ export function readStateDict(names: readonly string[], read: TensorReader, opti
     }
   }
   return {
-    config: { mode, inputSize, hiddenSize, numLayers, bidirectional, bias, batchFirst: options.batchFirst ?? false, projSize },
+    config: {
+      mode,
+      inputSize,
+      hiddenSize,
+      numLayers,
+      bidirectional,
+      bias,
+      batchFirst: options.batchFirst ?? false,
+      projSize,
+    },
     layers,
   }
 }
@@ -155,14 +179,20 @@ export function recordReader(tensors: Record<string, Tensor>): TensorReader {
   return (name) => {
     const tensor = tensors[name]
     const label = `tensors['${name}']`
-    if (typeof tensor !== 'object' || tensor === null) throw new TypeError(`${label}: expected a tensor { data, shape }, received ${describe(tensor)}`)
-    if (!(tensor.data instanceof Float32Array)) throw new TypeError(`${label}.data: expected a Float32Array, received ${describe(tensor.data)}`)
+    if (typeof tensor !== 'object' || tensor === null)
+      throw new TypeError(`${label}: expected a tensor { data, shape }, received ${describe(tensor)}`)
+    if (!(tensor.data instanceof Float32Array))
+      throw new TypeError(`${label}.data: expected a Float32Array, received ${describe(tensor.data)}`)
     if (!Array.isArray(tensor.shape) || !tensor.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw new TypeError(`${label}.shape: expected an array of non-negative integers, received ${describe(tensor.shape)}`)
+      throw new TypeError(
+        `${label}.shape: expected an array of non-negative integers, received ${describe(tensor.shape)}`,
+      )
     }
     const size = tensor.shape.reduce((a, b) => a * b, 1)
     if (size !== tensor.data.length) {
-      throw new RangeError(`${label}: expected data.length ${size} (the product of shape ${formatShape(tensor.shape)}), received ${tensor.data.length}`)
+      throw new RangeError(
+        `${label}: expected data.length ${size} (the product of shape ${formatShape(tensor.shape)}), received ${tensor.data.length}`,
+      )
     }
     return { data: tensor.data.slice(), shape: [...tensor.shape] }
   }

@@ -11,6 +11,10 @@
 
 namespace birnn {
 
+namespace detail {
+struct Kernels;
+}
+
 enum class Mode : int { RnnTanh = 0, RnnRelu = 1, Gru = 2, Lstm = 3 };
 
 // Instruction sets the kernel is compiled for; all live in one binary and one is picked at run time.
@@ -65,6 +69,9 @@ class Network {
   // weights has numLayers * D entries, layer-major, direction-minor. Packs them into the
   // kernel's own layout; throws std::invalid_argument on a bad config or missing tensor.
   Network(const Config& config, const LayerWeights* weights, Isa isa);
+  // Internal, for the kernel tests: runs on the given kernels, e.g. a portable build of another
+  // ISA's tile geometry on a CPU that lacks that ISA.
+  Network(const Config& config, const LayerWeights* weights, const detail::Kernels& kernels);
   ~Network();
   Network(const Network&) = delete;
   Network& operator=(const Network&) = delete;

@@ -26,11 +26,17 @@ constexpr int ACC = BIRNN_ACCUMULATORS;
 using idx = std::ptrdiff_t;
 
 #if BIRNN_VECTOR_TYPES
+#include <immintrin.h>  // the AVX files only; its functions are static, so nothing leaks out
 typedef float V __attribute__((vector_size(L * sizeof(float))));
 typedef int32_t VI __attribute__((vector_size(L * sizeof(float))));
 inline V load(const float* p) { V v; std::memcpy(&v, p, sizeof v); return v; }
 inline void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
-inline V splat(float x) { return V{} + x; }
+// One vbroadcastss: GCC builds neither `V{} + x` (an add) nor a lane loop (inserts) into one.
+#if BIRNN_LANES == 16
+inline V splat(float x) { return _mm512_set1_ps(x); }
+#else
+inline V splat(float x) { return _mm256_set1_ps(x); }
+#endif
 inline V fma(V a, V b, V c) { return a * b + c; }  // contracted to one FMA (-ffp-contract=fast)
 inline V vmin(V a, V b) { return a < b ? a : b; }
 inline V vmax(V a, V b) { return a > b ? a : b; }

@@ -2,6 +2,7 @@
 // the input projection of every time step as one GEMM per direction, the recurrence over the
 // batch rows still inside their sequences, and the threads. The arithmetic is in the kernels.
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <system_error>
@@ -15,6 +16,13 @@
 #include "birnn.h"
 #include "kernel.h"
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#define BIRNN_MMAP 1
+#else
+#define BIRNN_MMAP 0
+#endif
+
 namespace birnn {
 
 namespace {
@@ -22,15 +30,36 @@ namespace {
 using detail::Geometry;
 using idx = std::ptrdiff_t;
 
-// Zero-filled float storage on 64-byte boundaries (a cache line, a full AVX-512 vector).
+// Storage on 64-byte boundaries (a cache line, a full AVX-512 vector). Large buffers are mapped
+// straight from the OS and unmapped when freed: the work buffers of one call can be tens of MB,
+// and glibc would otherwise keep them in the arenas of the libuv threads that freed them.
 template <typename T>
 struct Aligned {
   using value_type = T;
+  static constexpr std::size_t kMapped = std::size_t(1) << 20;
   Aligned() = default;
   template <typename U>
   Aligned(const Aligned<U>&) {}
-  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
-  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(64)); }
+  T* allocate(std::size_t n) {
+#if BIRNN_MMAP
+    if (n * sizeof(T) >= kMapped) {
+      void* p = mmap(nullptr, n * sizeof(T), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+      return static_cast<T*>(p);
+    }
+#endif
+    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64)));
+  }
+  void deallocate(T* p, std::size_t n) {
+#if BIRNN_MMAP
+    if (n * sizeof(T) >= kMapped) {
+      munmap(p, n * sizeof(T));
+      return;
+    }
+#endif
+    (void)n;
+    ::operator delete(p, std::align_val_t(64));
+  }
   template <typename U>
   bool operator==(const Aligned<U>&) const { return true; }
   template <typename U>
@@ -83,36 +112,43 @@ Floats packProjection(const float* w, int Hout, int H, int width, int panels) {
   return out;
 }
 
-// A reusable barrier for the threads of one forward call. abort() releases every waiter for
-// good (wait() then returns false), for when a thread of the call could not be started.
+// A reusable barrier for the threads of one forward call. Waiters spin briefly (the phases it
+// separates are often short, and the other thread is usually about to arrive), then sleep.
+// abort() releases every waiter for good (wait() then returns false), for when a thread of the
+// call could not be started.
 class Barrier {
  public:
   explicit Barrier(int count) : count_(count) {}
   bool wait() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    const long generation = generation_;
-    if (++waiting_ == count_) {
-      waiting_ = 0;
-      ++generation_;
+    const long generation = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == count_) {
+      arrived_.store(0, std::memory_order_relaxed);
+      std::lock_guard<std::mutex> lock(mutex_);
+      generation_.store(generation + 1, std::memory_order_release);
       cv_.notify_all();
-    } else {
-      cv_.wait(lock, [&] { return aborted_ || generation != generation_; });
+      return !aborted_.load();
     }
-    return !aborted_;
+    for (int spin = 0; spin < 2000; ++spin) {
+      if (generation_.load(std::memory_order_acquire) != generation || aborted_.load()) return !aborted_.load();
+      std::this_thread::yield();
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return aborted_.load() || generation_.load(std::memory_order_acquire) != generation; });
+    return !aborted_.load();
   }
   void abort() {
     std::lock_guard<std::mutex> lock(mutex_);
-    aborted_ = true;
+    aborted_.store(true);
     cv_.notify_all();
   }
 
  private:
   std::mutex mutex_;
   std::condition_variable cv_;
-  int count_;
-  int waiting_ = 0;
-  long generation_ = 0;
-  bool aborted_ = false;
+  const int count_;
+  std::atomic<int> arrived_{0};
+  std::atomic<long> generation_{0};
+  std::atomic<bool> aborted_{false};
 };
 
 }  // namespace
@@ -134,7 +170,11 @@ struct Network::Impl {
   void run(const Call& call) const;
 };
 
-Network::Network(const Config& config, const LayerWeights* weights, Isa isa) : impl_(new Impl) {
+Network::Network(const Config& config, const LayerWeights* weights, Isa isa)
+    : Network(config, weights, detail::kernelsFor(isa)) {}
+
+Network::Network(const Config& config, const LayerWeights* weights, const detail::Kernels& kernels)
+    : impl_(new Impl) {
   Impl& n = *impl_;
   require(config.inputSize > 0 && config.hiddenSize > 0 && config.numLayers > 0,
           "config: inputSize, hiddenSize and numLayers must be positive");
@@ -143,8 +183,8 @@ Network::Network(const Config& config, const LayerWeights* weights, Isa isa) : i
   require(config.mode >= Mode::RnnTanh && config.mode <= Mode::Lstm, "config: unknown mode");
   require(weights != nullptr, "weights: missing");
   n.cfg = config;
-  n.isa = isa;
-  n.k = &detail::kernelsFor(isa);
+  n.isa = kernels.isa;
+  n.k = &kernels;
   n.H = config.hiddenSize;
   n.Hout = config.projSize ? config.projSize : config.hiddenSize;
   n.D = config.bidirectional ? 2 : 1;
@@ -229,8 +269,10 @@ void Network::Impl::run(const Call& call) const {
 
   // Threads: the directions run side by side, then the batch is split further while each part
   // keeps enough work to pay for a thread. Results never depend on the split.
-  const double flops = 2.0 * rows * geo.G * H * (cfg.inputSize + Hout) * D * L;
-  int threads = std::min(call.threads, static_cast<int>(std::max(1.0, flops / 2e6)));
+  // A thread costs tens of microseconds (start, join, a barrier per phase): worth it only when
+  // each layer has millions of multiply-adds to share.
+  const double layerFlops = 2.0 * rows * geo.G * H * (std::max(cfg.inputSize, D * Hout) + Hout) * D;
+  int threads = std::min(call.threads, static_cast<int>(std::max(1.0, layerFlops / 4e6)));
   const int chunks = std::max(1, std::min(N, threads / D));
   const int projChunks = std::max(1, std::min<int>(static_cast<int>(rows), threads / D));
   threads = std::max(1, std::min(threads, D * std::max(chunks, projChunks)));

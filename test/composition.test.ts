@@ -9,14 +9,15 @@ import type { Tensor } from '../lib/types.js'
 import { fixture, maxAbsDiff, modelPath, readIo, readTensors } from './helpers.js'
 
 const report = fixture('report_rnn_25_50_4_bi')
-const [N, T, H] = [15, 5, 50]
+const [N, H] = [15, 50]
 
 /** Reverses the time axis of a batch-first (N, T, F) tensor. */
 function flipTime(x: Tensor): Tensor {
   const [n, t, f] = x.shape
   const data = new Float32Array(x.data.length)
   for (let b = 0; b < n; b++) {
-    for (let s = 0; s < t; s++) data.set(x.data.subarray((b * t + s) * f, (b * t + s + 1) * f), (b * t + (t - 1 - s)) * f)
+    for (let s = 0; s < t; s++)
+      data.set(x.data.subarray((b * t + s) * f, (b * t + s + 1) * f), (b * t + (t - 1 - s)) * f)
   }
   return { data, shape: [n, t, f] }
 }
@@ -33,7 +34,10 @@ function concatFeatures(a: Tensor, b: Tensor): Tensor {
 }
 
 /** h0 slice for one (layer, direction) of the stacked (8, N, H) h0, as a (1, N, H) tensor. */
-const stateOf = (h0: Tensor, index: number): Tensor => ({ data: h0.data.slice(index * N * H, (index + 1) * N * H), shape: [1, N, H] })
+const stateOf = (h0: Tensor, index: number): Tensor => ({
+  data: h0.data.slice(index * N * H, (index + 1) * N * H),
+  shape: [1, N, H],
+})
 
 describe('a stacked bidirectional RNN equals its single-layer, single-direction parts', async () => {
   const weights = readTensors(modelPath(report))
@@ -66,7 +70,13 @@ describe('a stacked bidirectional RNN equals its single-layer, single-direction 
   }
 
   it('the parts carry the shapes of the report: weight_ih of layers 1-3 has 2*hidden columns', () => {
-    expect(stacked.config).toMatchObject({ mode: 'RNN_TANH', inputSize: 25, hiddenSize: H, numLayers: 4, bidirectional: true })
+    expect(stacked.config).toMatchObject({
+      mode: 'RNN_TANH',
+      inputSize: 25,
+      hiddenSize: H,
+      numLayers: 4,
+      bidirectional: true,
+    })
     expect(weights.weight_ih_l0.shape).toEqual([H, 25])
     for (const l of [1, 2, 3]) {
       expect(weights[`weight_ih_l${l}`].shape).toEqual([H, 2 * H])
@@ -88,7 +98,8 @@ describe('a stacked bidirectional RNN equals its single-layer, single-direction 
     const layers = compose(false)
     const half = (x: Tensor, d: number) => {
       const out = new Float32Array(x.data.length / 2)
-      for (let r = 0; r < out.length / H; r++) out.set(x.data.subarray(r * 2 * H + d * H, r * 2 * H + (d + 1) * H), r * H)
+      for (let r = 0; r < out.length / H; r++)
+        out.set(x.data.subarray(r * 2 * H + d * H, r * 2 * H + (d + 1) * H), r * H)
       return out
     }
     // Layer 1's outputs hold the right values, the backward half at mirrored time steps.

@@ -25,7 +25,11 @@ const lstm = (prefix = '', layers = 2): Record<string, Tensor> => {
 describe('untrusted safetensors files', () => {
   const f32 = new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer)
   const cases: Array<[string, Uint8Array, RegExp]> = [
-    ['a file shorter than the header length', new Uint8Array(5), /file is 5 bytes, too short for the 8-byte header length/],
+    [
+      'a file shorter than the header length',
+      new Uint8Array(5),
+      /file is 5 bytes, too short for the 8-byte header length/,
+    ],
     [
       'a header length beyond the file',
       (() => {
@@ -37,9 +41,21 @@ describe('untrusted safetensors files', () => {
     ],
     ['invalid JSON', safetensorsBytes('{"a": '), /header is not valid UTF-8 JSON/],
     ['a header that is not an object', safetensorsBytes('[1, 2]'), /header is not a JSON object/],
-    ['an unknown dtype', safetensorsBytes({ w: { dtype: 'F128', shape: [1], data_offsets: [0, 16] } }, f32), /tensor 'w' has unknown dtype "F128"/],
-    ['a negative dimension', safetensorsBytes({ w: { dtype: 'F32', shape: [-4], data_offsets: [0, 16] } }, f32), /tensor 'w' has an invalid shape \[-4\]/],
-    ['reversed offsets', safetensorsBytes({ w: { dtype: 'F32', shape: [4], data_offsets: [16, 0] } }, f32), /tensor 'w' has invalid data_offsets \[16,0\]/],
+    [
+      'an unknown dtype',
+      safetensorsBytes({ w: { dtype: 'F128', shape: [1], data_offsets: [0, 16] } }, f32),
+      /tensor 'w' has unknown dtype "F128"/,
+    ],
+    [
+      'a negative dimension',
+      safetensorsBytes({ w: { dtype: 'F32', shape: [-4], data_offsets: [0, 16] } }, f32),
+      /tensor 'w' has an invalid shape \[-4\]/,
+    ],
+    [
+      'reversed offsets',
+      safetensorsBytes({ w: { dtype: 'F32', shape: [4], data_offsets: [16, 0] } }, f32),
+      /tensor 'w' has invalid data_offsets \[16,0\]/,
+    ],
     [
       'offsets outside the data',
       safetensorsBytes({ w: { dtype: 'F32', shape: [8], data_offsets: [0, 32] } }, f32),
@@ -53,7 +69,10 @@ describe('untrusted safetensors files', () => {
     [
       'overlapping tensors',
       safetensorsBytes(
-        { a: { dtype: 'F32', shape: [3], data_offsets: [0, 12] }, b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] } },
+        {
+          a: { dtype: 'F32', shape: [3], data_offsets: [0, 12] },
+          b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] },
+        },
         f32,
       ),
       /tensors 'a' and 'b' overlap in the data section/,
@@ -73,7 +92,9 @@ describe('untrusted safetensors files', () => {
     const bytes = encodeTensors(tensors)
     // Rewrite weight_hh_l1's dtype to I32 (same byte size) in the header.
     const text = new TextDecoder().decode(bytes).replace(/("weight_hh_l1":\{"dtype":)"F32"/, '$1"I32"')
-    await expect(load(new TextEncoder().encode(text))).rejects.toThrow("safetensors: tensor 'weight_hh_l1' has dtype I32; expected one of F32, F16, BF16, F64")
+    await expect(load(new TextEncoder().encode(text))).rejects.toThrow(
+      "safetensors: tensor 'weight_hh_l1' has dtype I32; expected one of F32, F16, BF16, F64",
+    )
   })
 
   it('a missing file', async () => {
@@ -91,12 +112,16 @@ describe('state_dict contents', () => {
   it('a mis-shaped tensor is named with both shapes', () => {
     const tensors = lstm('rnn.')
     tensors['rnn.weight_ih_l1'] = t([16, 5])
-    expect(() => fromStateDict(tensors)).toThrow(new RangeError("tensor 'rnn.weight_ih_l1': expected shape [16, 4], received [16, 5]"))
+    expect(() => fromStateDict(tensors)).toThrow(
+      new RangeError("tensor 'rnn.weight_ih_l1': expected shape [16, 4], received [16, 5]"),
+    )
   })
 
   it('two recurrent modules need a prefix', () => {
     const tensors = { ...lstm('enc.lstm.'), ...lstm('dec.gru.') }
-    expect(() => fromStateDict(tensors)).toThrow("found 2 recurrent modules (prefixes 'enc.lstm.', 'dec.gru.'): pass options.prefix to choose one")
+    expect(() => fromStateDict(tensors)).toThrow(
+      "found 2 recurrent modules (prefixes 'enc.lstm.', 'dec.gru.'): pass options.prefix to choose one",
+    )
     expect(fromStateDict(tensors, { prefix: 'dec.gru.', backend: 'js' }).config.numLayers).toBe(2)
     expect(fromStateDict(tensors, { prefix: 'dec.gru', backend: 'js' }).config.numLayers).toBe(2)
   })
@@ -108,28 +133,39 @@ describe('state_dict contents', () => {
   })
 
   it('a state_dict with no recurrent module', () => {
-    expect(() => fromStateDict({ 'head.weight': t([2, 2]) })).toThrow(/no recurrent module found: expected a tensor named like 'weight_ih_l0'/)
+    expect(() => fromStateDict({ 'head.weight': t([2, 2]) })).toThrow(
+      /no recurrent module found: expected a tensor named like 'weight_ih_l0'/,
+    )
   })
 
   it('a parameter that does not fit the inferred module', () => {
     const tensors = { ...lstm(), weight_hh_l3: t([16, 4]) }
     expect(() => fromStateDict(tensors)).toThrow("unexpected tensor 'weight_hh_l3' for a 2-layer unidirectional LSTM")
     const half = { ...lstm(), weight_ih_l1_reverse: t([16, 4]) }
-    expect(() => fromStateDict(half)).toThrow("unexpected tensor 'weight_ih_l1_reverse' for a 2-layer unidirectional LSTM")
+    expect(() => fromStateDict(half)).toThrow(
+      "unexpected tensor 'weight_ih_l1_reverse' for a 2-layer unidirectional LSTM",
+    )
   })
 
   it('a gate count that is no RNN, GRU or LSTM', () => {
     const tensors = { weight_ih_l0: t([10, 3]), weight_hh_l0: t([10, 5]) }
     expect(() => fromStateDict(tensors)).toThrow(RangeError)
-    expect(() => fromStateDict(tensors)).toThrow(/does not describe an RNN \(1 gate\), GRU \(3\) or LSTM \(4\) of hidden size 5/)
+    expect(() => fromStateDict(tensors)).toThrow(
+      /does not describe an RNN \(1 gate\), GRU \(3\) or LSTM \(4\) of hidden size 5/,
+    )
   })
 
   it('nonlinearity on a GRU or LSTM', () => {
-    expect(() => fromStateDict(lstm(), { nonlinearity: 'relu' })).toThrow(new TypeError('nonlinearity: applies to nn.RNN only, but this model is an LSTM'))
+    expect(() => fromStateDict(lstm(), { nonlinearity: 'relu' })).toThrow(
+      new TypeError('nonlinearity: applies to nn.RNN only, but this model is an LSTM'),
+    )
   })
 
   it('keys of other modules are ignored once the prefix is known', () => {
-    const model = fromStateDict({ ...lstm('encoder.rnn.'), 'head.weight': t([2, 8]), 'embed.weight': t([10, 3]) }, { backend: 'js' })
+    const model = fromStateDict(
+      { ...lstm('encoder.rnn.'), 'head.weight': t([2, 8]), 'embed.weight': t([10, 3]) },
+      { backend: 'js' },
+    )
     expect(model.config).toEqual({
       mode: 'LSTM',
       inputSize: 3,
@@ -150,7 +186,9 @@ describe('state_dict contents', () => {
 
   it('fromStateDict checks each tensor and never keeps or changes the caller arrays', () => {
     const tensors = lstm()
-    expect(() => fromStateDict({ ...tensors, weight_hh_l0: { data: new Float64Array(64), shape: [16, 4] } as unknown as Tensor })).toThrow(
+    expect(() =>
+      fromStateDict({ ...tensors, weight_hh_l0: { data: new Float64Array(64), shape: [16, 4] } as unknown as Tensor }),
+    ).toThrow(
       new TypeError("tensors['weight_hh_l0'].data: expected a Float32Array, received Float64Array of length 64"),
     )
     expect(() => fromStateDict({ ...tensors, weight_hh_l0: { data: new Float32Array(63), shape: [16, 4] } })).toThrow(
@@ -168,12 +206,24 @@ describe('state_dict contents', () => {
 describe('load options', () => {
   const path = modelPath(fixture('lstm_uni_l1_tm'))
   it.each([
-    [{ backnd: 'js' }, TypeError, "options: unknown option 'backnd' (known options: nonlinearity, batchFirst, prefix, backend, threads, simd)"],
+    [
+      { backnd: 'js' },
+      TypeError,
+      "options: unknown option 'backnd' (known options: nonlinearity, batchFirst, prefix, backend, threads, simd)",
+    ],
     [{ backend: 'gpu' }, TypeError, "options.backend: expected 'auto', 'native' or 'js', received the string \"gpu\""],
     [{ threads: 0 }, TypeError, 'options.threads: expected a positive integer, received number 0'],
     [{ batchFirst: 'yes' }, TypeError, 'options.batchFirst: expected a boolean, received the string "yes"'],
-    [{ nonlinearity: 'sigmoid' }, TypeError, "options.nonlinearity: expected 'tanh' or 'relu', received the string \"sigmoid\""],
-    [{ simd: 'neon' }, TypeError, "options.simd: expected 'auto', 'avx512', 'avx2' or 'generic', received the string \"neon\""],
+    [
+      { nonlinearity: 'sigmoid' },
+      TypeError,
+      "options.nonlinearity: expected 'tanh' or 'relu', received the string \"sigmoid\"",
+    ],
+    [
+      { simd: 'neon' },
+      TypeError,
+      "options.simd: expected 'auto', 'avx512', 'avx2' or 'generic', received the string \"neon\"",
+    ],
   ])('%o', async (options, kind, message) => {
     await expect(load(path, options as never)).rejects.toThrow(new kind(message))
   })
@@ -189,24 +239,114 @@ describe.each(engines())('forward arguments on $label', ({ options }) => {
   const c = fixture('report_rnn_25_50_4_bi')
   const good = t([15, 5, 25])
   const cases: Array<[string, () => unknown[], ErrorConstructor, string]> = [
-    ['input of the wrong kind', () => [[1, 2, 3]], TypeError, 'input: expected a tensor { data: Float32Array, shape: number[] }, received an array of length 3'],
-    ['input data not float32', () => [{ data: new Float64Array(1875), shape: [15, 5, 25] }], TypeError, 'input.data: expected a Float32Array, received Float64Array of length 1875'],
-    ['input shape not integers', () => [{ data: good.data, shape: [15, 5, 25.5] }], TypeError, 'input.shape: expected an array of non-negative integers, received an array of length 3'],
-    ['input data.length off', () => [{ data: new Float32Array(10), shape: [15, 5, 25] }], RangeError, 'input.data: expected length 1875 (the product of shape [15, 5, 25]), received length 10'],
-    ['input of rank 4', () => [t([1, 15, 5, 25])], RangeError, 'input: expected a 3-D tensor (N, T, inputSize) or a 2-D unbatched (T, inputSize) with inputSize 25, received shape [1, 15, 5, 25]'],
-    ['input with the wrong inputSize', () => [t([15, 5, 24])], RangeError, 'input: expected shape [N, T, 25] with T ≥ 1 and N ≥ 1, received [15, 5, 24]'],
-    ['input with no time steps', () => [t([15, 0, 25])], RangeError, 'input: expected shape [N, T, 25] with T ≥ 1 and N ≥ 1, received [15, 0, 25]'],
-    ['h0 transposed', () => [good, { h0: t([8, 50, 15]) }], RangeError, 'h0: expected shape [8, 15, 50], received [8, 50, 15]'],
-    ['h0 2-D for batched input', () => [good, { h0: t([8, 50]) }], RangeError, 'h0: expected shape [8, 15, 50], received [8, 50]'],
-    ['c0 on an RNN', () => [good, { c0: t([8, 15, 50]) }], TypeError, 'c0: only an LSTM has a cell state, but this model is RNN_TANH'],
-    ['lengths of the wrong count', () => [good, { lengths: [5, 5] }], RangeError, 'lengths: expected 15 entries (one per sequence), received 2'],
-    ['a length past T', () => [good, { lengths: Array(15).fill(6) }], RangeError, 'lengths[0]: expected a length in [1, 5], received 6'],
-    ['a zero length', () => [good, { lengths: [...Array(14).fill(5), 0] }], RangeError, 'lengths[14]: expected a length in [1, 5], received 0'],
-    ['a fractional length', () => [good, { lengths: [...Array(14).fill(5), 2.5] }], TypeError, 'lengths[14]: expected an integer, received number 2.5'],
-    ['lengths as a Float32Array', () => [good, { lengths: new Float32Array(15) }], TypeError, 'lengths: expected an array of integers or an Int32Array, received Float32Array of length 15'],
-    ['returnLayers not a boolean', () => [good, { returnLayers: 1 }], TypeError, 'returnLayers: expected a boolean, received number 1'],
-    ['an unknown option', () => [good, { ho: t([8, 15, 50]) }], TypeError, "forward options: unknown option 'ho' (known options: h0, c0, lengths, returnLayers)"],
-    ['options not an object', () => [good, 'fast'], TypeError, 'options: expected an object, received the string "fast"'],
+    [
+      'input of the wrong kind',
+      () => [[1, 2, 3]],
+      TypeError,
+      'input: expected a tensor { data: Float32Array, shape: number[] }, received an array of length 3',
+    ],
+    [
+      'input data not float32',
+      () => [{ data: new Float64Array(1875), shape: [15, 5, 25] }],
+      TypeError,
+      'input.data: expected a Float32Array, received Float64Array of length 1875',
+    ],
+    [
+      'input shape not integers',
+      () => [{ data: good.data, shape: [15, 5, 25.5] }],
+      TypeError,
+      'input.shape: expected an array of non-negative integers, received an array of length 3',
+    ],
+    [
+      'input data.length off',
+      () => [{ data: new Float32Array(10), shape: [15, 5, 25] }],
+      RangeError,
+      'input.data: expected length 1875 (the product of shape [15, 5, 25]), received length 10',
+    ],
+    [
+      'input of rank 4',
+      () => [t([1, 15, 5, 25])],
+      RangeError,
+      'input: expected a 3-D tensor (N, T, inputSize) or a 2-D unbatched (T, inputSize) with inputSize 25, received shape [1, 15, 5, 25]',
+    ],
+    [
+      'input with the wrong inputSize',
+      () => [t([15, 5, 24])],
+      RangeError,
+      'input: expected shape [N, T, 25] with T ≥ 1 and N ≥ 1, received [15, 5, 24]',
+    ],
+    [
+      'input with no time steps',
+      () => [t([15, 0, 25])],
+      RangeError,
+      'input: expected shape [N, T, 25] with T ≥ 1 and N ≥ 1, received [15, 0, 25]',
+    ],
+    [
+      'h0 transposed',
+      () => [good, { h0: t([8, 50, 15]) }],
+      RangeError,
+      'h0: expected shape [8, 15, 50], received [8, 50, 15]',
+    ],
+    [
+      'h0 2-D for batched input',
+      () => [good, { h0: t([8, 50]) }],
+      RangeError,
+      'h0: expected shape [8, 15, 50], received [8, 50]',
+    ],
+    [
+      'c0 on an RNN',
+      () => [good, { c0: t([8, 15, 50]) }],
+      TypeError,
+      'c0: only an LSTM has a cell state, but this model is RNN_TANH',
+    ],
+    [
+      'lengths of the wrong count',
+      () => [good, { lengths: [5, 5] }],
+      RangeError,
+      'lengths: expected 15 entries (one per sequence), received 2',
+    ],
+    [
+      'a length past T',
+      () => [good, { lengths: Array(15).fill(6) }],
+      RangeError,
+      'lengths[0]: expected a length in [1, 5], received 6',
+    ],
+    [
+      'a zero length',
+      () => [good, { lengths: [...Array(14).fill(5), 0] }],
+      RangeError,
+      'lengths[14]: expected a length in [1, 5], received 0',
+    ],
+    [
+      'a fractional length',
+      () => [good, { lengths: [...Array(14).fill(5), 2.5] }],
+      TypeError,
+      'lengths[14]: expected an integer, received number 2.5',
+    ],
+    [
+      'lengths as a Float32Array',
+      () => [good, { lengths: new Float32Array(15) }],
+      TypeError,
+      'lengths: expected an array of integers or an Int32Array, received Float32Array of length 15',
+    ],
+    [
+      'returnLayers not a boolean',
+      () => [good, { returnLayers: 1 }],
+      TypeError,
+      'returnLayers: expected a boolean, received number 1',
+    ],
+    [
+      'an unknown option',
+      () => [good, { ho: t([8, 15, 50]) }],
+      TypeError,
+      "forward options: unknown option 'ho' (known options: h0, c0, lengths, returnLayers)",
+    ],
+    [
+      'options not an object',
+      () => [good, 'fast'],
+      TypeError,
+      'options: expected an object, received the string "fast"',
+    ],
   ]
   it.each(cases)('%s', async (_, args, kind, message) => {
     const model = await load(modelPath(c), { batchFirst: true, ...options })
@@ -225,4 +365,3 @@ describe.each(engines())('forward arguments on $label', ({ options }) => {
     await expect(model.forward(good)).rejects.toThrow('model is disposed')
   })
 })
-

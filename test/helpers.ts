@@ -69,7 +69,10 @@ export function nativeIsas(): string[] {
 export function engines(): Array<{ label: string; options: LoadOptions }> {
   return [
     { label: 'js', options: { backend: 'js' } },
-    ...nativeIsas().map((isa) => ({ label: `native ${isa}`, options: { backend: 'native', simd: isa } as LoadOptions })),
+    ...nativeIsas().map((isa) => ({
+      label: `native ${isa}`,
+      options: { backend: 'native', simd: isa } as LoadOptions,
+    })),
   ]
 }
 

@@ -20,13 +20,28 @@ it('the addon loads on this machine and is the default backend', async () => {
 })
 
 /** A random PyTorch state_dict for the given shape of module. */
-function stateDict(r: ReturnType<typeof rng>, mode: Mode, I: number, H: number, P: number, L: number, D: number, bias: boolean) {
+function stateDict(
+  r: ReturnType<typeof rng>,
+  mode: Mode,
+  I: number,
+  H: number,
+  P: number,
+  L: number,
+  D: number,
+  bias: boolean,
+) {
   const G = { RNN_TANH: 1, RNN_RELU: 1, GRU: 3, LSTM: 4 }[mode]
   const Hout = P || H
   const scale = 1 / Math.sqrt(H)
   const tensors: Record<string, Tensor> = {}
   const add = (name: string, shape: number[]) => {
-    tensors[name] = { data: r.floats(shape.reduce((a, b) => a * b, 1), scale), shape }
+    tensors[name] = {
+      data: r.floats(
+        shape.reduce((a, b) => a * b, 1),
+        scale,
+      ),
+      shape,
+    }
   }
   for (let l = 0; l < L; l++) {
     for (let d = 0; d < D; d++) {
@@ -82,13 +97,19 @@ describe.each(nativeIsas())('native %s against the JS engine', (isa) => {
       expect(maxAbsDiff(b.output.data, a.output.data) / scale, label).toBeLessThanOrEqual(1e-5)
       expect(maxAbsDiff(b.hN.data, a.hN.data) / scale, label).toBeLessThanOrEqual(1e-5)
       if (mode === 'LSTM') expect(maxAbsDiff(b.cN!.data, a.cN!.data) / scale, label).toBeLessThanOrEqual(1e-5)
-      b.layers!.forEach((layer, l) => expect(maxAbsDiff(layer.data, a.layers![l].data) / scale, label).toBeLessThanOrEqual(1e-5))
+      for (const [l, layer] of b.layers!.entries()) {
+        expect(maxAbsDiff(layer.data, a.layers![l].data) / scale, label).toBeLessThanOrEqual(1e-5)
+      }
     }
   })
 
   it('gives bit-identical results for every thread count, and for forward vs forwardSync', async () => {
     const r = rng(42)
-    for (const [mode, D] of [['LSTM', 2], ['GRU', 1], ['RNN_TANH', 2]] as const) {
+    for (const [mode, D] of [
+      ['LSTM', 2],
+      ['GRU', 1],
+      ['RNN_TANH', 2],
+    ] as const) {
       const tensors = stateDict(r, mode, 24, 70, 0, 2, D, true)
       const T = 30
       const N = 45
@@ -109,16 +130,18 @@ describe.each(nativeIsas())('native %s against the JS engine', (isa) => {
 })
 
 describe('the native backend off the event loop', () => {
-  // An LSTM sized so one forward takes about 1.5 s here.
+  // An LSTM sized so one forward takes about 2.5 s here.
   const big = () => {
     const r = rng(7)
     const model = fromStateDict(stateDict(r, 'LSTM', 256, 256, 0, 1, 2, true), { backend: 'native' })
     const N = 64
     const make = (T: number) => ({ data: r.floats(T * N * 256), shape: [T, N, 256] })
+    const probe = make(40)
+    model.forwardSync(probe) // warm-up
     const start = performance.now()
-    model.forwardSync(make(20))
-    const perStep = (performance.now() - start) / 20
-    return { model, input: make(Math.max(20, Math.ceil(1500 / perStep))) }
+    model.forwardSync(probe)
+    const perStep = (performance.now() - start) / 40
+    return { model, input: make(Math.max(40, Math.ceil(2500 / perStep))) }
   }
 
   it('keeps the event loop responsive during a forward of over a second', async () => {
@@ -135,15 +158,19 @@ describe('the native backend off the event loop', () => {
     const elapsed = performance.now() - start
     clearInterval(ticker)
     expect(elapsed).toBeGreaterThan(1000)
-    expect(longest).toBeLessThan(50)
+    // Blocking would show as one gap as long as the forward; allow for a busy, shared machine.
+    expect(longest).toBeLessThan(100)
   })
 
   it('runs 200 concurrent forwards on one model, each exactly as forwardSync', async () => {
     const r = rng(3)
     const model = fromStateDict(stateDict(r, 'GRU', 8, 16, 0, 2, 2, true), { backend: 'native' })
-    const inputs = Array.from({ length: 200 }, (_, i) => ({ data: r.floats(6 * (1 + (i % 5)) * 8), shape: [6, 1 + (i % 5), 8] }))
+    const inputs = Array.from({ length: 200 }, (_, i) => ({
+      data: r.floats(6 * (1 + (i % 5)) * 8),
+      shape: [6, 1 + (i % 5), 8],
+    }))
     const results = await Promise.all(inputs.map((x) => model.forward(x)))
-    results.forEach((res, i) => expect(res.output.data).toEqual(model.forwardSync(inputs[i]).output.data))
+    for (const [i, res] of results.entries()) expect(res.output.data).toEqual(model.forwardSync(inputs[i]).output.data)
   })
 
   it('disposes safely while calls are in flight: they complete, later calls throw', async () => {
@@ -192,7 +219,8 @@ describe('the raw addon', () => {
       const call = { seqLen: T, batch: N, batchFirst: false, input, returnLayers: false, threads: 1 }
       net.forward(call).then((r) => parentPort.postMessage(Array.from(r.hN.slice(0, 4))))
     `
-    const run = (T: number) => new Worker(source, { eval: true, workerData: { path: native.addon ? native.path : '', T } })
+    const run = (T: number) =>
+      new Worker(source, { eval: true, workerData: { path: native.addon ? native.path : '', T } })
     const results = await Promise.all(
       [run(5), run(5)].map((w) => new Promise((resolve, reject) => w.once('message', resolve).once('error', reject))),
     )
@@ -205,23 +233,73 @@ describe('the raw addon', () => {
   })
 
   it.each([
-    ['config of the wrong kind', () => new addon.Network(null as never, weights(), 'generic'), TypeError, 'config: expected an object, received null'],
-    ['a mode out of range', () => new addon.Network({ ...config, mode: 7 } as never, weights(), 'generic'), RangeError, 'config.mode: expected an integer in [0, 3], received number 7'],
-    ['too few weights', () => new addon.Network(config as never, weights().slice(1), 'generic'), RangeError, 'weights: expected an array of 4 Float32Arrays (numLayers*D*4), received array of length 3'],
-    ['a short weight', () => new addon.Network(config as never, [new Float32Array(47), ...weights().slice(1)], 'generic'), RangeError, 'weights[0]: expected Float32Array of length 48 (weight_ih_l0 [16, 3]), received length 47'],
-    ['a float64 weight', () => new addon.Network(config as never, [new Float64Array(48), ...weights().slice(1)] as never, 'generic'), TypeError, 'weights[0]: expected Float32Array of length 48 (weight_ih_l0 [16, 3]), received Float64Array of length 48'],
-    ['an unknown isa', () => new addon.Network(config as never, weights(), 'sse9'), RangeError, "isa: expected 'avx512', 'avx2' or 'generic', received string 'sse9'"],
+    [
+      'config of the wrong kind',
+      () => new addon.Network(null as never, weights(), 'generic'),
+      TypeError,
+      'config: expected an object, received null',
+    ],
+    [
+      'a mode out of range',
+      () => new addon.Network({ ...config, mode: 7 } as never, weights(), 'generic'),
+      RangeError,
+      'config.mode: expected an integer in [0, 3], received number 7',
+    ],
+    [
+      'too few weights',
+      () => new addon.Network(config as never, weights().slice(1), 'generic'),
+      RangeError,
+      'weights: expected an array of 4 Float32Arrays (numLayers*D*4), received array of length 3',
+    ],
+    [
+      'a short weight',
+      () => new addon.Network(config as never, [new Float32Array(47), ...weights().slice(1)], 'generic'),
+      RangeError,
+      'weights[0]: expected Float32Array of length 48 (weight_ih_l0 [16, 3]), received length 47',
+    ],
+    [
+      'a float64 weight',
+      () => new addon.Network(config as never, [new Float64Array(48), ...weights().slice(1)] as never, 'generic'),
+      TypeError,
+      'weights[0]: expected Float32Array of length 48 (weight_ih_l0 [16, 3]), received Float64Array of length 48',
+    ],
+    [
+      'an unknown isa',
+      () => new addon.Network(config as never, weights(), 'sse9'),
+      RangeError,
+      "isa: expected 'avx512', 'avx2' or 'generic', received string 'sse9'",
+    ],
   ])('construction: %s', (_, make, kind, message) => {
     expect(make).toThrow(new kind(message))
   })
 
   it.each([
-    ['a short input', { input: new Float32Array(5) }, RangeError, 'call.input: expected Float32Array of length 6 ([seqLen, batch, inputSize] = [2, 1, 3]), received length 5'],
-    ['a length past seqLen', { lengths: new Int32Array([3]) }, RangeError, 'call.lengths[0]: expected an integer in [1, 2] (seqLen), received 3'],
-    ['lengths as numbers', { lengths: [2] }, TypeError, 'call.lengths: expected Int32Array of length 1 (one per batch entry), received array of length 1'],
+    [
+      'a short input',
+      { input: new Float32Array(5) },
+      RangeError,
+      'call.input: expected Float32Array of length 6 ([seqLen, batch, inputSize] = [2, 1, 3]), received length 5',
+    ],
+    [
+      'a length past seqLen',
+      { lengths: new Int32Array([3]) },
+      RangeError,
+      'call.lengths[0]: expected an integer in [1, 2] (seqLen), received 3',
+    ],
+    [
+      'lengths as numbers',
+      { lengths: [2] },
+      TypeError,
+      'call.lengths: expected Int32Array of length 1 (one per batch entry), received array of length 1',
+    ],
     ['a fractional seqLen', { seqLen: 1.5 }, TypeError, 'call.seqLen: expected an integer, received number 1.5'],
     ['zero threads', { threads: 0 }, RangeError, 'call.threads: expected an integer in [1, 4096], received number 0'],
-    ['a short h0', { h0: new Float32Array(3) }, RangeError, 'call.h0: expected Float32Array of length 4 ([numLayers*D, batch, Hout] = [1, 1, 4]), received length 3'],
+    [
+      'a short h0',
+      { h0: new Float32Array(3) },
+      RangeError,
+      'call.h0: expected Float32Array of length 4 ([numLayers*D, batch, Hout] = [1, 1, 4]), received length 3',
+    ],
   ])('forward: %s', async (_, over, kind, message) => {
     const net = new addon.Network(config as never, weights(), 'generic')
     expect(() => net.forwardSync(call(over) as never)).toThrow(new kind(message))
@@ -235,13 +313,18 @@ describe('choosing the SIMD path', () => {
   const path = modelPath(fixture('gru_bi_l3_tm'))
   const supported = nativeIsas()
 
-  it.each(['avx512', 'avx2', 'generic'] as const)('simd: %s runs where the CPU has it, and is a clear error where not', async (simd) => {
-    if (supported.includes(simd)) {
-      expect((await load(path, { simd })).simd).toBe(simd)
-    } else {
-      await expect(load(path, { simd })).rejects.toThrow(`simd '${simd}' is not supported by this CPU (supported: ${supported.join(', ')})`)
-    }
-  })
+  it.each(['avx512', 'avx2', 'generic'] as const)(
+    'simd: %s runs where the CPU has it, and is a clear error where not',
+    async (simd) => {
+      if (supported.includes(simd)) {
+        expect((await load(path, { simd })).simd).toBe(simd)
+      } else {
+        await expect(load(path, { simd })).rejects.toThrow(
+          `simd '${simd}' is not supported by this CPU (supported: ${supported.join(', ')})`,
+        )
+      }
+    },
+  )
 
   it('BIRNN_SIMD forces a path too, and rejects an unknown name', async () => {
     const saved = process.env.BIRNN_SIMD
@@ -249,7 +332,9 @@ describe('choosing the SIMD path', () => {
       process.env.BIRNN_SIMD = 'generic'
       expect((await load(path)).simd).toBe('generic')
       process.env.BIRNN_SIMD = 'sse2'
-      await expect(load(path)).rejects.toThrow(new TypeError("BIRNN_SIMD: expected 'auto', 'avx512', 'avx2' or 'generic', received 'sse2'"))
+      await expect(load(path)).rejects.toThrow(
+        new TypeError("BIRNN_SIMD: expected 'auto', 'avx512', 'avx2' or 'generic', received 'sse2'"),
+      )
       // The JS engine needs no SIMD path, so the variable does not matter there.
       expect((await load(path, { backend: 'js' })).backend).toBe('js')
     } finally {

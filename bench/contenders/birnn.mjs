@@ -27,7 +27,7 @@ function variant(id, label, loadOptions, sync, threads) {
         async output() {
           return (await call()).output.data
         },
-        time: (plan) => timeRuns(call, plan),
+        time: (plan, firstMs) => timeRuns(call, plan, firstMs),
         /** One async forward, for the event-loop stall probe. */
         forwardOnce: () => model.forward(x),
         close: () => model.dispose(),

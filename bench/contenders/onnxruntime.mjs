@@ -40,7 +40,7 @@ function variant(threads) {
         async output() {
           return (await call()).output.data
         },
-        time: (plan) => timeRuns(call, plan),
+        time: (plan, firstMs) => timeRuns(call, plan, firstMs),
         forwardOnce: call,
         close: () => session.release(),
       }

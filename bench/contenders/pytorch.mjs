@@ -103,7 +103,7 @@ function variant(threads) {
           const b = readFileSync(out)
           return new Float32Array(b.buffer, b.byteOffset, b.length / 4)
         },
-        time: async (plan) => (await r.request({ ...req, out: null, plan })).times,
+        time: async (plan, firstMs) => (await r.request({ ...req, out: null, plan, firstMs })).times,
         close() {},
       }
     },

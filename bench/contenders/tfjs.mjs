@@ -11,14 +11,28 @@ const require = createRequire(`${BENCH}/package.json`)
 
 let tf
 let missing
+
+/** tfjs greets Node users with an advert for tfjs-node (on load and on backend changes). */
+async function quietly(fn) {
+  const [log, warn] = [console.log, console.warn]
+  console.log = console.warn = () => {}
+  try {
+    return await fn()
+  } finally {
+    console.log = log
+    console.warn = warn
+  }
+}
+
 export function loadTf() {
   if (tf || missing) return tf ?? null
   try {
     const prev = console.log
-    console.log = () => {} // tfjs greets Node users with an advert for tfjs-node
+    console.log = () => {}
     try {
       tf = require('@tensorflow/tfjs')
       require('@tensorflow/tfjs-backend-wasm')
+      tf.enableProdMode() // skips debug checks (and the tfjs-node advert on first use of 'cpu')
     } finally {
       console.log = prev
     }
@@ -88,8 +102,11 @@ function variant(backend) {
     missing: () => (loadTf() ? null : missing),
     notExpressible: (cfg) => NOT_EXPRESSIBLE[cfg.mode] ?? null,
     async open(w) {
-      await tf.setBackend(backend)
-      await tf.ready()
+      if (!loadTf()) throw new Error(missing)
+      await quietly(async () => {
+        await tf.setBackend(backend)
+        await tf.ready()
+      })
       const model = buildModel(w)
       const { T, N } = w
       const I = w.cfg.inputSize
@@ -106,7 +123,7 @@ function variant(backend) {
         async output() {
           return swap01(await call(), N, T, F) // back to [T, N, D*H]
         },
-        time: (plan) => timeRuns(call, plan),
+        time: (plan, firstMs) => timeRuns(call, plan, firstMs),
         close() {
           x.dispose()
           model.dispose()

@@ -90,33 +90,38 @@ export function stats(times) {
 }
 
 /**
- * How many times to run: `warmup` untimed calls, then timed calls until `budgetMs` of timed work
- * (at least minReps, at most maxReps). A call slower than `slowMs` gets only minSlowReps.
+ * How many times to run. The correctness call (output()) that precedes timing is the first
+ * warm-up; then `warmup` more untimed calls, then timed calls until `budgetMs` of timed work (at
+ * least minReps, at most maxReps). A contender whose calls take `slowMs` or more gets no extra
+ * warm-up and only minSlowReps timed calls; one of `verySlowMs` or more gets a single timed call
+ * (n=1 in the table: tfjs cpu and birnn's JS engine at W-b64 take a minute or more per call).
  */
 export function timingPlan(quick) {
   return quick
-    ? { warmup: 1, minReps: 3, maxReps: 15, budgetMs: 400, slowMs: 2000, minSlowReps: 1 }
-    : { warmup: 2, minReps: 5, maxReps: 200, budgetMs: 2000, slowMs: 5000, minSlowReps: 3 }
+    ? { warmup: 0, minReps: 3, maxReps: 15, budgetMs: 250, slowMs: 250, minSlowReps: 1, verySlowMs: 250 }
+    : { warmup: 1, minReps: 5, maxReps: 200, budgetMs: 2000, slowMs: 5000, minSlowReps: 3, verySlowMs: 20000 }
 }
 
 const now = () => Number(process.hrtime.bigint()) / 1e6
 
+/** Runs fn once and returns [its result, milliseconds]. */
+export async function timed(fn) {
+  const t0 = now()
+  const r = await fn()
+  return [r, now() - t0]
+}
+
 /** Times an async (or sync) function by the plan; returns the per-call milliseconds. */
-export async function timeRuns(fn, plan) {
-  let first = 0
-  for (let i = 0; i < plan.warmup; i++) {
-    const t0 = now()
-    await fn()
-    first = now() - t0
-  }
+export async function timeRuns(fn, plan, firstMs = 0) {
+  let slow = firstMs >= plan.slowMs
+  for (let i = 0; i < plan.warmup && !slow; i++) slow = (await timed(fn))[1] >= plan.slowMs
   const times = []
   const t1 = now()
   for (;;) {
-    const t0 = now()
-    await fn()
-    times.push(now() - t0)
-    const slow = Math.max(first, times[0]) >= plan.slowMs
-    const enough = slow ? plan.minSlowReps : plan.minReps
+    times.push((await timed(fn))[1])
+    slow ||= times[0] >= plan.slowMs
+    const verySlow = Math.max(firstMs, times[0]) >= plan.verySlowMs
+    const enough = verySlow ? 1 : slow ? plan.minSlowReps : plan.minReps
     if (times.length >= plan.maxReps) break
     if (times.length >= enough && (slow || now() - t1 >= plan.budgetMs)) break
   }

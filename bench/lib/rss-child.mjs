@@ -3,6 +3,7 @@
 // Loads the model, runs one forward, prints {"baselineRss": bytes, "peakRss": bytes} where the
 // baseline is the process after Node started and the bench modules loaded (before any library).
 
+import { readFileSync } from 'node:fs'
 import { allVariants } from '../contenders/index.mjs'
 import { manifest, workload } from './workloads.mjs'
 
@@ -14,5 +15,8 @@ const w = workload(manifest(), name)
 const s = await v.open(w)
 await s.output()
 s.close()
-process.stdout.write(`${JSON.stringify({ baselineRss, peakRss: process.resourceUsage().maxRSS * 1024 })}\n`)
+// VmHWM, not resourceUsage().maxRSS: Linux carries the parent's high-water mark across exec.
+const hwm = readFileSync('/proc/self/status', 'utf8').match(/^VmHWM:\s+(\d+) kB/m)
+const peakRss = hwm ? Number(hwm[1]) * 1024 : process.resourceUsage().maxRSS * 1024
+process.stdout.write(`${JSON.stringify({ baselineRss, peakRss })}\n`)
 process.exit(0)

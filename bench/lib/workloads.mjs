@@ -61,7 +61,7 @@ export const FIXED = ['W-seed', 'W-b1-rnn', 'W-b1-gru', 'W-b1-lstm', 'W-b64-rnn'
 export const SWEEP_BASE = { hidden: 256, seq: 100, batch: 16 }
 export function sweepAxes(quick) {
   return quick
-    ? { hidden: [64, 256, 1024], seq: [10, 100, 1000], batch: [1, 16, 256] }
+    ? { hidden: [64, 256, 512], seq: [10, 100, 1000], batch: [1, 16, 64] }
     : { hidden: [64, 128, 256, 512, 1024], seq: [10, 30, 100, 300, 1000], batch: [1, 4, 16, 64, 256] }
 }
 

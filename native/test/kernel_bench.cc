@@ -1,0 +1,85 @@
+// Times the kernel alone, from C++ (no Node): thread CPU time per forward, best of many runs,
+// against the FMA peak measured in the same process, so a busy shared machine shows as noise in
+// both. Usage: birnn_kernel_bench [avx512|avx2|generic]
+#include <time.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "birnn.h"
+
+using namespace birnn;
+
+namespace {
+
+double cpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+struct Workload {
+  const char* name;
+  Mode mode;
+  int I, H, L, T, N;
+  bool bidi;
+};
+
+void run(const Workload& w, Isa isa) {
+  const int D = w.bidi ? 2 : 1, G = w.mode == Mode::Lstm ? 4 : w.mode == Mode::Gru ? 3 : 1;
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-0.1f, 0.1f);
+  std::vector<std::vector<float>> store;
+  std::vector<LayerWeights> lw;
+  for (int l = 0; l < w.L; ++l) {
+    for (int d = 0; d < D; ++d) {
+      const int in = l ? D * w.H : w.I;
+      for (int size : {G * w.H * in, G * w.H * w.H, G * w.H, G * w.H}) {
+        store.emplace_back(size);
+        for (auto& v : store.back()) v = u(rng);
+      }
+      const auto* t = &store[store.size() - 4];
+      lw.push_back({t[0].data(), t[1].data(), t[2].data(), t[3].data(), nullptr});
+    }
+  }
+  Network net(Config{w.mode, w.I, w.H, 0, w.L, w.bidi, true}, lw.data(), isa);
+  std::vector<float> x(static_cast<size_t>(w.T) * w.N * w.I), out(static_cast<size_t>(w.T) * w.N * D * w.H),
+      hN(w.L * D * w.N * w.H), cN(w.L * D * w.N * w.H);
+  for (auto& v : x) v = u(rng);
+  Call call;
+  call.seqLen = w.T;
+  call.batch = w.N;
+  call.input = x.data();
+  call.output = out.data();
+  call.hN = hN.data();
+  call.cN = cN.data();
+  call.threads = 1;
+  double flops = 0;
+  for (int l = 0; l < w.L; ++l) flops += 2.0 * w.T * w.N * G * w.H * ((l ? D * w.H : w.I) + w.H) * D;
+  double best = 1e9;
+  const double until = cpuSeconds() + 1.0;
+  int runs = 0;
+  while (cpuSeconds() < until || runs < 3) {
+    const double start = cpuSeconds();
+    net.forward(call);
+    best = std::min(best, cpuSeconds() - start);
+    ++runs;
+  }
+  std::printf("%-10s %-8s %10.1f us  %6.1f GFLOP/s (1 thread, %d runs)\n", w.name, isaName(isa), best * 1e6,
+              flops / best * 1e-9, runs);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Isa isa = argc > 1 ? parseIsa(argv[1]) : detectIsa();
+  const Workload workloads[] = {
+      {"W-seed", Mode::RnnTanh, 25, 50, 4, 5, 15, true},  {"W-b1 rnn", Mode::RnnTanh, 128, 256, 2, 100, 1, true},
+      {"W-b1 lstm", Mode::Lstm, 128, 256, 2, 100, 1, true}, {"W-b64 rnn", Mode::RnnTanh, 128, 256, 2, 100, 64, true},
+      {"W-b64 gru", Mode::Gru, 128, 256, 2, 100, 64, true}, {"W-b64 lstm", Mode::Lstm, 128, 256, 2, 100, 64, true},
+  };
+  for (const auto& w : workloads) run(w, isa);
+}
