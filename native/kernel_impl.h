@@ -178,6 +178,10 @@ inline void withCount(int n, Fn&& fn) {
 // Rows per full tile, and panels per tile for a tail of R rows: R * PA * NV <= ACC.
 template <int NV>
 constexpr int fullRows = ACC / NV;
+// Depth of a K block: a KC x PW slice of a B panel takes 16 KB, half of a small L1, so it stays
+// there while every row tile of a block uses it.
+template <int NV>
+constexpr int depth = 4096 / (NV * L);
 template <int NV, int R>
 constexpr int tailPanels = ACC / (R * NV) > 0 ? ACC / (R * NV) : 1;
 
@@ -206,7 +210,7 @@ inline void forTiles(int m, int panels, Fn&& tileAt) {
 template <int NV>
 void gemmPanels(const GemmArgs& g) {
   constexpr int MC = fullRows<NV> * 16;
-  constexpr int KC = 256;
+  constexpr int KC = depth<NV>;
   constexpr int W = NV * L;
   for (int i0 = 0; i0 < g.m; i0 += MC) {
     const int rows = g.m - i0 < MC ? g.m - i0 : MC;
@@ -272,20 +276,53 @@ inline void cellUpdate(const StepArgs& s, int i0, int p, const float* g, idx ldg
   }
 }
 
-// One step: each tile's recurrent GEMM lands in a small L1 scratch and the cell update runs on
-// it straight away. hPrev and hNext are separate buffers because later panels still read the
+// One step, by blocks of rows: for each panel, the recurrent GEMM of the block runs K block by
+// K block (each slice of W_hh reused by every row tile from L1) into a small scratch, and the
+// cell update runs on it while it is still in L1. Rows past the last full tile use several
+// panels per tile. hPrev and hNext are separate buffers because later panels still read the
 // old state.
 template <Mode M, int NV>
 void stepPanels(const StepArgs& s) {
   constexpr int W = NV * L;
-  float scratch[ACC * L];  // R * PA * NV vectors at most
-  forTiles<NV>(s.m, s.geo.panels, [&](auto r, auto pa, int i0, int p) {
-    constexpr int R = decltype(r)::value;
-    constexpr int PA = decltype(pa)::value;
-    tile<R, NV, PA>(s.K, s.hPrev + i0 * s.ldh, s.ldh, s.Whh + static_cast<idx>(p) * s.K * W,
-                    static_cast<idx>(s.K) * W, nullptr, 0, scratch, PA * W);
-    for (int q = 0; q < PA; ++q) cellUpdate<M, NV, R>(s, i0, p + q, scratch + q * W, PA * W);
-  });
+  constexpr int MR = fullRows<NV>;
+  constexpr int MB = MR * 8;
+  constexpr int KC = depth<NV>;
+  constexpr int scratchFloats = MB * W > ACC * L ? MB * W : ACC * L;
+  alignas(64) float scratch[scratchFloats];
+  const idx panelStride = static_cast<idx>(s.K) * W;
+  for (int b0 = 0; b0 < s.m; b0 += MB) {
+    const int rows = s.m - b0 < MB ? s.m - b0 : MB;
+    const int full = rows - rows % MR;
+    const float* A = s.hPrev + b0 * s.ldh;
+    for (int p = 0; full > 0 && p < s.geo.panels; ++p) {
+      const float* B = s.Whh + p * panelStride;
+      for (int k0 = 0; k0 < s.K; k0 += KC) {
+        const int kc = s.K - k0 < KC ? s.K - k0 : KC;
+        for (int i = 0; i < full; i += MR) {
+          float* out = scratch + i * W;
+          tile<MR, NV, 1>(kc, A + i * s.ldh + k0, s.ldh, B + static_cast<idx>(k0) * W, panelStride,
+                          k0 ? out : nullptr, W, out, W);
+        }
+      }
+      for (int i = 0; i < full; i += MR) cellUpdate<M, NV, MR>(s, b0 + i, p, scratch + i * W, W);
+    }
+    if (full == rows) continue;
+    withCount<MR>(rows - full, [&](auto r) {
+      constexpr int R = decltype(r)::value;
+      constexpr int PA = tailPanels<NV, R>;
+      for (int p = 0; p < s.geo.panels; p += PA) {
+        withCount<PA>(s.geo.panels - p < PA ? s.geo.panels - p : PA, [&](auto group) {
+          constexpr int GP = decltype(group)::value;
+          for (int k0 = 0; k0 < s.K; k0 += KC) {
+            const int kc = s.K - k0 < KC ? s.K - k0 : KC;
+            tile<R, NV, GP>(kc, A + full * s.ldh + k0, s.ldh, s.Whh + p * panelStride + static_cast<idx>(k0) * W,
+                            panelStride, k0 ? scratch : nullptr, GP * W, scratch, GP * W);
+          }
+          for (int q = 0; q < GP; ++q) cellUpdate<M, NV, R>(s, b0 + full, p + q, scratch + q * W, GP * W);
+        });
+      }
+    });
+  }
 }
 
 void step(const StepArgs& s) {
