@@ -205,12 +205,13 @@ inline void forTiles(int m, int panels, Fn&& tileAt) {
   });
 }
 
-// Cache blocking: a block of MC rows of A (MC x KC floats, L2-resident) meets one KC x PW slice
-// of a B panel at a time (L1-resident), so each B slice is reused by every tile of the block.
+// Cache blocking: a block of MC rows of A (MC x KC floats, 256 KB: L2-resident) meets one
+// KC x PW slice of a B panel at a time (L1-resident), so each B slice is reused by every tile
+// of the block and all of B is read once per MC rows.
 template <int NV>
 void gemmPanels(const GemmArgs& g) {
-  constexpr int MC = fullRows<NV> * 16;
   constexpr int KC = depth<NV>;
+  constexpr int MC = 65536 / KC / fullRows<NV> * fullRows<NV>;
   constexpr int W = NV * L;
   for (int i0 = 0; i0 < g.m; i0 += MC) {
     const int rows = g.m - i0 < MC ? g.m - i0 : MC;
@@ -285,7 +286,7 @@ template <Mode M, int NV>
 void stepPanels(const StepArgs& s) {
   constexpr int W = NV * L;
   constexpr int MR = fullRows<NV>;
-  constexpr int MB = MR * 8;
+  constexpr int MB = MR * 32;  // rows per block: W_hh is read once per block
   constexpr int KC = depth<NV>;
   constexpr int scratchFloats = MB * W > ACC * L ? MB * W : ACC * L;
   alignas(64) float scratch[scratchFloats];
