@@ -182,6 +182,8 @@ void networks(const detail::Kernels& k, std::mt19937& rng) {
       network(k, mode, 3, hidden, 0, 3, false, false, 3, 13, 2, rng);
       if (mode == Mode::Lstm) network(k, mode, 4, hidden, 3, 2, true, true, 5, 2, 2, rng);
     }
+    // K beyond one K block and more rows than one row block, with every kind of row tail.
+    network(k, mode, 300, 150, 0, 2, true, true, 3, 201, 2, rng);
   }
 }
 
