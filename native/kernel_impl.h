@@ -1,5 +1,6 @@
 // The kernel body, compiled once per instruction set: kernel_<isa>.cc defines
-//   BIRNN_ISA         the namespace and Isa enumerator name (generic, avx2, avx512),
+//   BIRNN_ISA         the namespace of this copy (generic, avx2, avx512),
+//   BIRNN_ISA_ENUM    its Isa enumerator, and BIRNN_KERNELS the accessor that returns its table,
 //   BIRNN_LANES       floats per vector,
 //   BIRNN_ACCUMULATORS  vector registers a GEMM tile may hold (about 3/4 of the register file),
 //   BIRNN_VECTOR_TYPES  1: GCC/Clang vector types (the AVX files, compiled with -mavx2/-mavx512f);
@@ -349,3 +350,10 @@ void apply(const float* x, float* y, std::size_t n) {
 }  // namespace
 }  // namespace birnn::detail::BIRNN_ISA
 
+namespace birnn::detail {
+const Kernels& BIRNN_KERNELS() {
+  using namespace BIRNN_ISA;
+  static constexpr Kernels kernels{Isa::BIRNN_ISA_ENUM, L, gemm, step, apply<vtanh>, apply<vsigmoid>};
+  return kernels;
+}
+}  // namespace birnn::detail

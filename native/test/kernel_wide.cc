@@ -2,15 +2,9 @@
 // tests: it runs the same tiling, panel and tail logic as kernel_avx512.cc on any CPU, so a CPU
 // without AVX-512 still checks everything but the instructions themselves.
 #define BIRNN_ISA wide16
+#define BIRNN_ISA_ENUM Generic
+#define BIRNN_KERNELS kernelsWide16
 #define BIRNN_LANES 16
 #define BIRNN_ACCUMULATORS 24
 #define BIRNN_VECTOR_TYPES 0
 #include "../kernel_impl.h"
-
-namespace birnn::detail {
-const Kernels& kernelsWide16() {
-  static constexpr Kernels kernels{Isa::Generic, wide16::L, wide16::gemm, wide16::step, wide16::apply<wide16::vtanh>,
-                                   wide16::apply<wide16::vsigmoid>};
-  return kernels;
-}
-}  // namespace birnn::detail
