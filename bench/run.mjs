@@ -11,7 +11,8 @@
 // PyTorch when bench/out is stale, and builds the peak-FMA probe.
 
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -39,6 +40,8 @@ function sh(cmd, argv, options = {}) {
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed (exit ${r.status})`)
 }
 
+let addonInfo = null
+
 function setup() {
   if (!existsSync(join(BENCH, 'node_modules'))) {
     say('bench: installing bench/ dependencies (onnxruntime-node, @tensorflow/tfjs, tfjs-backend-wasm)')
@@ -54,6 +57,20 @@ function setup() {
     sh('npx', ['cmake-js', 'compile'], { cwd: ROOT })
   }
   mkdirSync(OUT, { recursive: true })
+  // The addon may be rebuilt while a run goes on: measure one snapshot of it, in this process and
+  // in every child (BIRNN_NATIVE_PATH makes birnn load exactly that file).
+  const addon = join(ROOT, 'build', 'Release', 'birnn.node')
+  const snapshot = join(OUT, 'birnn-snapshot.node')
+  copyFileSync(addon, snapshot)
+  process.env.BIRNN_NATIVE_PATH = snapshot
+  addonInfo = {
+    path: 'build/Release/birnn.node',
+    built: statSync(addon).mtime.toISOString(),
+    sha256: createHash('sha256').update(readFileSync(snapshot)).digest('hex').slice(0, 16),
+    commit: spawnSync('git', ['log', '-1', '--format=%h %s'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim().slice(0, 100),
+    dirty: spawnSync('git', ['status', '--porcelain', 'native', 'lib'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean),
+  }
+  say(`bench: measuring ${addonInfo.path} built ${addonInfo.built} (sha256 ${addonInfo.sha256}; HEAD ${addonInfo.commit}${addonInfo.dirty.length ? `; uncommitted: ${addonInfo.dirty.join(', ')}` : ''})`)
   const made = ensureModels(process.env)
   say(`bench: models ${made.made ? 'made' : 'up to date'} in bench/out`)
 }
@@ -309,7 +326,7 @@ async function main() {
     ratio: 'contender median / birnn native forward() median at the same thread count (1 thread for single-threaded contenders); > 1 means birnn is faster',
     machine,
     peak,
-    birnn: birnnInfo ?? null,
+    birnn: birnnInfo ? { ...birnnInfo, addon: addonInfo } : null,
     peers,
     torch,
     workloads,

@@ -118,7 +118,10 @@ function generated(results) {
   L.push(`- CPU: ${m.cpu} (${m.cpuFamilyModel}${m.hypervisor ? ', under a hypervisor' : ''}), ${m.cores} cores, ${m.memoryGiB} GiB`)
   L.push(`- SIMD flags: ${m.simdFlags.join(', ')}; **no** ${m.missingSimdFlags.join(', ') || '-'}`)
   L.push(`- Node ${m.node}, ${m.gxx}, ${m.kernel}`)
-  if (r.birnn) L.push(`- birnn: backend ${r.birnn.backend}, SIMD path ${r.birnn.simd} (${r.birnn.reason})`)
+  if (r.birnn) {
+    const a = r.birnn.addon
+    L.push(`- birnn: backend ${r.birnn.backend}, SIMD path ${r.birnn.simd}; addon ${a?.path} built ${a?.built} (sha256 ${a?.sha256}), at commit ${a?.commit}${a?.dirty?.length ? ` with uncommitted ${a.dirty.join(', ')}` : ''}; copied before the run and loaded from the copy (BIRNN_NATIVE_PATH) so a rebuild mid-run cannot mix builds`)
+  }
   if (r.peak && !r.peak.error) {
     L.push(`- Measured fp32 FMA peak (bench/peak-fma, AVX2 FMA, 12 independent chains, best of ${r.peak.trials[1].length} × ${r.peak.seconds} s): **${r.peak[1].toFixed(1)} GFLOP/s on 1 thread, ${r.peak[2].toFixed(1)} GFLOP/s on 2 threads** (median trial ${median(r.peak.trials[1]).toFixed(1)} / ${median(r.peak.trials[2]).toFixed(1)}: the machine is shared, so the best trial is the estimate of the peak)`)
   }
