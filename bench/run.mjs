@@ -16,11 +16,22 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileS
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { BENCH, OUT, ROOT, TOLERANCE, fmtMs, forwardFlops, maxAbsDiff, stats, timed, timingPlan } from './lib/common.mjs'
+import {
+  BENCH,
+  fmtMs,
+  forwardFlops,
+  maxAbsDiff,
+  OUT,
+  ROOT,
+  stats,
+  TOLERANCE,
+  timed,
+  timingPlan,
+} from './lib/common.mjs'
 import { machineInfo } from './lib/machine.mjs'
-import { printTable, writeResultsMd, evaluateTargets } from './lib/report.mjs'
+import { evaluateTargets, printTable, writeResultsMd } from './lib/report.mjs'
 import { sweepSvg } from './lib/svg.mjs'
-import { FIXED, ensureModels, manifest, sweepAxes, SWEEP_BASE, sweepWorkload, workload } from './lib/workloads.mjs'
+import { ensureModels, FIXED, manifest, SWEEP_BASE, sweepAxes, sweepWorkload, workload } from './lib/workloads.mjs'
 
 const args = process.argv.slice(2)
 const flag = (name) => args.includes(`--${name}`)
@@ -67,10 +78,17 @@ function setup() {
     path: 'build/Release/birnn.node',
     built: statSync(addon).mtime.toISOString(),
     sha256: createHash('sha256').update(readFileSync(snapshot)).digest('hex').slice(0, 16),
-    commit: spawnSync('git', ['log', '-1', '--format=%h %s'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim().slice(0, 100),
-    dirty: spawnSync('git', ['status', '--porcelain', 'native', 'lib'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean),
+    commit: spawnSync('git', ['log', '-1', '--format=%h %s'], { cwd: ROOT, encoding: 'utf8' })
+      .stdout.trim()
+      .slice(0, 100),
+    dirty: spawnSync('git', ['status', '--porcelain', 'native', 'lib'], { cwd: ROOT, encoding: 'utf8' })
+      .stdout.trim()
+      .split('\n')
+      .filter(Boolean),
   }
-  say(`bench: measuring ${addonInfo.path} built ${addonInfo.built} (sha256 ${addonInfo.sha256}; HEAD ${addonInfo.commit}${addonInfo.dirty.length ? `; uncommitted: ${addonInfo.dirty.join(', ')}` : ''})`)
+  say(
+    `bench: measuring ${addonInfo.path} built ${addonInfo.built} (sha256 ${addonInfo.sha256}; HEAD ${addonInfo.commit}${addonInfo.dirty.length ? `; uncommitted: ${addonInfo.dirty.join(', ')}` : ''})`,
+  )
   const made = ensureModels(process.env)
   say(`bench: models ${made.made ? 'made' : 'up to date'} in bench/out`)
 }
@@ -83,8 +101,10 @@ const SLOW_IN_QUICK = { 'birnn-js': /^W-b64/, 'tfjs-cpu': /^W-b64/, 'tfjs-wasm':
 async function measureWorkload(variants, w) {
   const flops = forwardFlops(w.cfg, w.T, w.N)
   const result = { name: w.name, config: w.cfg, T: w.T, N: w.N, flops, contenders: {} }
-  say(`\n${w.name}: ${w.cfg.mode} I=${w.cfg.inputSize} H=${w.cfg.hiddenSize} L=${w.cfg.numLayers} ` +
-    `${w.cfg.bidirectional ? 'bi' : 'uni'} T=${w.T} N=${w.N}, ${(flops / 1e9).toFixed(3)} GFLOP per forward`)
+  say(
+    `\n${w.name}: ${w.cfg.mode} I=${w.cfg.inputSize} H=${w.cfg.hiddenSize} L=${w.cfg.numLayers} ` +
+      `${w.cfg.bidirectional ? 'bi' : 'uni'} T=${w.T} N=${w.N}, ${(flops / 1e9).toFixed(3)} GFLOP per forward`,
+  )
   let reference
   for (const v of variants) {
     const row = { label: v.label, family: v.family, threads: v.threads }
@@ -117,8 +137,10 @@ async function measureWorkload(variants, w) {
       }
       Object.assign(row, stats(await s.time(plan, firstMs)))
       row.gflops = flops / (row.median * 1e6)
-      say(`  ${v.label.padEnd(32)} ${fmtMs(row.median).padStart(9)}  [${fmtMs(row.min)} – ${fmtMs(row.max)}]  ` +
-        `n=${row.runs}  ${row.gflops.toFixed(2)} GFLOP/s  maxdiff ${row.maxAbsDiff.toExponential(1)}`)
+      say(
+        `  ${v.label.padEnd(32)} ${fmtMs(row.median).padStart(9)}  [${fmtMs(row.min)} – ${fmtMs(row.max)}]  ` +
+          `n=${row.runs}  ${row.gflops.toFixed(2)} GFLOP/s  maxdiff ${row.maxAbsDiff.toExponential(1)}`,
+      )
     } catch (e) {
       row.error = e.message
       say(`  ${v.label.padEnd(32)} ERROR: ${e.message}`)
@@ -177,7 +199,9 @@ async function measureStalls(variants, m) {
       const r = await stallDuring(call)
       s.close()
       out[name][id] = { label: v.label, ...r }
-      say(`  ${name.padEnd(11)} ${v.label.padEnd(32)} forward ${fmtMs(r.durationMs).padStart(9)}  longest stall ${fmtMs(r.longestGapMs).padStart(9)}  (${r.ticks} ticks)`)
+      say(
+        `  ${name.padEnd(11)} ${v.label.padEnd(32)} forward ${fmtMs(r.durationMs).padStart(9)}  longest stall ${fmtMs(r.longestGapMs).padStart(9)}  (${r.ticks} ticks)`,
+      )
     }
   }
   return out
@@ -204,8 +228,17 @@ async function measureRss(variants, m) {
     let r
     if (v.family === 'pytorch') {
       const blas = ensureOpenblas()
-      r = spawnSync('/usr/bin/python3', [join(BENCH, 'contenders', 'torch-runner.py'), '--rss', join(OUT, cfgModel.safetensors),
-        JSON.stringify({ ...cfgModel }), join(OUT, w.io)], { encoding: 'utf8', env: torchEnv(v.threads, blas.dir) })
+      r = spawnSync(
+        '/usr/bin/python3',
+        [
+          join(BENCH, 'contenders', 'torch-runner.py'),
+          '--rss',
+          join(OUT, cfgModel.safetensors),
+          JSON.stringify({ ...cfgModel }),
+          join(OUT, w.io),
+        ],
+        { encoding: 'utf8', env: torchEnv(v.threads, blas.dir) },
+      )
     } else {
       r = spawnSync(process.execPath, [join(BENCH, 'lib', 'rss-child.mjs'), v.id, name], { encoding: 'utf8' })
     }
@@ -216,8 +249,10 @@ async function measureRss(variants, m) {
     }
     const res = JSON.parse(r.stdout.trim().split('\n').pop())
     out.contenders[v.id] = { label: v.label, ...res }
-    say(`  ${v.label.padEnd(32)} peak RSS ${(res.peakRss / 2 ** 20).toFixed(0).padStart(5)} MiB` +
-      (res.baselineRss ? `  (process baseline ${(res.baselineRss / 2 ** 20).toFixed(0)} MiB)` : ''))
+    say(
+      `  ${v.label.padEnd(32)} peak RSS ${(res.peakRss / 2 ** 20).toFixed(0).padStart(5)} MiB` +
+        (res.baselineRss ? `  (process baseline ${(res.baselineRss / 2 ** 20).toFixed(0)} MiB)` : ''),
+    )
   }
   return out
 }
@@ -233,7 +268,9 @@ async function sweep(variants, m) {
     ? { warmup: 0, minReps: 1, maxReps: 5, budgetMs: 150, slowMs: 300, minSlowReps: 1, verySlowMs: 300 }
     : { warmup: 1, minReps: 3, maxReps: 30, budgetMs: 800, slowMs: 2000, minSlowReps: 3, verySlowMs: 20000 }
   const out = { threads, base: SWEEP_BASE, mode: 'LSTM', layers: 1, bidirectional: true, inputSize: 128, axes: {} }
-  say(`\nsweep (LSTM, 1 layer, bidirectional, input 128; base H=${SWEEP_BASE.hidden} T=${SWEEP_BASE.seq} N=${SWEEP_BASE.batch}; ${threads} threads):`)
+  say(
+    `\nsweep (LSTM, 1 layer, bidirectional, input 128; base H=${SWEEP_BASE.hidden} T=${SWEEP_BASE.seq} N=${SWEEP_BASE.batch}; ${threads} threads):`,
+  )
   for (const [axis, values] of Object.entries(axes)) {
     out.axes[axis] = []
     for (const value of values) {
@@ -261,8 +298,10 @@ async function sweep(variants, m) {
       }
       out.axes[axis].push(point)
       const [a, b] = ids.map((id) => point.contenders[id]?.median)
-      say(`  ${axis.padEnd(6)} ${String(value).padStart(5)}  birnn ${a ? fmtMs(a) : '-'}  ort ${b ? fmtMs(b) : '-'}` +
-        (a && b ? `  ort/birnn ${(b / a).toFixed(2)}` : ''))
+      say(
+        `  ${axis.padEnd(6)} ${String(value).padStart(5)}  birnn ${a ? fmtMs(a) : '-'}  ort ${b ? fmtMs(b) : '-'}` +
+          (a && b ? `  ort/birnn ${(b / a).toFixed(2)}` : ''),
+      )
     }
   }
   return out
@@ -285,7 +324,10 @@ async function main() {
   const peakTrials = { trials: QUICK ? 4 : 10, seconds: QUICK ? 0.25 : 0.3 }
   let peak = measurePeak(peakTrials)
   if (peak.error) say(`peak FMA probe: ${peak.error}`)
-  else say(`measured fp32 FMA peak: ${peak[1].toFixed(1)} GFLOP/s on 1 thread, ${peak[2].toFixed(1)} GFLOP/s on 2 threads (best of ${peak.trials[1].length} × ${peak.seconds} s)`)
+  else
+    say(
+      `measured fp32 FMA peak: ${peak[1].toFixed(1)} GFLOP/s on 1 thread, ${peak[2].toFixed(1)} GFLOP/s on 2 threads (best of ${peak.trials[1].length} × ${peak.seconds} s)`,
+    )
 
   const peers = {}
   for (const v of variants) {
@@ -298,7 +340,9 @@ async function main() {
   let torch = null
   if (!variants.find((v) => v.family === 'pytorch').missing()) {
     torch = { 1: await torchInfo(1), 2: await torchInfo(2) }
-    say(`PyTorch ${torch[1].torch}: BLAS mapped = ${torch[1].blas.join(', ') || 'none found'}${torch[1].openblasNote ? ` (${torch[1].openblasNote})` : ''}`)
+    say(
+      `PyTorch ${torch[1].torch}: BLAS mapped = ${torch[1].blas.join(', ') || 'none found'}${torch[1].openblasNote ? ` (${torch[1].openblasNote})` : ''}`,
+    )
   }
 
   const workloads = {}
@@ -307,23 +351,31 @@ async function main() {
     workloads[name] = await measureWorkload(variants, workload(m, name))
   }
   const stalls = flag('no-stall') ? null : await measureStalls(variants, m)
-  const rss = flag('no-rss') || (ONLY && !ONLY.some((p) => 'W-b64-lstm'.startsWith(p))) ? null : await measureRss(variants, m)
+  const rss =
+    flag('no-rss') || (ONLY && !ONLY.some((p) => 'W-b64-lstm'.startsWith(p))) ? null : await measureRss(variants, m)
   const sweepResult = flag('no-sweep') ? null : await sweep(variants, m)
   closeTorch()
   if (!QUICK && !peak.error) {
     peak = measurePeak({ ...peakTrials, previous: peak })
-    say(`\nFMA peak measured again: ${peak[1].toFixed(1)} GFLOP/s on 1 thread, ${peak[2].toFixed(1)} GFLOP/s on 2 threads (best of ${peak.trials[1].length} trials)`)
+    say(
+      `\nFMA peak measured again: ${peak[1].toFixed(1)} GFLOP/s on 1 thread, ${peak[2].toFixed(1)} GFLOP/s on 2 threads (best of ${peak.trials[1].length} trials)`,
+    )
   }
 
   const birnnInfo = Object.values(workloads)[0]?.contenders['birnn-native-1t']?.info
   const results = {
     date: new Date().toISOString(),
-    command: `npm run bench${QUICK ? ' -- --quick' : ''}${args.filter((a) => a !== '--quick').map((a) => ` ${a}`).join('')}`,
+    command: `npm run bench${QUICK ? ' -- --quick' : ''}${args
+      .filter((a) => a !== '--quick')
+      .map((a) => ` ${a}`)
+      .join('')}`,
     quick: QUICK,
     timing: plan,
     tolerance: TOLERANCE,
-    flopCount: '2 flops per multiply-add of the input projection and the recurrent GEMM (plus the LSTM projection when present); activations and biases not counted',
-    ratio: 'contender median / birnn native forward() median at the same thread count (1 thread for single-threaded contenders); > 1 means birnn is faster',
+    flopCount:
+      '2 flops per multiply-add of the input projection and the recurrent GEMM (plus the LSTM projection when present); activations and biases not counted',
+    ratio:
+      'contender median / birnn native forward() median at the same thread count (1 thread for single-threaded contenders); > 1 means birnn is faster',
     machine,
     peak,
     birnn: birnnInfo ? { ...birnnInfo, addon: addonInfo } : null,

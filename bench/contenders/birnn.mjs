@@ -19,7 +19,10 @@ function variant(id, label, loadOptions, sync, threads) {
     threads,
     async open(w) {
       const { load } = await lib()
-      const model = await load(w.paths.safetensors, { ...loadOptions, ...(w.cfg.mode === 'RNN_TANH' ? { nonlinearity: 'tanh' } : {}) })
+      const model = await load(w.paths.safetensors, {
+        ...loadOptions,
+        ...(w.cfg.mode === 'RNN_TANH' ? { nonlinearity: 'tanh' } : {}),
+      })
       const x = { data: w.input, shape: [w.T, w.N, w.cfg.inputSize] }
       const call = sync ? () => model.forwardSync(x) : () => model.forward(x)
       return {

@@ -6,8 +6,8 @@
 
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
-import { createInterface } from 'node:readline'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { BENCH, OUT } from '../lib/common.mjs'
 
 const PYTHON = '/usr/bin/python3'
@@ -19,7 +19,10 @@ let missing
 export function torchMissing() {
   if (missing !== undefined) return missing
   const r = spawnSync(PYTHON, ['-c', 'import torch, numpy'], { encoding: 'utf8' })
-  missing = r.status === 0 ? null : `PyTorch is not available (${PYTHON} -c 'import torch, numpy' failed; apt-get install python3-torch)`
+  missing =
+    r.status === 0
+      ? null
+      : `PyTorch is not available (${PYTHON} -c 'import torch, numpy' failed; apt-get install python3-torch)`
   return missing
 }
 
@@ -29,9 +32,14 @@ export function ensureOpenblas() {
   mkdirSync(OPENBLAS_ROOT, { recursive: true })
   const dl = spawnSync('apt-get', ['download', 'libopenblas0-pthread'], { cwd: OPENBLAS_ROOT, encoding: 'utf8' })
   const deb = readdirSync(OPENBLAS_ROOT).find((f) => f.startsWith('libopenblas0-pthread') && f.endsWith('.deb'))
-  if (!deb) return { dir: null, note: `apt-get download libopenblas0-pthread failed: ${(dl.stderr || dl.error?.message || '').trim().split('\n').pop()}` }
+  if (!deb)
+    return {
+      dir: null,
+      note: `apt-get download libopenblas0-pthread failed: ${(dl.stderr || dl.error?.message || '').trim().split('\n').pop()}`,
+    }
   const x = spawnSync('dpkg', ['-x', deb, '.'], { cwd: OPENBLAS_ROOT, encoding: 'utf8' })
-  if (x.status !== 0 || !existsSync(join(OPENBLAS_DIR, 'libblas.so.3'))) return { dir: null, note: `dpkg -x ${deb} failed: ${x.stderr}` }
+  if (x.status !== 0 || !existsSync(join(OPENBLAS_DIR, 'libblas.so.3')))
+    return { dir: null, note: `dpkg -x ${deb} failed: ${x.stderr}` }
   return { dir: OPENBLAS_DIR }
 }
 

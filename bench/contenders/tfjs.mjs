@@ -71,9 +71,7 @@ function buildModel(w) {
         ? tf.layers.lstm({ ...cellOptions, recurrentActivation: 'sigmoid', activation: 'tanh' })
         : tf.layers.simpleRNN({ ...cellOptions, activation: 'tanh' })
     const first = l === 0 ? { inputShape: [w.T, inputSize] } : {}
-    const layer = bidirectional
-      ? tf.layers.bidirectional({ layer: make(), mergeMode: 'concat', ...first })
-      : make()
+    const layer = bidirectional ? tf.layers.bidirectional({ layer: make(), mergeMode: 'concat', ...first }) : make()
     if (!bidirectional && l === 0) Object.assign(layer, first)
     model.add(layer)
     layers.push(layer)

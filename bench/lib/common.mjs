@@ -19,7 +19,10 @@ export function readSafetensors(path) {
     if (t.dtype !== 'F32') throw new Error(`${path}: ${name} is ${t.dtype}, expected F32`)
     const [a, b] = t.data_offsets
     const bytes = buf.subarray(8 + n + a, 8 + n + b)
-    out[name] = { data: new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)), shape: t.shape }
+    out[name] = {
+      data: new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)),
+      shape: t.shape,
+    }
   }
   return out
 }
@@ -137,7 +140,8 @@ export function swap01(data, A, B, F) {
   return out
 }
 
-export const fmtMs = (ms) => (ms < 1 ? `${(ms * 1000).toFixed(1)} µs` : ms < 100 ? `${ms.toFixed(2)} ms` : `${ms.toFixed(0)} ms`)
+export const fmtMs = (ms) =>
+  ms < 1 ? `${(ms * 1000).toFixed(1)} µs` : ms < 100 ? `${ms.toFixed(2)} ms` : `${ms.toFixed(0)} ms`
 
 export function log(...args) {
   console.log(...args)

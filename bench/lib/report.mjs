@@ -36,7 +36,16 @@ function rows(results) {
 }
 
 const HEAD = ['workload', 'contender', 'median', 'min – max', '×birnn', 'GFLOP/s', '% peak', 'max |diff|']
-const cells = (r) => [r.workload, r.label, r.median ?? '-', r.range ?? r.note ?? '-', r.ratio ?? '-', r.gflops ?? '-', r.peak ?? '-', r.diff ?? '-']
+const cells = (r) => [
+  r.workload,
+  r.label,
+  r.median ?? '-',
+  r.range ?? r.note ?? '-',
+  r.ratio ?? '-',
+  r.gflops ?? '-',
+  r.peak ?? '-',
+  r.diff ?? '-',
+]
 
 export function evaluateTargets(results) {
   const wls = results.workloads
@@ -45,15 +54,26 @@ export function evaluateTargets(results) {
   const seed = wls['W-seed']
   if (seed) {
     const natives = Object.entries(seed.contenders).filter(([id, c]) => id.startsWith('birnn-native') && c.median)
-    for (const [id, c] of natives) {
-      out.push({ target: 'W-seed ≤ 50 µs per call', cell: c.label, value: `${(c.median * 1000).toFixed(1)} µs`, pass: c.median <= 0.05 })
+    for (const [, c] of natives) {
+      out.push({
+        target: 'W-seed ≤ 50 µs per call',
+        cell: c.label,
+        value: `${(c.median * 1000).toFixed(1)} µs`,
+        pass: c.median <= 0.05,
+      })
     }
   }
   for (const mode of ['rnn', 'gru', 'lstm']) {
     for (const t of [1, 2]) {
       const wl = `W-b1-${mode}`
       const [b, o] = [med(wl, refId(t)), med(wl, `ort-${t}t`)]
-      if (b && o) out.push({ target: 'W-b1 ≥ 3× faster than onnxruntime-node', cell: `${wl} ${t}t`, value: `${(o / b).toFixed(2)}×`, pass: o / b >= 3 })
+      if (b && o)
+        out.push({
+          target: 'W-b1 ≥ 3× faster than onnxruntime-node',
+          cell: `${wl} ${t}t`,
+          value: `${(o / b).toFixed(2)}×`,
+          pass: o / b >= 3,
+        })
     }
   }
   for (const mode of ['lstm', 'gru']) {
@@ -63,13 +83,24 @@ export function evaluateTargets(results) {
       const peak = results.peak?.[t]
       if (c?.gflops && peak) {
         const pct = (100 * c.gflops) / peak
-        out.push({ target: 'W-b64 LSTM/GRU ≥ 80% of FMA peak', cell: `${wl} ${t}t`, value: `${pct.toFixed(1)}% (${c.gflops.toFixed(1)} of ${peak.toFixed(1)} GFLOP/s)`, pass: pct >= 80 })
+        out.push({
+          target: 'W-b64 LSTM/GRU ≥ 80% of FMA peak',
+          cell: `${wl} ${t}t`,
+          value: `${pct.toFixed(1)}% (${c.gflops.toFixed(1)} of ${peak.toFixed(1)} GFLOP/s)`,
+          pass: pct >= 80,
+        })
       }
     }
   }
   for (const t of [1, 2]) {
     const [b, o] = [med('W-b64-rnn', refId(t)), med('W-b64-rnn', `ort-${t}t`)]
-    if (b && o) out.push({ target: 'W-b64 RNN ≥ 3× faster than onnxruntime-node', cell: `W-b64-rnn ${t}t`, value: `${(o / b).toFixed(2)}×`, pass: o / b >= 3 })
+    if (b && o)
+      out.push({
+        target: 'W-b64 RNN ≥ 3× faster than onnxruntime-node',
+        cell: `W-b64-rnn ${t}t`,
+        value: `${(o / b).toFixed(2)}×`,
+        pass: o / b >= 3,
+      })
   }
   return out
 }
@@ -89,17 +120,23 @@ function overPeak(r) {
   for (const wl of Object.values(r.workloads)) {
     for (const c of Object.values(wl.contenders)) {
       const peak = r.peak?.[c.threads]
-      if (c.gflops && peak && c.gflops > peak) out.push(`${wl.name} ${c.label} (${((100 * c.gflops) / peak).toFixed(0)}%)`)
+      if (c.gflops && peak && c.gflops > peak)
+        out.push(`${wl.name} ${c.label} (${((100 * c.gflops) / peak).toFixed(0)}%)`)
     }
   }
   return out
 }
 
 export function printTable(results, say) {
-  say('\n=== results (ratio = contender / birnn native forward() at the same thread count; > 1 means birnn is faster) ===')
+  say(
+    '\n=== results (ratio = contender / birnn native forward() at the same thread count; > 1 means birnn is faster) ===',
+  )
   say(textTable(HEAD, rows(results).map(cells)))
   const over = overPeak(results)
-  if (over.length) say(`\nwarning: above 100% of the measured peak (the probe was contended; % peak is overstated): ${over.join('; ')}`)
+  if (over.length)
+    say(
+      `\nwarning: above 100% of the measured peak (the probe was contended; % peak is overstated): ${over.join('; ')}`,
+    )
   if (results.targets.length) {
     say('\ntargets:')
     for (const t of results.targets) say(`  ${t.pass ? 'MET   ' : 'MISSED'} ${t.target}: ${t.cell} = ${t.value}`)
@@ -115,57 +152,94 @@ function generated(results) {
   L.push(`Run ${r.date}${r.quick ? ' (**quick mode**: fewer runs, slow cells skipped, smaller sweep)' : ''}.`, '')
   L.push('Reproduce (from the repo root):', '', '```sh', r.command, '```', '')
   L.push('## Machine', '')
-  L.push(`- CPU: ${m.cpu} (${m.cpuFamilyModel}${m.hypervisor ? ', under a hypervisor' : ''}), ${m.cores} cores, ${m.memoryGiB} GiB`)
+  L.push(
+    `- CPU: ${m.cpu} (${m.cpuFamilyModel}${m.hypervisor ? ', under a hypervisor' : ''}), ${m.cores} cores, ${m.memoryGiB} GiB`,
+  )
   L.push(`- SIMD flags: ${m.simdFlags.join(', ')}; **no** ${m.missingSimdFlags.join(', ') || '-'}`)
   L.push(`- Node ${m.node}, ${m.gxx}, ${m.kernel}`)
   if (r.birnn) {
     const a = r.birnn.addon
-    L.push(`- birnn: backend ${r.birnn.backend}, SIMD path ${r.birnn.simd}; addon ${a?.path} built ${a?.built} (sha256 ${a?.sha256}), at commit ${a?.commit}${a?.dirty?.length ? ` with uncommitted ${a.dirty.join(', ')}` : ''}; copied before the run and loaded from the copy (BIRNN_NATIVE_PATH) so a rebuild mid-run cannot mix builds`)
+    L.push(
+      `- birnn: backend ${r.birnn.backend}, SIMD path ${r.birnn.simd}; addon ${a?.path} built ${a?.built} (sha256 ${a?.sha256}), at commit ${a?.commit}${a?.dirty?.length ? ` with uncommitted ${a.dirty.join(', ')}` : ''}; copied before the run and loaded from the copy (BIRNN_NATIVE_PATH) so a rebuild mid-run cannot mix builds`,
+    )
   }
   if (r.peak && !r.peak.error) {
-    L.push(`- Measured fp32 FMA peak (bench/peak-fma, AVX2 FMA, 12 independent chains, best of ${r.peak.trials[1].length} × ${r.peak.seconds} s): **${r.peak[1].toFixed(1)} GFLOP/s on 1 thread, ${r.peak[2].toFixed(1)} GFLOP/s on 2 threads** (median trial ${median(r.peak.trials[1]).toFixed(1)} / ${median(r.peak.trials[2]).toFixed(1)}: the machine is shared, so the best trial is the estimate of the peak)`)
+    L.push(
+      `- Measured fp32 FMA peak (bench/peak-fma, AVX2 FMA, 12 independent chains, best of ${r.peak.trials[1].length} × ${r.peak.seconds} s): **${r.peak[1].toFixed(1)} GFLOP/s on 1 thread, ${r.peak[2].toFixed(1)} GFLOP/s on 2 threads** (median trial ${median(r.peak.trials[1]).toFixed(1)} / ${median(r.peak.trials[2]).toFixed(1)}: the machine is shared, so the best trial is the estimate of the peak)`,
+    )
   }
   if (r.torch) {
     const t = r.torch[1]
-    L.push(`- PyTorch ${t.torch} (Debian python3-torch), BLAS mapped: ${t.blas.map((b) => `\`${b.replace(/.*\/bench\//, 'bench/')}\``).join(', ') || 'none found'}${t.openblasNote ? ` (${t.openblasNote})` : ''}; OMP_WAIT_POLICY=passive`)
+    L.push(
+      `- PyTorch ${t.torch} (Debian python3-torch), BLAS mapped: ${t.blas.map((b) => `\`${b.replace(/.*\/bench\//, 'bench/')}\``).join(', ') || 'none found'}${t.openblasNote ? ` (${t.openblasNote})` : ''}; OMP_WAIT_POLICY=passive`,
+    )
   }
   for (const [fam, why] of Object.entries(r.peers ?? {})) L.push(`- ${fam}: skipped (${why})`)
   L.push('- The machine is shared with other jobs: absolute times are noisy; ratios within one run are what count.', '')
   L.push('## Results', '')
-  L.push(`Median of repeated runs after warm-up (min – max shown; n=1 where one call takes over 20 s). ×birnn = ${r.ratio}. GFLOP/s counts ${r.flopCount}. % peak is against the 1-thread peak for 1-thread runs and the 2-thread peak for 2-thread runs. Every contender's output is compared with birnn native (1 thread) first; a contender off by more than ${r.tolerance} is reported, not timed.`, '')
+  L.push(
+    `Median of repeated runs after warm-up (min – max shown; n=1 where one call takes over 20 s). ×birnn = ${r.ratio}. GFLOP/s counts ${r.flopCount}. % peak is against the 1-thread peak for 1-thread runs and the 2-thread peak for 2-thread runs. Every contender's output is compared with birnn native (1 thread) first; a contender off by more than ${r.tolerance} is reported, not timed.`,
+    '',
+  )
   L.push(mdTable(HEAD, rows(r).map(cells)), '')
   const over = overPeak(r)
   if (over.length) {
-    L.push(`**Note:** ${over.join('; ')} exceed 100% of the measured peak at their thread count: the probe's trials all ran while other jobs held part of the machine, so the peak is underestimated and every % peak at that thread count is overstated.`, '')
+    L.push(
+      `**Note:** ${over.join('; ')} exceed 100% of the measured peak at their thread count: the probe's trials all ran while other jobs held part of the machine, so the peak is underestimated and every % peak at that thread count is overstated.`,
+      '',
+    )
   }
   if (r.targets?.length) {
     L.push('## Targets', '')
-    L.push(mdTable(['target', 'cell', 'value', ''], r.targets.map((t) => [t.target, t.cell, t.value, t.pass ? 'met' : '**missed**'])), '')
+    L.push(
+      mdTable(
+        ['target', 'cell', 'value', ''],
+        r.targets.map((t) => [t.target, t.cell, t.value, t.pass ? 'met' : '**missed**']),
+      ),
+      '',
+    )
   }
   if (r.stalls) {
     L.push('## Event-loop stall during one W-b64 forward', '')
-    L.push('A 1 ms `setInterval` ticker runs while one forward is awaited; the longest gap between ticks is the longest time the event loop could not run. forwardSync is shown for scale.', '')
+    L.push(
+      'A 1 ms `setInterval` ticker runs while one forward is awaited; the longest gap between ticks is the longest time the event loop could not run. forwardSync is shown for scale.',
+      '',
+    )
     const body = []
-    for (const [wl, cs] of Object.entries(r.stalls)) for (const c of Object.values(cs)) body.push([wl, c.label, fmtMs(c.durationMs), fmtMs(c.longestGapMs), c.ticks])
+    for (const [wl, cs] of Object.entries(r.stalls))
+      for (const c of Object.values(cs)) body.push([wl, c.label, fmtMs(c.durationMs), fmtMs(c.longestGapMs), c.ticks])
     L.push(mdTable(['workload', 'call', 'forward took', 'longest stall', 'ticks'], body), '')
   }
   if (r.rss) {
     L.push(`## Peak RSS, ${r.rss.workload} (each contender in its own process, one forward)`, '')
-    const body = Object.values(r.rss.contenders).map((c) => [c.label, c.peakRss ? mib(c.peakRss) : c.skipped ?? c.error ?? '-', c.baselineRss ? mib(c.baselineRss) : '-'])
+    const body = Object.values(r.rss.contenders).map((c) => [
+      c.label,
+      c.peakRss ? mib(c.peakRss) : (c.skipped ?? c.error ?? '-'),
+      c.baselineRss ? mib(c.baselineRss) : '-',
+    ])
     L.push(mdTable(['contender', 'peak RSS', 'process baseline'], body), '')
   }
   if (r.sweep) {
     const s = r.sweep
     L.push('## Scaling sweep: birnn native vs onnxruntime-node', '')
-    L.push(`LSTM, 1 layer, bidirectional, input ${s.inputSize}, ${s.threads} threads; one axis varies at a time around hidden ${s.base.hidden}, seq ${s.base.seq}, batch ${s.base.batch}.`, '')
+    L.push(
+      `LSTM, 1 layer, bidirectional, input ${s.inputSize}, ${s.threads} threads; one axis varies at a time around hidden ${s.base.hidden}, seq ${s.base.seq}, batch ${s.base.batch}.`,
+      '',
+    )
     L.push('![sweep](sweep.svg)', '')
     const body = []
     for (const [axis, pts] of Object.entries(s.axes)) {
       for (const p of pts) {
         const a = p.contenders[`birnn-native-${s.threads}t`]
         const o = p.contenders[`ort-${s.threads}t`]
-        body.push([axis, `H=${p.hidden} T=${p.seq} N=${p.batch}`, a?.median ? fmtMs(a.median) : '-', o?.median ? fmtMs(o.median) : o?.disagrees ? `disagrees (${o.disagrees})` : '-',
-          a?.median && o?.median ? `${(o.median / a.median).toFixed(2)}×` : '-', a?.median ? ((p.flops / a.median) / 1e6).toFixed(1) : '-'])
+        body.push([
+          axis,
+          `H=${p.hidden} T=${p.seq} N=${p.batch}`,
+          a?.median ? fmtMs(a.median) : '-',
+          o?.median ? fmtMs(o.median) : o?.disagrees ? `disagrees (${o.disagrees})` : '-',
+          a?.median && o?.median ? `${(o.median / a.median).toFixed(2)}×` : '-',
+          a?.median ? (p.flops / a.median / 1e6).toFixed(1) : '-',
+        ])
       }
     }
     L.push(mdTable(['axis', 'point', 'birnn', 'onnxruntime-node', 'ort/birnn', 'birnn GFLOP/s'], body), '')

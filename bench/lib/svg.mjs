@@ -47,10 +47,17 @@ function panel(x0, title, points, axis, threads) {
   for (const [i, v] of xs.entries()) {
     parts.push(`<text x="${sx(v)}" y="${PAD.t + ph + 14}" text-anchor="middle">${v}</text>`)
     const [a, b] = [series.birnn[i], series.ort[i]]
-    if (a && b) parts.push(`<text x="${sx(v)}" y="${PAD.t + ph + 28}" text-anchor="middle" fill="#555">${(b / a).toFixed(1)}×</text>`)
+    if (a && b)
+      parts.push(
+        `<text x="${sx(v)}" y="${PAD.t + ph + 28}" text-anchor="middle" fill="#555">${(b / a).toFixed(1)}×</text>`,
+      )
   }
-  parts.push(`<text x="${x0 + PAD.l + pw / 2}" y="${H - 12}" text-anchor="middle">${esc(axis)} (ort/birnn below)</text>`)
-  parts.push(`<text transform="translate(${x0 + 12},${PAD.t + ph / 2}) rotate(-90)" text-anchor="middle">ms per forward</text>`)
+  parts.push(
+    `<text x="${x0 + PAD.l + pw / 2}" y="${H - 12}" text-anchor="middle">${esc(axis)} (ort/birnn below)</text>`,
+  )
+  parts.push(
+    `<text transform="translate(${x0 + 12},${PAD.t + ph / 2}) rotate(-90)" text-anchor="middle">ms per forward</text>`,
+  )
   for (const [name, ys2] of Object.entries(series)) {
     const pts = xs.map((x, i) => (ys2[i] ? `${sx(x).toFixed(1)},${sy(ys2[i]).toFixed(1)}` : null)).filter(Boolean)
     parts.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${COLORS[name]}" stroke-width="2"/>`)
