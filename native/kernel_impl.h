@@ -206,26 +206,33 @@ inline void forTiles(int m, int panels, Fn&& tileAt) {
   });
 }
 
-// Cache blocking: a block of MC rows of A (MC x KC floats, 256 KB: L2-resident) meets one
-// KC x PW slice of a B panel at a time (L1-resident), so each B slice is reused by every tile
-// of the block and all of B is read once per MC rows.
+// Cache blocking: a block of rows of A, all K of it (256 KB: L2-resident), is multiplied panel
+// by panel; within a panel, K block by K block, so each KC x PW slice of B stays in L1 while
+// every row tile of the block uses it, and the block's C panel stays in cache across K blocks
+// (C, the projection of every time step, is tens of MB: it must be written once, not per block).
 template <int NV>
 void gemmPanels(const GemmArgs& g) {
   constexpr int KC = depth<NV>;
-  constexpr int MC = 65536 / KC / fullRows<NV> * fullRows<NV>;
+  constexpr int MR = fullRows<NV>;
   constexpr int W = NV * L;
+  const int MC = (65536 / g.K / MR > 1 ? 65536 / g.K / MR : 1) * MR;
+  const idx panelStride = static_cast<idx>(g.K) * W;
   for (int i0 = 0; i0 < g.m; i0 += MC) {
     const int rows = g.m - i0 < MC ? g.m - i0 : MC;
-    for (int k0 = 0; k0 < g.K; k0 += KC) {
-      const int kc = g.K - k0 < KC ? g.K - k0 : KC;
-      const bool fromC = k0 > 0 || g.accumulate;
-      forTiles<NV>(rows, g.panels, [&](auto r, auto pa, int i, int p) {
-        float* C = g.C + (i0 + i) * g.ldc + p * W;
-        const float* seed = fromC ? C : g.bias ? g.bias + p * W : nullptr;
-        tile<decltype(r)::value, NV, decltype(pa)::value>(kc, g.A + (i0 + i) * g.lda + k0, g.lda,
-                                                         g.B + (static_cast<idx>(p) * g.K + k0) * W,
-                                                         static_cast<idx>(g.K) * W, seed, fromC ? g.ldc : 0, C, g.ldc);
-      });
+    for (int p = 0; p < g.panels; ++p) {
+      for (int k0 = 0; k0 < g.K; k0 += KC) {
+        const int kc = g.K - k0 < KC ? g.K - k0 : KC;
+        const bool fromC = k0 > 0 || g.accumulate;
+        const float* B = g.B + p * panelStride + static_cast<idx>(k0) * W;
+        for (int i = 0; i < rows; i += MR) {
+          withCount<MR>(rows - i < MR ? rows - i : MR, [&](auto r) {
+            float* C = g.C + (i0 + i) * g.ldc + p * W;
+            const float* seed = fromC ? C : g.bias ? g.bias + p * W : nullptr;
+            tile<decltype(r)::value, NV, 1>(kc, g.A + (i0 + i) * g.lda + k0, g.lda, B, panelStride, seed,
+                                            fromC ? g.ldc : 0, C, g.ldc);
+          });
+        }
+      }
     }
   }
 }

@@ -11,6 +11,7 @@
 #include <numeric>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "birnn.h"
@@ -59,6 +60,16 @@ struct Aligned {
 #endif
     (void)n;
     ::operator delete(p, std::align_val_t(64));
+  }
+  // resize() leaves floats uninitialised: the work buffers are written before they are read, and
+  // zero-filling tens of MB on the calling thread would serialise what the threads do in parallel.
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
   }
   template <typename U>
   bool operator==(const Aligned<U>&) const { return true; }
@@ -277,12 +288,13 @@ void Network::Impl::run(const Call& call) const {
   const int projChunks = std::max(1, std::min<int>(static_cast<int>(rows), threads / D));
   threads = std::max(1, std::min(threads, D * std::max(chunks, projChunks)));
 
+  // Written in full before they are read (padded steps of the layer outputs are cleared below).
   std::vector<Floats> P(D);
-  for (auto& p : P) p.assign(static_cast<std::size_t>(rows * ldP), 0.0f);
+  for (auto& p : P) p.resize(static_cast<std::size_t>(rows * ldP));
   Floats scratch[2];
   const bool ownLayers = call.layers == nullptr;
-  if (ownLayers && L > 1) scratch[0].assign(static_cast<std::size_t>(outSize), 0.0f);
-  if (ownLayers && L > 2) scratch[1].assign(static_cast<std::size_t>(outSize), 0.0f);
+  if (ownLayers && L > 1) scratch[0].resize(static_cast<std::size_t>(outSize));
+  if (ownLayers && L > 2) scratch[1].resize(static_cast<std::size_t>(outSize));
   auto layerOutput = [&](int l) -> float* {
     if (!ownLayers) return call.layers + l * outSize;
     return l == L - 1 ? call.output : scratch[l % 2].data();
