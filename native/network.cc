@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <system_error>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <numeric>
@@ -169,6 +170,18 @@ struct PackedLayer {
   Floats wih, whh, bias, bhn, whr;
 };
 
+// The work buffers of one call, kept for the next: fresh multi-MB buffers would cost a page
+// fault per 4 KB on every call. Sized per call with resize(), which only grows capacity.
+struct Workspace {
+  struct Rows {  // one (direction, batch chunk) task's recurrent state
+    Floats h[2], c, cellOut;
+    std::vector<const float*> prow;
+  };
+  std::vector<Floats> P;  // per direction: the input projection of every time step
+  Floats layerOut[2];     // layer outputs between layers, when the caller wants none
+  std::vector<Rows> rows;
+};
+
 struct Network::Impl {
   Config cfg;
   Isa isa;
@@ -177,6 +190,23 @@ struct Network::Impl {
   int H = 0, Hout = 0, D = 1;
   int projWidth = 0, projPanels = 0;
   std::vector<PackedLayer> layers;  // numLayers * D, layer-major, direction-minor
+
+  // Idle workspaces; concurrent calls each take their own.
+  mutable std::mutex poolMutex;
+  mutable std::vector<std::unique_ptr<Workspace>> pool;
+  static constexpr std::size_t kPoolSize = 4;
+
+  std::unique_ptr<Workspace> acquire() const {
+    std::lock_guard<std::mutex> lock(poolMutex);
+    if (pool.empty()) return std::make_unique<Workspace>();
+    auto ws = std::move(pool.back());
+    pool.pop_back();
+    return ws;
+  }
+  void release(std::unique_ptr<Workspace> ws) const {
+    std::lock_guard<std::mutex> lock(poolMutex);
+    if (pool.size() < kPoolSize) pool.push_back(std::move(ws));
+  }
 
   void run(const Call& call) const;
 };
@@ -289,9 +319,11 @@ void Network::Impl::run(const Call& call) const {
   threads = std::max(1, std::min(threads, D * std::max(chunks, projChunks)));
 
   // Written in full before they are read (padded steps of the layer outputs are cleared below).
-  std::vector<Floats> P(D);
+  std::unique_ptr<Workspace> ws = acquire();
+  std::vector<Floats>& P = ws->P;
+  P.resize(D);
   for (auto& p : P) p.resize(static_cast<std::size_t>(rows * ldP));
-  Floats scratch[2];
+  Floats(&scratch)[2] = ws->layerOut;
   const bool ownLayers = call.layers == nullptr;
   if (ownLayers && L > 1) scratch[0].resize(static_cast<std::size_t>(outSize));
   if (ownLayers && L > 2) scratch[1].resize(static_cast<std::size_t>(outSize));
@@ -319,14 +351,11 @@ void Network::Impl::run(const Call& call) const {
   };
 
   // Per (direction, chunk) state, allocated before any thread starts so that no thread throws.
-  struct RowState {
-    Floats h[2], c, cellOut;
-    std::vector<const float*> prow;
-  };
-  std::vector<RowState> rowStates(static_cast<std::size_t>(D) * chunks);
+  std::vector<Workspace::Rows>& rowStates = ws->rows;
+  rowStates.resize(static_cast<std::size_t>(D) * chunks);
   for (int task = 0; task < D * chunks; ++task) {
     const int chunk = task / D, nb = N * (chunk + 1) / chunks - N * chunk / chunks;
-    RowState& rs = rowStates[task];
+    Workspace::Rows& rs = rowStates[task];
     for (auto& hh : rs.h) hh.resize(static_cast<std::size_t>(nb) * ldh);
     rs.c.resize(lstm ? static_cast<std::size_t>(nb) * Hp : 0);
     rs.cellOut.resize(proj ? static_cast<std::size_t>(nb) * Hp : 0);
@@ -339,7 +368,7 @@ void Network::Impl::run(const Call& call) const {
     if (nb == 0) return;
     const int state = l * D + d;
     float* Y = layerOutput(l);
-    RowState& rs = rowStates[static_cast<std::size_t>(chunk) * D + d];
+    Workspace::Rows& rs = rowStates[static_cast<std::size_t>(chunk) * D + d];
     Floats(&h)[2] = rs.h;
     Floats& c = rs.c;
     Floats& cellOut = rs.cellOut;
@@ -439,6 +468,7 @@ void Network::Impl::run(const Call& call) const {
   }
   if (!parallel) work(0, 1, nullptr);
   if (!ownLayers) std::memcpy(call.output, call.layers + (L - 1) * outSize, sizeof(float) * outSize);
+  release(std::move(ws));
 }
 
 }  // namespace birnn

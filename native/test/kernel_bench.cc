@@ -80,6 +80,7 @@ int main(int argc, char** argv) {
       {"W-seed", Mode::RnnTanh, 25, 50, 4, 5, 15, true},  {"W-b1 rnn", Mode::RnnTanh, 128, 256, 2, 100, 1, true},
       {"W-b1 lstm", Mode::Lstm, 128, 256, 2, 100, 1, true}, {"W-b64 rnn", Mode::RnnTanh, 128, 256, 2, 100, 64, true},
       {"W-b64 gru", Mode::Gru, 128, 256, 2, 100, 64, true}, {"W-b64 lstm", Mode::Lstm, 128, 256, 2, 100, 64, true},
+      {"h64 lstm", Mode::Lstm, 128, 64, 1, 100, 16, true},
   };
   for (const auto& w : workloads) {
     if (argc < 3 || std::string(w.name).find(argv[2]) != std::string::npos) run(w, isa);
