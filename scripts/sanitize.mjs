@@ -1,5 +1,6 @@
 // npm run test:sanitize [-- <vitest args>]: builds the addon with AddressSanitizer and
-// UndefinedBehaviorSanitizer into build-asan/ and runs the native tests against it.
+// UndefinedBehaviorSanitizer into build-asan/ and runs the tests that reach the addon against it
+// (native, every PyTorch fixture on every SIMD path, errors, composition).
 // Exits non-zero on a failing test or on any sanitizer report. Linux with GCC only (the runtimes
 // are preloaded into node, which is not itself instrumented).
 import { spawn, spawnSync } from 'node:child_process'
@@ -57,7 +58,7 @@ const env = {
 }
 const vitest = join(dirname(require.resolve('vitest/package.json')), 'vitest.mjs')
 const extra = process.argv.slice(2)
-const vitestArgs = ['run', ...(extra.length ? extra : ['test/native'])]
+const vitestArgs = ['run', ...(extra.length ? extra : ['test/native', 'test/pytorch', 'test/errors', 'test/composition'])]
 console.log(`sanitize: LD_PRELOAD=${env.LD_PRELOAD} BIRNN_NATIVE_PATH=${addon} vitest ${vitestArgs.join(' ')}`)
 
 const pattern = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: \w+Sanitizer/
