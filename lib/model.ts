@@ -3,7 +3,7 @@
 import { availableParallelism } from 'node:os'
 import { forwardJs } from './engine-js.js'
 import { nativeEngine } from './engine-native.js'
-import { checkKeys, isPositiveInteger, typeError } from './errors.js'
+import { checkKeys, isPositiveInteger, rangeError, typeError } from './errors.js'
 import { type Plan, planForward, type RawResult, shapeResult } from './shapes.js'
 import type { Weights } from './state-dict.js'
 import type { Backend, ForwardOptions, ForwardResult, LoadOptions, ModelConfig, Simd, Tensor } from './types.js'
@@ -34,6 +34,8 @@ export function checkLoadOptions(options: unknown): LoadOptions {
   }
   if (o.threads !== undefined && !isPositiveInteger(o.threads))
     throw typeError('options.threads', 'a positive integer', o.threads)
+  if (o.threads !== undefined && o.threads > 4096)
+    throw rangeError('options.threads', 'at most 4096', String(o.threads))
   if (o.simd !== undefined && !['auto', 'avx512', 'avx2', 'generic'].includes(o.simd)) {
     throw typeError('options.simd', "'auto', 'avx512', 'avx2' or 'generic'", o.simd)
   }

@@ -235,6 +235,7 @@ describe('load options', () => {
     ],
     [{ backend: 'gpu' }, TypeError, "options.backend: expected 'auto', 'native' or 'js', received the string \"gpu\""],
     [{ threads: 0 }, TypeError, 'options.threads: expected a positive integer, received number 0'],
+    [{ threads: 5000 }, RangeError, 'options.threads: expected at most 4096, received 5000'],
     [{ batchFirst: 'yes' }, TypeError, 'options.batchFirst: expected a boolean, received the string "yes"'],
     [
       { nonlinearity: 'sigmoid' },
