@@ -58,7 +58,10 @@ const env = {
 }
 const vitest = join(dirname(require.resolve('vitest/package.json')), 'vitest.mjs')
 const extra = process.argv.slice(2)
-const vitestArgs = ['run', ...(extra.length ? extra : ['test/native', 'test/pytorch', 'test/errors', 'test/composition'])]
+const vitestArgs = [
+  'run',
+  ...(extra.length ? extra : ['test/native', 'test/pytorch', 'test/errors', 'test/composition']),
+]
 console.log(`sanitize: LD_PRELOAD=${env.LD_PRELOAD} BIRNN_NATIVE_PATH=${addon} vitest ${vitestArgs.join(' ')}`)
 
 const pattern = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: \w+Sanitizer/
