@@ -33,7 +33,8 @@ export interface RawResult {
 export const directions = (config: ModelConfig): number => (config.bidirectional ? 2 : 1)
 export const outputSize = (config: ModelConfig): number => config.projSize || config.hiddenSize
 
-function checkTensor(name: string, value: unknown): Tensor {
+/** Checks a { data: Float32Array, shape } value, naming it `name` in the errors. */
+export function checkTensor(name: string, value: unknown): Tensor {
   if (typeof value !== 'object' || value === null || !('data' in value) || !('shape' in value)) {
     throw typeError(name, 'a tensor { data: Float32Array, shape: number[] }', value)
   }

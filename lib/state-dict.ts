@@ -3,7 +3,8 @@
 // weight_ih_l{k}[_reverse], weight_hh_l{k}, bias_ih_l{k}, bias_hh_l{k}, weight_hr_l{k}) and
 // checks every tensor it will use.
 
-import { describe, formatShape } from './errors.js'
+import { formatShape } from './errors.js'
+import { checkTensor } from './shapes.js'
 import type { LoadOptions, Mode, ModelConfig, Tensor } from './types.js'
 
 /** One (layer, direction)'s parameters, row-major float32, owned by the model. */
@@ -24,7 +25,6 @@ export interface Weights {
 /** Reads a tensor by name, converting it to float32 (or throwing if it cannot be). */
 export type TensorReader = (name: string) => Tensor
 
-export const GATES: Readonly<Record<Mode, number>> = { RNN_TANH: 1, RNN_RELU: 1, GRU: 3, LSTM: 4 }
 
 const MODULE_KEY = /^(.*)weight_ih_l0$/
 
@@ -177,23 +177,7 @@ export function readStateDict(names: readonly string[], read: TensorReader, opti
 /** A reader over a user's Record<string, Tensor> (fromStateDict): checks kind and size, then copies. */
 export function recordReader(tensors: Record<string, Tensor>): TensorReader {
   return (name) => {
-    const tensor = tensors[name]
-    const label = `tensors['${name}']`
-    if (typeof tensor !== 'object' || tensor === null)
-      throw new TypeError(`${label}: expected a tensor { data, shape }, received ${describe(tensor)}`)
-    if (!(tensor.data instanceof Float32Array))
-      throw new TypeError(`${label}.data: expected a Float32Array, received ${describe(tensor.data)}`)
-    if (!Array.isArray(tensor.shape) || !tensor.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw new TypeError(
-        `${label}.shape: expected an array of non-negative integers, received ${describe(tensor.shape)}`,
-      )
-    }
-    const size = tensor.shape.reduce((a, b) => a * b, 1)
-    if (size !== tensor.data.length) {
-      throw new RangeError(
-        `${label}: expected data.length ${size} (the product of shape ${formatShape(tensor.shape)}), received ${tensor.data.length}`,
-      )
-    }
-    return { data: tensor.data.slice(), shape: [...tensor.shape] }
+    const { data, shape } = checkTensor(`tensors['${name}']`, tensors[name])
+    return { data: data.slice(), shape: [...shape] }
   }
 }

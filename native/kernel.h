@@ -28,7 +28,7 @@ struct Geometry {
 // C[i, :] = init + A[i, 0:K] * B for i in [0, m), over `panels` panels of `width` columns
 // (B packed as above, or any panel layout of that width). C rows are `ldc` floats apart and
 // every column of every panel is written. `bias` (panels*width floats) seeds C when given;
-// otherwise C starts at 0, or at its current value when `accumulate` is set.
+// otherwise C starts at 0.
 // The sum over k always runs in order 0..K-1 with one fused multiply-add per term, whatever
 // m, the row block or the thread: results do not depend on how the rows are split.
 struct GemmArgs {
@@ -38,7 +38,6 @@ struct GemmArgs {
   const float* B = nullptr;
   int panels = 0, width = 0;
   const float* bias = nullptr;
-  bool accumulate = false;
   float* C = nullptr;
   std::ptrdiff_t ldc = 0;
 };

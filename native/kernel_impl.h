@@ -186,26 +186,6 @@ constexpr int depth = 4096 / (NV * L);
 template <int NV, int R>
 constexpr int tailPanels = ACC / (R * NV) > 0 ? ACC / (R * NV) : 1;
 
-// Calls tileAt(Count<R>, Count<PA>, i0, p) over every tile of m rows by `panels` panels: full
-// tiles panel by panel (one panel of B stays in L1 while every row tile uses it), then the last
-// m % MR rows with several panels per tile so that even one row keeps enough FMAs in flight.
-template <int NV, typename Fn>
-inline void forTiles(int m, int panels, Fn&& tileAt) {
-  constexpr int MR = fullRows<NV>;
-  const int full = m - m % MR;
-  for (int p = 0; p < panels; ++p) {
-    for (int i0 = 0; i0 < full; i0 += MR) tileAt(Count<MR>{}, Count<1>{}, i0, p);
-  }
-  if (full == m) return;
-  withCount<MR>(m - full, [&](auto rows) {
-    constexpr int R = decltype(rows)::value;
-    constexpr int PA = tailPanels<NV, R>;
-    for (int p = 0; p < panels; p += PA) {
-      withCount<PA>(panels - p < PA ? panels - p : PA, [&](auto group) { tileAt(rows, group, full, p); });
-    }
-  });
-}
-
 // Cache blocking: a block of rows of A, all K of it (256 KB: L2-resident), is multiplied panel
 // by panel; within a panel, K block by K block, so each KC x PW slice of B stays in L1 while
 // every row tile of the block uses it, and the block's C panel stays in cache across K blocks
@@ -222,7 +202,7 @@ void gemmPanels(const GemmArgs& g) {
     for (int p = 0; p < g.panels; ++p) {
       for (int k0 = 0; k0 < g.K; k0 += KC) {
         const int kc = g.K - k0 < KC ? g.K - k0 : KC;
-        const bool fromC = k0 > 0 || g.accumulate;
+        const bool fromC = k0 > 0;
         const float* B = g.B + p * panelStride + static_cast<idx>(k0) * W;
         for (int i = 0; i < rows; i += MR) {
           withCount<MR>(rows - i < MR ? rows - i : MR, [&](auto r) {
