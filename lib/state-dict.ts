@@ -25,7 +25,6 @@ export interface Weights {
 /** Reads a tensor by name, converting it to float32 (or throwing if it cannot be). */
 export type TensorReader = (name: string) => Tensor
 
-
 const MODULE_KEY = /^(.*)weight_ih_l0$/
 
 function findPrefix(names: readonly string[], requested: string | undefined): string {

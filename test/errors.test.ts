@@ -214,7 +214,9 @@ describe('state_dict contents', () => {
       new TypeError("tensors['weight_hh_l0'].data: expected a Float32Array, received Float64Array of length 64"),
     )
     expect(() => fromStateDict({ ...tensors, weight_hh_l0: { data: new Float32Array(63), shape: [16, 4] } })).toThrow(
-      new RangeError("tensors['weight_hh_l0'].data: expected length 64 (the product of shape [16, 4]), received length 63"),
+      new RangeError(
+        "tensors['weight_hh_l0'].data: expected length 64 (the product of shape [16, 4]), received length 63",
+      ),
     )
     expect(() => fromStateDict(null as unknown as Record<string, Tensor>)).toThrow(TypeError)
     const model = fromStateDict(tensors, { backend: 'js' })
