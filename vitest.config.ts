@@ -1,10 +1,15 @@
 import { defineConfig } from 'vitest/config'
 
+// Tests by kind (`npx vitest run --project unit`, ...): unit (no addon needed), parity (every engine
+// against PyTorch and against each other), native (the addon: threads, event loop, workers),
+// e2e (the CLI and the package as published).
+const project = (name: string) => ({ extends: true as const, test: { name, include: [`test/${name}/**/*.test.ts`] } })
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     testTimeout: 60_000,
     // Native tests compare thread counts and time the event loop: keep files from competing for the 2 cores.
     fileParallelism: false,
+    projects: [project('unit'), project('parity'), project('native'), project('e2e')],
   },
 })

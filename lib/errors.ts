@@ -1,5 +1,76 @@
-// One place that builds the library's errors, so every message has the same shape:
-// `<argument>: expected <what>, received <what came>`.
+// Every error the library throws, built here so each has the same shape and a stable `code`:
+//   message  `<argument>: expected <what>, received <what came>`
+//   class    TypeError for a value of the wrong kind, RangeError for the right kind but the wrong
+//            size or value, Error for everything else (a bad file, a disposed model, ...)
+//   code     what went wrong, stable across releases (the README lists them)
+// The three classes are subclasses of the built-ins, so `instanceof TypeError` keeps working, and
+// `instanceof BirnnError` is true for all three.
+
+import type { Tensor } from './types.js'
+
+export type ErrorCode =
+  /** TypeError: an argument or option of the wrong kind. */
+  | 'ERR_BIRNN_INVALID_ARG'
+  /** TypeError: an options object with a key the function does not know (a typo must not pass). */
+  | 'ERR_BIRNN_UNKNOWN_OPTION'
+  /** RangeError: a tensor or array whose shape or length does not fit the model. */
+  | 'ERR_BIRNN_SHAPE'
+  /** RangeError: a number outside its range (threads, a sequence length). */
+  | 'ERR_BIRNN_OUT_OF_RANGE'
+  /** Error: bytes that are not a valid safetensors file. */
+  | 'ERR_BIRNN_SAFETENSORS'
+  /** Error or RangeError: tensors that do not describe a supported nn.RNN / GRU / LSTM. */
+  | 'ERR_BIRNN_STATE_DICT'
+  /** Error: the requested backend or instruction set is not available here. */
+  | 'ERR_BIRNN_BACKEND'
+  /** Error: the model was disposed. */
+  | 'ERR_BIRNN_DISPOSED'
+  /** Error: the native kernel failed (out of memory, or an internal check). */
+  | 'ERR_BIRNN_NATIVE'
+
+export class BirnnError extends Error {
+  readonly code: ErrorCode
+  constructor(code: ErrorCode, message: string) {
+    super(message)
+    this.code = code
+  }
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return (
+      value instanceof Error &&
+      typeof (value as { code?: unknown }).code === 'string' &&
+      isCode((value as BirnnError).code)
+    )
+  }
+}
+
+export class BirnnTypeError extends TypeError {
+  readonly code: ErrorCode
+  constructor(code: ErrorCode, message: string) {
+    super(message)
+    this.code = code
+  }
+}
+
+export class BirnnRangeError extends RangeError {
+  readonly code: ErrorCode
+  constructor(code: ErrorCode, message: string) {
+    super(message)
+    this.code = code
+  }
+}
+
+const CODES: ReadonlySet<string> = new Set<ErrorCode>([
+  'ERR_BIRNN_INVALID_ARG',
+  'ERR_BIRNN_UNKNOWN_OPTION',
+  'ERR_BIRNN_SHAPE',
+  'ERR_BIRNN_OUT_OF_RANGE',
+  'ERR_BIRNN_SAFETENSORS',
+  'ERR_BIRNN_STATE_DICT',
+  'ERR_BIRNN_BACKEND',
+  'ERR_BIRNN_DISPOSED',
+  'ERR_BIRNN_NATIVE',
+])
+const isCode = (code: string): code is ErrorCode => CODES.has(code)
 
 /** A short, readable description of any value, for error messages. */
 export function describe(value: unknown): string {
@@ -8,6 +79,7 @@ export function describe(value: unknown): string {
   if (Array.isArray(value)) return `an array of length ${value.length}`
   if (ArrayBuffer.isView(value)) {
     const length = (value as { length?: number }).length
+    if (isDetached(value.buffer)) return `a ${value.constructor.name} whose buffer is detached`
     return length === undefined ? value.constructor.name : `${value.constructor.name} of length ${length}`
   }
   switch (typeof value) {
@@ -26,31 +98,79 @@ export function describe(value: unknown): string {
   }
 }
 
+/** A transferred ArrayBuffer reads as empty; only constructing a view on it tells it apart. */
+export function isDetached(buffer: ArrayBufferLike): boolean {
+  if (buffer.byteLength !== 0) return false
+  try {
+    new Uint8Array(buffer)
+    return false
+  } catch {
+    return true
+  }
+}
+
 export function formatShape(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`
 }
 
 /** TypeError for a value of the wrong kind. */
-export function typeError(name: string, expected: string, received: unknown): TypeError {
-  return new TypeError(`${name}: expected ${expected}, received ${describe(received)}`)
+export function typeError(name: string, expected: string, received: unknown): BirnnTypeError {
+  return new BirnnTypeError('ERR_BIRNN_INVALID_ARG', `${name}: expected ${expected}, received ${describe(received)}`)
 }
 
-/** RangeError for a value of the right kind but the wrong size; `received` is already formatted. */
-export function rangeError(name: string, expected: string, received: string): RangeError {
-  return new RangeError(`${name}: expected ${expected}, received ${received}`)
+/** RangeError for a value of the right kind but out of range; `received` is already formatted. */
+export function rangeError(
+  name: string,
+  expected: string,
+  received: string,
+  code: ErrorCode = 'ERR_BIRNN_OUT_OF_RANGE',
+): BirnnRangeError {
+  return new BirnnRangeError(code, `${name}: expected ${expected}, received ${received}`)
 }
 
-export function shapeError(name: string, expected: readonly number[], received: readonly number[]): RangeError {
-  return rangeError(name, `shape ${formatShape(expected)}`, formatShape(received))
+/** RangeError for a tensor whose shape does not fit. */
+export function shapeError(
+  name: string,
+  expected: readonly number[],
+  received: readonly number[],
+  code: ErrorCode = 'ERR_BIRNN_SHAPE',
+): BirnnRangeError {
+  return rangeError(name, `shape ${formatShape(expected)}`, formatShape(received), code)
 }
 
 /** Rejects keys of an options object that the function does not know: a typo must not pass silently. */
 export function checkKeys(name: string, options: object, known: readonly string[]): void {
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
-      throw new TypeError(`${name}: unknown option '${key}' (known options: ${known.join(', ')})`)
+      throw new BirnnTypeError(
+        'ERR_BIRNN_UNKNOWN_OPTION',
+        `${name}: unknown option '${key}' (known options: ${known.join(', ')})`,
+      )
     }
   }
+}
+
+/** Checks a { data: Float32Array, shape } value, naming it `name` in the errors. */
+export function checkTensor(name: string, value: unknown): Tensor {
+  if (typeof value !== 'object' || value === null || !('data' in value) || !('shape' in value)) {
+    throw typeError(name, 'a tensor { data: Float32Array, shape: number[] }', value)
+  }
+  const { data, shape } = value as Tensor
+  if (!(data instanceof Float32Array) || isDetached(data.buffer))
+    throw typeError(`${name}.data`, 'a Float32Array', data)
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw typeError(`${name}.shape`, 'an array of non-negative integers', shape)
+  }
+  const size = shape.reduce((a, b) => a * b, 1)
+  if (size !== data.length) {
+    throw rangeError(
+      `${name}.data`,
+      `length ${size} (the product of shape ${formatShape(shape)})`,
+      `length ${data.length}`,
+      'ERR_BIRNN_SHAPE',
+    )
+  }
+  return { data, shape }
 }
 
 export function isPositiveInteger(value: unknown): value is number {

@@ -1,6 +1,10 @@
-// birnn Node-API binding: the only file that knows Node. It checks and converts arguments, then
-// hands sizes and pointers to the kernel (birnn.h). The private TypeScript view of this surface is
-// lib/native.ts; the TS layer normalises shapes first, but everything is checked again here.
+// birnn Node-API binding: the only file that knows Node. It converts arguments and hands sizes and
+// pointers to the kernel (birnn.h); spec() exports the TS/C++ contract of spec.h. The private
+// TypeScript view of this surface is lib/engines/addon.ts.
+//
+// User input is validated once, in TypeScript. The checks here only protect memory (typed-array
+// kinds and exact lengths, integer ranges, lengths[] within [1, seqLen], the config the kernel
+// relies on), so a failure is a bug in the TS layer: every message starts "birnn internal: ".
 //
 // Context-aware: all state lives in the per-environment BirnnAddon instance and in the wrapped
 // Network objects, so the addon loads in worker_threads and more than once per process.
@@ -25,7 +29,9 @@ namespace {
 
 // ---- errors ----------------------------------------------------------------------------------
 // Messages name the argument, the expectation and what was received:
-//   weights[3]: expected Float32Array of length 200, received length 150
+//   birnn internal: weights[3]: expected Float32Array of length 200, received length 150
+
+constexpr const char* kInternal = "birnn internal: ";
 
 template <typename... Parts>
 std::string Cat(const Parts&... parts) {
@@ -36,11 +42,14 @@ std::string Cat(const Parts&... parts) {
 
 // TypeError: the value is of the wrong kind. RangeError: right kind, wrong size or value.
 #define BIRNN_REQUIRE_TYPE(env, cond, ...) \
-  do { if (!(cond)) throw Napi::TypeError::New((env), Cat(__VA_ARGS__)); } while (false)
+  do { if (!(cond)) throw Napi::TypeError::New((env), Cat(kInternal, __VA_ARGS__)); } while (false)
 #define BIRNN_REQUIRE_RANGE(env, cond, ...) \
-  do { if (!(cond)) throw Napi::RangeError::New((env), Cat(__VA_ARGS__)); } while (false)
+  do { if (!(cond)) throw Napi::RangeError::New((env), Cat(kInternal, __VA_ARGS__)); } while (false)
 #define BIRNN_REQUIRE(env, cond, ...) \
-  do { if (!(cond)) throw Napi::Error::New((env), Cat(__VA_ARGS__)); } while (false)
+  do { if (!(cond)) throw Napi::Error::New((env), Cat(kInternal, __VA_ARGS__)); } while (false)
+
+// A kernel exception (a failed kernel check, std::bad_alloc) as the message of a JS Error.
+std::string KernelError(const std::exception& e) { return Cat(kInternal, e.what()); }
 
 const char* TypedArrayName(napi_typedarray_type type) {
   switch (type) {
@@ -187,32 +196,31 @@ std::string Shape(std::initializer_list<long long> dims) {
   return out.str();
 }
 
+// "avx512, avx2, generic": the ISAs this CPU has, best first.
 std::string SupportedIsas() {
   std::string list;
-  for (birnn::Isa isa : {birnn::Isa::Avx512, birnn::Isa::Avx2, birnn::Isa::Generic}) {
-    if (!birnn::isaSupported(isa)) continue;
-    if (!list.empty()) list += ", ";
-    list += birnn::isaName(isa);
+  for (birnn::Isa isa : birnn::supportedIsas()) list += Cat(list.empty() ? "" : ", ", birnn::isaName(isa));
+  return list;
+}
+
+// "'generic', 'avx2' or 'avx512'": every ISA name of spec.h, for messages.
+std::string IsaNames() {
+  std::string list;
+  for (int id = 0; id < birnn::spec::kIsaCount; ++id) {
+    const char* sep = id == 0 ? "" : id + 1 == birnn::spec::kIsaCount ? " or " : ", ";
+    list += Cat(sep, "'", birnn::spec::kIsas[id].name, "'");
   }
   return list;
 }
 
-// ---- network geometry ---------------------------------------------------------------------------
+// ---- network sizes -------------------------------------------------------------------------------
 
-int GateCount(birnn::Mode mode) {
-  switch (mode) {
-    case birnn::Mode::Gru: return 3;
-    case birnn::Mode::Lstm: return 4;
-    default: return 1;
-  }
-}
-
-struct Geometry {
+struct Sizes {
   int D, G, H, Hout, L, in;
   bool lstm;
-  explicit Geometry(const birnn::Config& c)
+  explicit Sizes(const birnn::Config& c)
       : D(c.bidirectional ? 2 : 1),
-        G(GateCount(c.mode)),
+        G(birnn::spec::gates(c.mode)),
         H(c.hiddenSize),
         Hout(c.projSize > 0 ? c.projSize : c.hiddenSize),
         L(c.numLayers),
@@ -227,21 +235,17 @@ birnn::Config ReadConfig(const Napi::Value& value) {
   Napi::Env env = value.Env();
   Napi::Object object = GetObject(value, "config");
   birnn::Config config;
-  config.mode = static_cast<birnn::Mode>(GetInt(object, "mode", "config.mode", 0, 3));
+  config.mode = static_cast<birnn::Mode>(GetInt(object, "mode", "config.mode", 0, birnn::spec::kModeCount - 1));
   config.inputSize = GetInt(object, "inputSize", "config.inputSize", 1, kMaxInt);
   config.hiddenSize = GetInt(object, "hiddenSize", "config.hiddenSize", 1, kMaxInt);
   config.projSize = GetInt(object, "projSize", "config.projSize", 0, kMaxInt);
   config.numLayers = GetInt(object, "numLayers", "config.numLayers", 1, kMaxInt);
   config.bidirectional = GetBool(object, "bidirectional", "config.bidirectional");
   config.bias = GetBool(object, "bias", "config.bias");
-  if (config.projSize > 0) {
-    BIRNN_REQUIRE_RANGE(env, config.mode == birnn::Mode::Lstm,
-                        "config.projSize: expected 0 for a non-LSTM network (mode ",
-                        static_cast<int>(config.mode), "), received ", config.projSize);
-    BIRNN_REQUIRE_RANGE(env, config.projSize < config.hiddenSize,
-                        "config.projSize: expected less than hiddenSize (", config.hiddenSize,
-                        "), received ", config.projSize);
-  }
+  // The weight list has a weight_hr per layer only for an LSTM.
+  BIRNN_REQUIRE_RANGE(env, config.projSize == 0 || config.mode == birnn::Mode::Lstm,
+                      "config.projSize: expected 0 for a non-LSTM network (mode ",
+                      birnn::spec::name(config.mode), "), received ", config.projSize);
   return config;
 }
 
@@ -250,7 +254,7 @@ birnn::Config ReadConfig(const Napi::Value& value) {
 // Network is constructed, so no reference is kept.
 std::vector<birnn::LayerWeights> ReadWeights(const Napi::Value& value, const birnn::Config& config) {
   Napi::Env env = value.Env();
-  const Geometry g(config);
+  const Sizes g(config);
   const bool proj = config.projSize > 0;
   const size_t k = 2 + (config.bias ? 2 : 0) + (proj ? 1 : 0);
   const size_t count = Mul(env, {static_cast<size_t>(g.L), static_cast<size_t>(g.D), k});
@@ -290,15 +294,13 @@ std::vector<birnn::LayerWeights> ReadWeights(const Napi::Value& value, const bir
 
 birnn::Isa ReadIsa(const Napi::Value& value) {
   Napi::Env env = value.Env();
-  BIRNN_REQUIRE_TYPE(env, value.IsString(), "isa: expected 'avx512', 'avx2' or 'generic', received ",
-                     Describe(value));
+  BIRNN_REQUIRE_TYPE(env, value.IsString(), "isa: expected ", IsaNames(), ", received ", Describe(value));
   const std::string name = value.As<Napi::String>().Utf8Value();
-  birnn::Isa isa;
+  birnn::Isa isa = birnn::Isa::Generic;
   try {
     isa = birnn::parseIsa(name);
   } catch (const std::invalid_argument&) {
-    throw Napi::RangeError::New(env, Cat("isa: expected 'avx512', 'avx2' or 'generic', received ",
-                                         Describe(value)));
+    throw Napi::RangeError::New(env, Cat(kInternal, "isa: expected ", IsaNames(), ", received ", Describe(value)));
   }
   BIRNN_REQUIRE(env, birnn::isaSupported(isa), "isa '", name,
                 "' is not supported by this CPU (supported: ", SupportedIsas(), ")");
@@ -332,7 +334,7 @@ std::unique_ptr<Job> PrepareJob(const Napi::Value& value,
                                 bool copy) {
   Napi::Env env = value.Env();
   const birnn::Config& config = network->config();
-  const Geometry g(config);
+  const Sizes g(config);
   Napi::Object object = GetObject(value, "call");
 
   auto job = std::make_unique<Job>();
@@ -342,7 +344,7 @@ std::unique_ptr<Job> PrepareJob(const Napi::Value& value,
   call.batch = GetInt(object, "batch", "call.batch", 1, kMaxInt);
   call.batchFirst = GetBool(object, "batchFirst", "call.batchFirst");
   const bool returnLayers = GetBool(object, "returnLayers", "call.returnLayers");
-  call.threads = GetInt(object, "threads", "call.threads", 1, 4096);
+  call.threads = GetInt(object, "threads", "call.threads", 1, birnn::spec::kMaxThreads);
 
   const size_t T = call.seqLen, N = call.batch, D = g.D, L = g.L;
   const size_t in = g.in, H = g.H, Hout = g.Hout;
@@ -413,9 +415,9 @@ class ForwardWorker : public Napi::AsyncWorker {
     try {
       job_->network->forward(job_->call);
     } catch (const std::exception& e) {
-      SetError(e.what());
+      SetError(KernelError(e));
     } catch (...) {
-      SetError("birnn: unknown native error in forward");
+      SetError(Cat(kInternal, "unknown native error in forward"));
     }
   }
 
@@ -450,7 +452,7 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
     try {
       network_ = std::make_shared<const birnn::Network>(config, weights.data(), isa);
     } catch (const std::exception& e) {
-      throw Napi::Error::New(env, e.what());
+      throw Napi::Error::New(env, KernelError(e));
     }
   }
 
@@ -460,7 +462,7 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
 
  private:
   const std::shared_ptr<const birnn::Network>& Live(Napi::Env env) const {
-    BIRNN_REQUIRE(env, network_ != nullptr, "Network is disposed");
+    BIRNN_REQUIRE(env, network_ != nullptr, "network is disposed");
     return network_;
   }
 
@@ -470,7 +472,7 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
     try {
       job->network->forward(job->call);
     } catch (const std::exception& e) {
-      throw Napi::Error::New(env, e.what());
+      throw Napi::Error::New(env, KernelError(e));
     }
     return job->result.Value();
   }
@@ -495,6 +497,7 @@ class BirnnAddon : public Napi::Addon<BirnnAddon> {
   BirnnAddon(Napi::Env env, Napi::Object exports) {
     DefineAddon(exports, {
                              InstanceMethod<&BirnnAddon::IsaInfo>("isa", napi_enumerable),
+                             InstanceMethod<&BirnnAddon::Spec>("spec", napi_enumerable),
                              InstanceValue("Network", NetworkWrap::Define(env), napi_enumerable),
                          });
   }
@@ -507,10 +510,34 @@ class BirnnAddon : public Napi::Addon<BirnnAddon> {
     result.Set("best", birnn::isaName(birnn::detectIsa()));
     Napi::Array supported = Napi::Array::New(env);
     uint32_t count = 0;
-    for (birnn::Isa isa : {birnn::Isa::Avx512, birnn::Isa::Avx2, birnn::Isa::Generic}) {
-      if (birnn::isaSupported(isa)) supported.Set(count++, birnn::isaName(isa));
-    }
+    for (birnn::Isa isa : birnn::supportedIsas()) supported.Set(count++, birnn::isaName(isa));
     result.Set("supported", supported);
+    return result;
+  }
+
+  // spec() -> { modes: [{ name, id, gates }], isas: [{ name, id }], maxThreads }: spec.h as
+  // data, in id order, for the test that holds it equal to lib/spec.ts.
+  Napi::Value Spec(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array modes = Napi::Array::New(env, birnn::spec::kModeCount);
+    for (const birnn::spec::ModeInfo& mode : birnn::spec::kModes) {
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("name", mode.name);
+      entry.Set("id", static_cast<int>(mode.mode));
+      entry.Set("gates", mode.gates);
+      modes.Set(static_cast<uint32_t>(mode.mode), entry);
+    }
+    Napi::Array isas = Napi::Array::New(env, birnn::spec::kIsaCount);
+    for (const birnn::spec::IsaInfo& isa : birnn::spec::kIsas) {
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("name", isa.name);
+      entry.Set("id", static_cast<int>(isa.isa));
+      isas.Set(static_cast<uint32_t>(isa.isa), entry);
+    }
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("modes", modes);
+    result.Set("isas", isas);
+    result.Set("maxThreads", birnn::spec::kMaxThreads);
     return result;
   }
 };

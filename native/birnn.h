@@ -9,22 +9,20 @@
 #include <string>
 #include <vector>
 
+#include "spec.h"  // Mode, Isa and their names: the contract with the TypeScript layer
+
 namespace birnn {
 
 namespace detail {
 struct Kernels;
 }
 
-enum class Mode : int { RnnTanh = 0, RnnRelu = 1, Gru = 2, Lstm = 3 };
-
-// Instruction sets the kernel is compiled for; all live in one binary and one is picked at run time.
-enum class Isa : int { Generic = 0, Avx2 = 1, Avx512 = 2 };
-
 // Best instruction set this CPU (and OS, for the AVX register state) supports.
 Isa detectIsa();
 bool isaSupported(Isa isa);
-const char* isaName(Isa isa);
-// "avx512" | "avx2" | "generic"; throws std::invalid_argument for anything else.
+std::vector<Isa> supportedIsas();  // best first; always ends with Generic
+const char* isaName(Isa isa);  // spec::kIsas' name
+// A spec::kIsas name ("generic", "avx2", "avx512"); throws std::invalid_argument for anything else.
 Isa parseIsa(const std::string& name);
 
 struct Config {
@@ -38,7 +36,7 @@ struct Config {
 };
 
 // One (layer, direction)'s PyTorch parameters, row-major float32 exactly as in the state_dict.
-// G is the gate count (1 RNN, 3 GRU, 4 LSTM), H hiddenSize, Hout projSize or hiddenSize,
+// G is spec::gates(mode) (1 RNN, 3 GRU, 4 LSTM), H hiddenSize, Hout projSize or hiddenSize,
 // in = inputSize for layer 0 and D*Hout above it. Only read during construction.
 struct LayerWeights {
   const float* wIh = nullptr;  // [G*H, in]

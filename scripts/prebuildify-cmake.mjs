@@ -7,14 +7,7 @@
 // --target and --devdir only matter for node-gyp's header download: Node-API headers come from
 // the node-api-headers package, so nothing is downloaded.
 // prebuildify spawns this file directly: it must stay executable (git mode 100755).
-import { spawnSync } from 'node:child_process'
-import { createRequire } from 'node:module'
-import { availableParallelism } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-
-const require = createRequire(import.meta.url)
-const root = fileURLToPath(new URL('..', import.meta.url))
+import { cmakeJs, failure } from './cmake-js.mjs'
 
 const args = process.argv.slice(2)
 const command = args[0]
@@ -24,12 +17,11 @@ if (command !== 'rebuild') {
 }
 const option = (name) => args.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
 
-const cmakeArgs = ['rebuild', '--parallel', String(Math.max(1, Math.min(availableParallelism(), 8)))]
+const cmakeArgs = []
 const arch = option('arch')
 if (arch) cmakeArgs.push('--arch', arch)
 if (args.includes('--debug')) cmakeArgs.push('--debug')
 
-const cmakeJs = join(dirname(require.resolve('cmake-js/package.json')), 'bin', 'cmake-js')
-const build = spawnSync(process.execPath, [cmakeJs, ...cmakeArgs], { cwd: root, stdio: 'inherit' })
-if (build.error) console.error(`prebuildify-cmake: ${build.error.message}`)
+const build = cmakeJs('rebuild', cmakeArgs)
+if (build.status !== 0) console.error(`prebuildify-cmake: ${failure(build)}`)
 process.exit(build.status ?? 1)

@@ -1,17 +1,15 @@
 // npm run test:sanitize [-- <vitest args>]: builds the addon with AddressSanitizer and
 // UndefinedBehaviorSanitizer into build-asan/ and runs the tests that reach the addon against it
-// (native, every PyTorch fixture on every SIMD path, errors, composition).
+// (the native, parity and unit projects: every PyTorch fixture on every SIMD path, errors, fuzzing).
 // Exits non-zero on a failing test or on any sanitizer report. Linux with GCC only (the runtimes
 // are preloaded into node, which is not itself instrumented).
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { availableParallelism } from 'node:os'
 import { dirname, isAbsolute, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { cmakeJs, failure, root } from './cmake-js.mjs'
 
 const require = createRequire(import.meta.url)
-const root = fileURLToPath(new URL('..', import.meta.url))
 const out = join(root, 'build-asan')
 const addon = join(out, 'Release', 'birnn.node')
 
@@ -24,14 +22,8 @@ if (process.platform !== 'linux')
   fail(`needs Linux (LD_PRELOAD of the GCC sanitizer runtimes), not ${process.platform}`)
 
 // 1. Build.
-const cmakeJs = join(dirname(require.resolve('cmake-js/package.json')), 'bin', 'cmake-js')
-const parallel = String(Math.max(1, Math.min(availableParallelism(), 8)))
-const build = spawnSync(
-  process.execPath,
-  [cmakeJs, 'compile', '--out', out, '--CDBIRNN_SANITIZE=ON', '--parallel', parallel],
-  { cwd: root, stdio: 'inherit' },
-)
-if (build.status !== 0) fail(`the sanitizer build failed (cmake-js exit code ${build.status ?? build.signal})`)
+const build = cmakeJs('compile', ['--out', out, '--CDBIRNN_SANITIZE=ON'])
+if (build.status !== 0) fail(`the sanitizer build failed (${failure(build)})`)
 if (!existsSync(addon)) fail(`the sanitizer build did not produce ${addon}`)
 
 // 2. The runtimes, from the compiler that built the addon.
@@ -60,7 +52,7 @@ const vitest = join(dirname(require.resolve('vitest/package.json')), 'vitest.mjs
 const extra = process.argv.slice(2)
 const vitestArgs = [
   'run',
-  ...(extra.length ? extra : ['test/native', 'test/pytorch', 'test/errors', 'test/composition']),
+  ...(extra.length ? extra : ['--project', 'native', '--project', 'parity', '--project', 'unit']),
 ]
 console.log(`sanitize: LD_PRELOAD=${env.LD_PRELOAD} BIRNN_NATIVE_PATH=${addon} vitest ${vitestArgs.join(' ')}`)
 

@@ -1,9 +1,12 @@
 // Shared by the tests: the PyTorch fixtures (test/fixtures, written by generate.py) and comparisons.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { loadNative } from '../lib/native.js'
-import { parseSafetensors, toFloat32 } from '../lib/safetensors.js'
-import type { ForwardOptions, LoadOptions, ModelConfig, Tensor } from '../lib/types.js'
+import { expect } from 'vitest'
+import { loadAddon } from '../lib/engines/addon.js'
+import { BirnnError } from '../lib/errors.js'
+import { parseSafetensors, toFloat32 } from '../lib/loading/safetensors.js'
+import { GATES } from '../lib/spec.js'
+import type { ForwardOptions, LoadOptions, Mode, ModelConfig, Simd, Tensor } from '../lib/types.js'
 
 export const fixturesDir = join(import.meta.dirname, 'fixtures')
 
@@ -30,7 +33,7 @@ export const modelPath = (c: FixtureCase) => join(fixturesDir, c.model)
 
 /** Every tensor of a safetensors file, as float32. */
 export function readTensors(path: string): Record<string, Tensor> {
-  const { tensors } = parseSafetensors(readFileSync(path))
+  const tensors = parseSafetensors(readFileSync(path))
   return Object.fromEntries([...tensors].map(([name, t]) => [name, toFloat32(name, t)]))
 }
 
@@ -59,10 +62,23 @@ export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   return max
 }
 
+/**
+ * Why the native tests cannot run here (the addon did not load), or undefined when they can.
+ * `.ci/run` sets BIRNN_REQUIRE_NATIVE=1: there, a missing addon fails the run instead.
+ */
+export function nativeMissing(): string | undefined {
+  const native = loadAddon()
+  if (native.addon) return undefined
+  if (process.env.BIRNN_REQUIRE_NATIVE === '1') {
+    throw new Error(`BIRNN_REQUIRE_NATIVE=1 but the native addon did not load: ${native.reason}`)
+  }
+  return `the native addon did not load: ${native.reason}`
+}
+
 /** The native instruction sets this machine can run, best first; none when the addon does not load. */
-export function nativeIsas(): string[] {
-  const native = loadNative()
-  return native.addon ? native.addon.isa().supported : []
+export function nativeIsas(): Simd[] {
+  const native = loadAddon()
+  return nativeMissing() === undefined ? native.addon!.isa().supported : []
 }
 
 /** Every engine the tests compare: the JS engine and each native SIMD path. */
@@ -71,7 +87,7 @@ export function engines(): Array<{ label: string; options: LoadOptions }> {
     { label: 'js', options: { backend: 'js' } },
     ...nativeIsas().map((isa) => ({
       label: `native ${isa}`,
-      options: { backend: 'native', simd: isa } as LoadOptions,
+      options: { backend: 'native', simd: isa } satisfies LoadOptions,
     })),
   ]
 }
@@ -90,6 +106,40 @@ export function rng(seed: number) {
   const int = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1))
   const floats = (n: number, scale = 1) => Float32Array.from({ length: n }, () => normal() * scale)
   return { next, normal, int, floats }
+}
+
+/** A random PyTorch state_dict for a module of the given shape (H hidden, P projection, L layers, D directions). */
+export function randomStateDict(
+  r: ReturnType<typeof rng>,
+  shape: { mode: Mode; I: number; H: number; P?: number; L: number; D: number; bias: boolean },
+): Record<string, Tensor> {
+  const { mode, I, H, P = 0, L, D, bias } = shape
+  const G = GATES[mode]
+  const Hout = P || H
+  const scale = 1 / Math.sqrt(H)
+  const tensors: Record<string, Tensor> = {}
+  const add = (name: string, dims: number[]) => {
+    tensors[name] = {
+      data: r.floats(
+        dims.reduce((a, b) => a * b, 1),
+        scale,
+      ),
+      shape: dims,
+    }
+  }
+  for (let l = 0; l < L; l++) {
+    for (let d = 0; d < D; d++) {
+      const s = `_l${l}${d ? '_reverse' : ''}`
+      add(`weight_ih${s}`, [G * H, l ? D * Hout : I])
+      add(`weight_hh${s}`, [G * H, Hout])
+      if (bias) {
+        add(`bias_ih${s}`, [G * H])
+        add(`bias_hh${s}`, [G * H])
+      }
+      if (P) add(`weight_hr${s}`, [P, H])
+    }
+  }
+  return tensors
 }
 
 /** A safetensors file from a raw header object and data bytes (tests build malformed ones too). */
@@ -117,4 +167,32 @@ export function encodeTensors(tensors: Record<string, Tensor>): Uint8Array {
     offset += t.data.byteLength
   }
   return safetensorsBytes(header, data)
+}
+
+type ErrorClass = new (...args: never[]) => Error
+
+/** What `fn` threw (or the rejection of a promise): fails the test when nothing was thrown. */
+export function thrown(fn: () => unknown): unknown {
+  try {
+    fn()
+  } catch (error) {
+    return error
+  }
+  throw new Error('expected a throw, but the call returned')
+}
+export const rejection = (promise: Promise<unknown>): Promise<unknown> =>
+  promise.then(
+    () => {
+      throw new Error('expected a rejection, but the promise resolved')
+    },
+    (error: unknown) => error,
+  )
+
+/** An error of class `kind` with the stable `code` and the message (exactly, or matching). */
+export function expectError(error: unknown, kind: ErrorClass, code: string, message: string | RegExp): void {
+  expect(error).toBeInstanceOf(kind)
+  expect(error).toBeInstanceOf(BirnnError)
+  expect((error as { code?: string }).code).toBe(code)
+  if (typeof message === 'string') expect((error as Error).message).toBe(message)
+  else expect((error as Error).message).toMatch(message)
 }

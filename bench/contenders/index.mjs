@@ -10,5 +10,3 @@ import { tfjsVariants } from './tfjs.mjs'
 export function allVariants() {
   return [...birnnVariants(), ...ortVariants(), ...torchVariants(), ...tfjsVariants()]
 }
-
-export const variantById = (id) => allVariants().find((v) => v.id === id)

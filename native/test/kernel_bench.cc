@@ -1,6 +1,6 @@
 // Times the kernel alone, from C++ (no Node): thread CPU time per forward, best of many runs,
 // against the FMA peak measured in the same process, so a busy shared machine shows as noise in
-// both. Usage: birnn_kernel_bench [avx512|avx2|generic] [workload name filter]
+// both. Usage: birnn_kernel_bench [generic|avx2|avx512] [workload name filter]
 #include <time.h>
 
 #include <algorithm>
@@ -29,7 +29,7 @@ struct Workload {
 };
 
 void run(const Workload& w, Isa isa) {
-  const int D = w.bidi ? 2 : 1, G = w.mode == Mode::Lstm ? 4 : w.mode == Mode::Gru ? 3 : 1;
+  const int D = w.bidi ? 2 : 1, G = spec::gates(w.mode);
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-0.1f, 0.1f);
   std::vector<std::vector<float>> store;

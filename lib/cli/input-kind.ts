@@ -1,0 +1,51 @@
+// What kind of input `score` was given, from the file's first bytes rather than its name: .npy, or
+// JSONL (text whose first line starts with '['). Anything else is refused, saying what it is.
+
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
+import { RunError } from './errors.js'
+import { isNpy } from './npy.js'
+
+type InputKind = 'npy' | 'jsonl'
+
+const HEAD = 4096
+const isWhitespace = (byte: number) => byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d
+const isText = (head: Buffer) => head.every((byte) => byte >= 0x20 || isWhitespace(byte))
+
+/** A safetensors file: an 8-byte little-endian header length, then a JSON header '{…}'. */
+function isSafetensors(head: Buffer, fileSize: number): boolean {
+  if (head.length < 9 || head[8] !== 0x7b) return false
+  const headerLength = head.readBigUInt64LE(0)
+  return headerLength >= 2n && headerLength <= BigInt(fileSize - 8)
+}
+
+function describeHead(head: Buffer): string {
+  if (isText(head)) {
+    const text = head.toString('utf8').trimStart()
+    return `text starting ${JSON.stringify(text.length > 24 ? `${text.slice(0, 24)}…` : text)}`
+  }
+  const bytes = [...head.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join(' ')
+  return `binary data starting with the bytes ${bytes}`
+}
+
+export function inputKind(path: string): InputKind {
+  const fd = openSync(path, 'r')
+  const buffer = Buffer.alloc(HEAD)
+  let head: Buffer
+  let fileSize: number
+  try {
+    head = buffer.subarray(0, readSync(fd, buffer, 0, HEAD, 0))
+    fileSize = fstatSync(fd).size
+  } finally {
+    closeSync(fd)
+  }
+  if (isNpy(head)) return 'npy'
+  const first = head.findIndex((byte) => !isWhitespace(byte))
+  // An empty file (or only blank lines) is JSONL without sequences.
+  if (first === -1 || (head[first] === 0x5b && isText(head))) return 'jsonl'
+  if (isSafetensors(head, fileSize)) {
+    throw new RunError(`input ${path}: is a safetensors file (a model?), not sequences; expected .npy or JSONL`)
+  }
+  throw new RunError(
+    `input ${path}: expected .npy (starting with "\\x93NUMPY") or JSONL (lines like [[0.1, …], …]), received ${describeHead(head)}`,
+  )
+}

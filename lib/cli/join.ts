@@ -1,0 +1,72 @@
+// birnn join: the .npy parts of a sharded run, concatenated along the batch axis in bounded memory.
+
+import { setImmediate } from 'node:timers/promises'
+import { RunError, requireFile } from './errors.js'
+import { formatNpyShape, NpyReader, NpyWriter } from './npy.js'
+import { checkOutput, onInterrupt, PendingOutput } from './output-file.js'
+import { plural } from './text.js'
+
+/** Bytes read and written at a time, so that parts of any size join in bounded memory. */
+const SLAB_BYTES = 64 << 20
+
+interface JoinOptions {
+  batchFirst?: boolean
+  force?: boolean
+  quiet?: boolean
+}
+
+export async function join(output: string, parts: string[], options: JoinOptions): Promise<void> {
+  checkOutput(
+    'output',
+    output,
+    parts.map((path) => ({ label: 'the part', path })),
+    { replace: options.force === true, hint: ' (the output comes first: birnn join OUT.npy PART.npy…)' },
+  )
+  const readers: NpyReader[] = []
+  let pending: PendingOutput | undefined
+  const stopSignals = onInterrupt(() => pending?.discard())
+  try {
+    for (const part of parts) {
+      requireFile(part, 'part')
+      readers.push(new NpyReader(part))
+    }
+    const first = readers[0].shape
+    // (T, N, W) joins along N, axis 1; (N, T, W) with --batch-first and (N, W) along axis 0.
+    const axis: 0 | 1 = first.length === 3 && !options.batchFirst ? 1 : 0
+    for (const reader of readers) {
+      const { shape } = reader
+      if (shape.length !== first.length || shape.some((d, i) => i !== axis && d !== first[i])) {
+        throw new RunError(
+          `part ${reader.path}: shape ${formatNpyShape(shape)} does not join with ${formatNpyShape(first)} along axis ${axis}`,
+        )
+      }
+    }
+    const total = readers.reduce((n, r) => n + r.shape[axis], 0)
+    const shape = first.map((d, i) => (i === axis ? total : d))
+    pending = new PendingOutput(output)
+    const writer = new NpyWriter(pending.fd, shape)
+    let at = 0
+    for (const reader of readers) {
+      const perIndex = (reader.shape.reduce((a, b) => a * b, 1) / Math.max(1, reader.shape[axis])) * 4
+      const step = Math.max(1, Math.floor(SLAB_BYTES / Math.max(1, perIndex)))
+      for (let i = 0; i < reader.shape[axis]; i += step) {
+        const count = Math.min(step, reader.shape[axis] - i)
+        writer.write(axis, at + i, reader.readFloat32(axis, i, count))
+        await setImmediate() // let a signal in between slabs
+      }
+      at += reader.shape[axis]
+    }
+    pending.commit()
+    if (!options.quiet) {
+      process.stdout.write(
+        `birnn: joined ${plural(parts.length, 'part')} into ${output}: float32 ${formatNpyShape(shape)}\n`,
+      )
+    }
+  } catch (error) {
+    pending?.discard()
+    throw error
+  } finally {
+    for (const reader of readers) reader.close()
+    stopSignals()
+  }
+}

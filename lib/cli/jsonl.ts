@@ -1,0 +1,188 @@
+// JSON Lines (one JSON value per line) for the CLI: a line reader that holds one chunk of the file
+// at a time, a line counter, and the conversions between a line and a sequence of float32 rows.
+
+import { closeSync, openSync, readSync } from 'node:fs'
+import { RunError } from './errors.js'
+
+const CHUNK = 1 << 20
+const NEWLINE = 0x0a
+
+const isBlank = (byte: number): boolean => byte === 0x20 || byte === 0x09 || byte === 0x0d
+
+/**
+ * The number of sequences in a JSONL file: its lines up to the last one that is not blank (blank
+ * lines at the end are allowed, as editors and `echo >>` leave them; the reader stops before them).
+ */
+export function countSequences(path: string): number {
+  const fd = openSync(path, 'r')
+  try {
+    const buffer = Buffer.allocUnsafe(CHUNK)
+    let lines = 0 // lines ended so far
+    let last = 0 // the number of the last line with content
+    let content = false // the current line has a byte that is not blank
+    for (;;) {
+      const got = readSync(fd, buffer, 0, CHUNK, null)
+      if (got === 0) break
+      const chunk = buffer.subarray(0, got)
+      let i = 0
+      while (i < got) {
+        // Most lines start with '[': the scan for content stops at once.
+        while (!content && i < got && chunk[i] !== NEWLINE) {
+          if (!isBlank(chunk[i])) content = true
+          else i++
+        }
+        const end = chunk.indexOf(NEWLINE, i)
+        if (end === -1) break
+        lines++
+        if (content) last = lines
+        content = false
+        i = end + 1
+      }
+    }
+    return content ? lines + 1 : last
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** Reads a file line by line (1-based numbers), holding one chunk and the current partial line. */
+export class LineReader {
+  readonly path: string
+  /** The number of the last line returned. */
+  lineNumber = 0
+  readonly #fd: number
+  readonly #decoder = new TextDecoder('utf-8', { fatal: true })
+  #chunk: Buffer = Buffer.alloc(0)
+  #pos = 0
+  #eof = false
+
+  constructor(path: string) {
+    this.path = path
+    this.#fd = openSync(path, 'r')
+  }
+
+  /** The next line without its '\n' (or '\r\n'), or undefined at the end of the file. */
+  next(): string | undefined {
+    const parts: Buffer[] = []
+    for (;;) {
+      if (this.#pos >= this.#chunk.length) {
+        if (this.#eof || !this.#fill()) {
+          if (parts.length === 0) return undefined
+          return this.#decode(Buffer.concat(parts))
+        }
+      }
+      const end = this.#chunk.indexOf(NEWLINE, this.#pos)
+      if (end !== -1) {
+        parts.push(this.#chunk.subarray(this.#pos, end))
+        this.#pos = end + 1
+        return this.#decode(parts.length === 1 ? parts[0] : Buffer.concat(parts))
+      }
+      // The line goes on in the next chunk: keep a copy of its start, the chunk buffer is reused.
+      parts.push(Buffer.from(this.#chunk.subarray(this.#pos)))
+      this.#pos = this.#chunk.length
+    }
+  }
+
+  /** Skips lines without decoding them; returns how many were skipped. */
+  skip(count: number): number {
+    let skipped = 0
+    let partial = false // bytes of a line whose end has not been seen yet were consumed
+    while (skipped < count) {
+      if (this.#pos >= this.#chunk.length && (this.#eof || !this.#fill())) {
+        if (partial) skipped++
+        break
+      }
+      const end = this.#chunk.indexOf(NEWLINE, this.#pos)
+      const stop = end === -1 ? this.#chunk.length : end + 1
+      this.#pos = stop
+      partial = end === -1
+      if (!partial) skipped++
+    }
+    this.lineNumber += skipped
+    return skipped
+  }
+
+  #fill(): boolean {
+    const buffer = this.#chunk.length === CHUNK ? this.#chunk : Buffer.allocUnsafe(CHUNK)
+    const got = readSync(this.#fd, buffer, 0, CHUNK, null)
+    if (got === 0) {
+      this.#eof = true
+      this.#chunk = Buffer.alloc(0)
+      this.#pos = 0
+      return false
+    }
+    this.#chunk = got === CHUNK ? buffer : buffer.subarray(0, got)
+    this.#pos = 0
+    return true
+  }
+
+  #decode(bytes: Buffer): string {
+    this.lineNumber++
+    const end = bytes.length > 0 && bytes[bytes.length - 1] === 0x0d ? bytes.length - 1 : bytes.length
+    try {
+      return this.#decoder.decode(bytes.subarray(0, end))
+    } catch {
+      throw new RunError(`${this.path} line ${this.lineNumber}: not valid UTF-8`)
+    }
+  }
+
+  close(): void {
+    closeSync(this.#fd)
+  }
+}
+
+/** Parses one line: an array of T ≥ 1 rows of `inputSize` numbers, as float32 values row after row. */
+export function parseSequence(line: string, where: string, inputSize: number): Float32Array {
+  const expected = `a JSON array of T ≥ 1 rows, each an array of ${inputSize} numbers (inputSize)`
+  if (line.trim() === '')
+    throw new RunError(`${where}: the line is blank (blank lines are allowed only at the end); expected ${expected}`)
+  let value: unknown
+  try {
+    value = JSON.parse(line)
+  } catch (error) {
+    throw new RunError(`${where}: not valid JSON (${(error as Error).message}); expected ${expected}`)
+  }
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new RunError(
+      `${where}: expected ${expected}, received ${Array.isArray(value) ? 'an empty array' : typeof value}`,
+    )
+  }
+  const data = new Float32Array(value.length * inputSize)
+  for (let t = 0; t < value.length; t++) {
+    const row = value[t]
+    if (!Array.isArray(row)) {
+      throw new RunError(
+        `${where}: step ${t} is ${row === null ? 'null' : typeof row}; expected an array of ${inputSize} numbers (inputSize)`,
+      )
+    }
+    if (row.length !== inputSize) {
+      throw new RunError(`${where}: step ${t} has ${row.length} numbers; expected ${inputSize} (the model's inputSize)`)
+    }
+    for (let i = 0; i < inputSize; i++) {
+      const x = row[i]
+      if (typeof x !== 'number') {
+        throw new RunError(`${where}: step ${t}, feature ${i} is ${JSON.stringify(x)}; expected a number`)
+      }
+      data[t * inputSize + i] = x
+    }
+  }
+  return data
+}
+
+/** The shortest decimal that reads back as the same float32, e.g. 0.1 rather than 0.10000000149011612. */
+export function formatFloat32(value: number): string {
+  if (!Number.isFinite(value)) return 'null' // JSON has no NaN or Infinity
+  if (value === 0) return '0'
+  for (let digits = 6; digits < 9; digits++) {
+    const text = value.toPrecision(digits)
+    if (Math.fround(Number(text)) === value) return String(Number(text))
+  }
+  return String(Number(value.toPrecision(9)))
+}
+
+/** A JSON array of `values`. */
+export function formatRow(values: Float32Array): string {
+  let text = '['
+  for (let i = 0; i < values.length; i++) text += (i === 0 ? '' : ',') + formatFloat32(values[i])
+  return `${text}]`
+}

@@ -1,0 +1,46 @@
+// The model as the commands open and describe it. Opened step by step, as load() does, so that
+// `info` can report what the loader found (prefix, tensors, stored dtypes) without reading the
+// file twice.
+
+import { openFile, type StateDictSource } from '../loading/source.js'
+import { readStateDict, type Weights } from '../loading/state-dict.js'
+import { createModel, type Model } from '../model/model.js'
+import { checkLoadOptions } from '../model/options.js'
+import type { ModelConfig } from '../types.js'
+import { isUserError, RunError, requireFile } from './errors.js'
+import { loadOptions, type ModelOptions } from './options.js'
+
+interface OpenedModel {
+  model: Model
+  weights: Weights
+  source: StateDictSource
+}
+
+export async function openModel(path: string, options: ModelOptions, batchFirst: boolean): Promise<OpenedModel> {
+  requireFile(path, 'model')
+  try {
+    const checked = checkLoadOptions(loadOptions(options, batchFirst))
+    const source = await openFile(path)
+    const weights = readStateDict(source, checked)
+    return { model: createModel(weights, checked), weights, source }
+  } catch (error) {
+    if (isUserError(error)) throw new RunError(`model ${path}: ${error.message}`)
+    throw error
+  }
+}
+
+export const describeBackend = (model: Model): string =>
+  model.simd ? `${model.backend} (${model.simd})` : model.backend
+
+export function describeModel(config: ModelConfig): string {
+  const mode = config.mode === 'RNN_TANH' ? 'RNN (tanh)' : config.mode === 'RNN_RELU' ? 'RNN (relu)' : config.mode
+  return [
+    mode,
+    `inputSize ${config.inputSize}`,
+    `hiddenSize ${config.hiddenSize}`,
+    ...(config.projSize ? [`projSize ${config.projSize}`] : []),
+    `numLayers ${config.numLayers}`,
+    config.bidirectional ? 'bidirectional' : 'unidirectional',
+    config.bias ? 'with bias' : 'no bias',
+  ].join(', ')
+}

@@ -1,0 +1,35 @@
+// What every engine implements, and the checked, flat form of a forward call they all take.
+// The layouts, as in PyTorch (D = 2 if bidirectional, Hout = projSize || hiddenSize):
+//   input  (T, N, inputSize) | (N, T, inputSize) with batchFirst   (unbatched input is N = 1)
+//   output (T, N, D*Hout)    | (N, T, D*Hout)
+//   h0/hN  (numLayers*D, N, Hout), c0/cN (numLayers*D, N, hiddenSize),
+//          ordered layer-major, direction-minor: l0 fwd, l0 bwd, l1 fwd, ...
+
+/** A checked forward call (lib/model/forward-args.ts makes it). The engine owns its arrays. */
+export interface Plan {
+  T: number
+  N: number
+  batchFirst: boolean
+  unbatched: boolean
+  input: Float32Array
+  h0?: Float32Array
+  c0?: Float32Array
+  lengths?: Int32Array
+  returnLayers: boolean
+}
+
+/** An engine's flat results, in the layouts above. */
+export interface RawResult {
+  output: Float32Array
+  hN: Float32Array
+  cN?: Float32Array
+  layers?: Float32Array[]
+}
+
+export interface Engine {
+  /** Computes on the calling thread. */
+  runSync(plan: Plan): RawResult
+  /** Computes off the event loop where the engine can. */
+  run(plan: Plan): Promise<RawResult>
+  dispose(): void
+}

@@ -1,0 +1,102 @@
+// The native engine: hands the weights to the C++ kernel once (it packs them into its own layout)
+// and maps each checked Plan onto the addon's call. Loading the addon is addon.ts's job.
+// Arguments were checked in TypeScript with the messages users see; what the addon still throws
+// is internal (a bug, or out of memory) and surfaces as ERR_BIRNN_NATIVE.
+
+import { BirnnError } from '../errors.js'
+import type { Weights } from '../loading/state-dict.js'
+import { simdFromEnvironment } from '../model/options.js'
+import { MODES } from '../spec.js'
+import type { Simd } from '../types.js'
+import { loadAddon, type NativeCall, type NativeResult } from './addon.js'
+import type { Engine, Plan, RawResult } from './engine.js'
+
+export type NativeChoice = { engine: Engine; reason: string; simd: Simd } | { reason: string }
+
+/** An addon failure as a library error; with `site`, its stack is the caller's. */
+function nativeError(error: unknown, site?: Error): BirnnError {
+  const wrapped = new BirnnError(
+    'ERR_BIRNN_NATIVE',
+    `native kernel: ${error instanceof Error ? error.message : String(error)}`,
+  )
+  if (site?.stack) wrapped.stack = `Error: ${wrapped.message}${site.stack.slice(site.stack.indexOf('\n'))}`
+  return wrapped
+}
+
+function guarded<T>(fn: () => T): T {
+  try {
+    return fn()
+  } catch (error) {
+    throw nativeError(error)
+  }
+}
+
+export function nativeEngine(weights: Weights, options: { threads: number; simd: 'auto' | Simd }): NativeChoice {
+  const loaded = loadAddon()
+  if (!loaded.addon) return { reason: `the native addon did not load: ${loaded.reason}` }
+  const { addon } = loaded
+  const cpu = addon.isa()
+  let simd = simdFromEnvironment(options.simd)
+  if (simd === 'auto') simd = cpu.best
+  if (!cpu.supported.includes(simd as Simd)) {
+    throw new BirnnError(
+      'ERR_BIRNN_BACKEND',
+      `simd '${simd}' is not supported by this CPU (supported: ${cpu.supported.join(', ')})`,
+    )
+  }
+  const { config } = weights
+  const tensors = weights.layers.flatMap((w) => [
+    w.wIh,
+    w.wHh,
+    ...(w.bIh && w.bHh ? [w.bIh, w.bHh] : []),
+    ...(w.wHr ? [w.wHr] : []),
+  ])
+  const network = guarded(
+    () =>
+      new addon.Network(
+        {
+          mode: MODES.indexOf(config.mode),
+          inputSize: config.inputSize,
+          hiddenSize: config.hiddenSize,
+          projSize: config.projSize,
+          numLayers: config.numLayers,
+          bidirectional: config.bidirectional,
+          bias: config.bias,
+        },
+        tensors,
+        simd,
+      ),
+  )
+  const call = (plan: Plan): NativeCall => ({
+    seqLen: plan.T,
+    batch: plan.N,
+    batchFirst: plan.batchFirst,
+    input: plan.input,
+    h0: plan.h0,
+    c0: plan.c0,
+    lengths: plan.lengths,
+    returnLayers: plan.returnLayers,
+    threads: options.threads,
+  })
+  const raw = (result: NativeResult): RawResult => {
+    const out: RawResult = { output: result.output, hN: result.hN }
+    if (result.cN) out.cN = result.cN
+    if (result.layers) {
+      const size = result.output.length
+      out.layers = Array.from({ length: config.numLayers }, (_, l) => result.layers!.subarray(l * size, (l + 1) * size))
+    }
+    return out
+  }
+  const engine: Engine = {
+    runSync: (plan) => raw(guarded(() => network.forwardSync(call(plan)))),
+    run: (plan) => {
+      // Captured here so an async failure points at the caller, not at the libuv callback.
+      const site = new Error()
+      return guarded(() => network.forward(call(plan))).then(raw, (error: unknown) => {
+        throw nativeError(error, site)
+      })
+    },
+    dispose: () => network.dispose(),
+  }
+  return { engine, reason: `the native kernel (${simd}) from ${loaded.path}`, simd: simd as Simd }
+}

@@ -1,0 +1,69 @@
+// The public model: picks the engine, then runs each forward call through it, checking the
+// arguments on the way in and shaping the results on the way out.
+
+import { availableParallelism } from 'node:os'
+import type { Engine } from '../engines/engine.js'
+import { jsEngine } from '../engines/js.js'
+import { nativeEngine } from '../engines/native.js'
+import { BirnnError } from '../errors.js'
+import type { Weights } from '../loading/state-dict.js'
+import type { Backend, ForwardOptions, ForwardResult, LoadOptions, ModelConfig, Simd, Tensor } from '../types.js'
+import { planForward, shapeResult } from './forward-args.js'
+
+export class Model {
+  /** The module's configuration, inferred from the weights. */
+  readonly config: Readonly<ModelConfig>
+  /** Which engine runs forward calls. */
+  readonly backend: Backend
+  /** Why that engine: the native kernel's instruction set, or why the addon did not load. */
+  readonly backendReason: string
+  /** The native kernel's instruction set; undefined on the JS engine. */
+  readonly simd: Simd | undefined
+  #engine: Engine | undefined
+
+  /** @internal Use load() or fromStateDict(). */
+  constructor(config: ModelConfig, engine: Engine, backend: Backend, backendReason: string, simd?: Simd) {
+    this.config = Object.freeze({ ...config })
+    this.#engine = engine
+    this.backend = backend
+    this.backendReason = backendReason
+    this.simd = simd
+  }
+
+  #live(): Engine {
+    if (!this.#engine) throw new BirnnError('ERR_BIRNN_DISPOSED', 'model is disposed: load it again to run it')
+    return this.#engine
+  }
+
+  /** Runs the network off the event loop where the engine can; the inputs are taken at call time. */
+  async forward(input: Tensor, options?: ForwardOptions): Promise<ForwardResult> {
+    const plan = planForward(this.config, input, options)
+    return shapeResult(this.config, plan, await this.#live().run(plan))
+  }
+
+  /** Same result as forward(), computed on the calling thread. */
+  forwardSync(input: Tensor, options?: ForwardOptions): ForwardResult {
+    const plan = planForward(this.config, input, options)
+    return shapeResult(this.config, plan, this.#live().runSync(plan))
+  }
+
+  /** Frees the weights (and native memory). Calls already running complete; later ones throw. */
+  dispose(): void {
+    this.#engine?.dispose()
+    this.#engine = undefined
+  }
+}
+
+/** Picks the engine: the native kernel where it loads ('auto', 'native'), else the JS engine. */
+export function createModel(weights: Weights, options: LoadOptions): Model {
+  const requested = options.backend ?? 'auto'
+  const { config } = weights
+  if (requested === 'js') return new Model(config, jsEngine(weights), 'js', 'the JS engine was requested')
+  const threads = options.threads ?? availableParallelism()
+  const native = nativeEngine(weights, { threads, simd: options.simd ?? 'auto' })
+  if ('engine' in native) return new Model(config, native.engine, 'native', native.reason, native.simd)
+  if (requested === 'native') {
+    throw new BirnnError('ERR_BIRNN_BACKEND', `backend 'native' is not available: ${native.reason}`)
+  }
+  return new Model(config, jsEngine(weights), 'js', `the JS engine, since ${native.reason}`)
+}

@@ -1,0 +1,50 @@
+// load() and fromStateDict() options: checked before any file is read, so a typo fails fast.
+
+import { checkKeys, isPositiveInteger, rangeError, typeError } from '../errors.js'
+import { ISAS, MAX_THREADS } from '../spec.js'
+import type { LoadOptions } from '../types.js'
+
+const LOAD_OPTIONS = ['nonlinearity', 'batchFirst', 'prefix', 'backend', 'threads', 'simd']
+/** The values each choice option takes (the CLI offers the same). */
+export const BACKENDS = ['auto', 'native', 'js'] as const satisfies ReadonlyArray<LoadOptions['backend']>
+export const NONLINEARITIES = ['tanh', 'relu'] as const satisfies ReadonlyArray<LoadOptions['nonlinearity']>
+export const SIMD_CHOICES = ['auto', ...[...ISAS].reverse()] as ReadonlyArray<NonNullable<LoadOptions['simd']>>
+
+/** `'a', 'b' or 'c'`, for the messages. */
+export const choices = (values: readonly string[]): string =>
+  values
+    .map((v) => `'${v}'`)
+    .join(', ')
+    .replace(/, ([^,]*)$/, ' or $1')
+
+export function checkLoadOptions(options: unknown): LoadOptions {
+  if (options === undefined) return {}
+  if (typeof options !== 'object' || options === null) throw typeError('options', 'an object', options)
+  checkKeys('options', options, LOAD_OPTIONS)
+  const o = options as LoadOptions
+  if (o.nonlinearity !== undefined && !NONLINEARITIES.includes(o.nonlinearity)) {
+    throw typeError('options.nonlinearity', choices(NONLINEARITIES), o.nonlinearity)
+  }
+  if (o.batchFirst !== undefined && typeof o.batchFirst !== 'boolean')
+    throw typeError('options.batchFirst', 'a boolean', o.batchFirst)
+  if (o.prefix !== undefined && typeof o.prefix !== 'string') throw typeError('options.prefix', 'a string', o.prefix)
+  if (o.backend !== undefined && !BACKENDS.includes(o.backend)) {
+    throw typeError('options.backend', choices(BACKENDS), o.backend)
+  }
+  if (o.threads !== undefined && !isPositiveInteger(o.threads))
+    throw typeError('options.threads', 'a positive integer', o.threads)
+  if (o.threads !== undefined && o.threads > MAX_THREADS)
+    throw rangeError('options.threads', `at most ${MAX_THREADS}`, String(o.threads))
+  if (o.simd !== undefined && !SIMD_CHOICES.includes(o.simd)) {
+    throw typeError('options.simd', choices(SIMD_CHOICES), o.simd)
+  }
+  return o
+}
+
+/** BIRNN_SIMD, when `simd` is left at 'auto': the same choices as the option. */
+export function simdFromEnvironment(simd: string): string {
+  const env = process.env.BIRNN_SIMD
+  if (simd !== 'auto' || !env) return simd
+  if (!SIMD_CHOICES.includes(env as never)) throw typeError('BIRNN_SIMD', choices(SIMD_CHOICES), env)
+  return env
+}

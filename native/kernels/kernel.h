@@ -1,0 +1,99 @@
+// Internal interface between the orchestration (native/network.cc, native/forward.cc) and the
+// per-ISA kernels (kernels/<isa>.cc, each one compilation of kernel_impl.h with that ISA's
+// flags and tuning).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "birnn.h"
+
+namespace birnn::detail {
+
+// Vectors of each gate in a panel: a single-gate cell (RNN) gets two, so that a panel still has
+// two independent accumulator chains per row; GRU and LSTM have enough gates with one.
+constexpr int gateVectors(Mode mode) { return spec::gates(mode) == 1 ? 2 : 1; }
+// Vectors across a whole panel (NV): 2 RNN, 3 GRU, 4 LSTM. kernel_impl.h instantiates its
+// per-mode code from this, and its gemm() has a case for each width.
+constexpr int panelVectors(Mode mode) { return spec::gates(mode) * gateVectors(mode); }
+// Vectors across a panel of the LSTM projection W_hr (network.cc packs it that wide).
+constexpr int kProjectionVectors = 2;
+
+// Packed weight layout, shared by the input projection and the recurrence:
+// the G gate rows of PyTorch's [G*H, K] matrices are regrouped into panels of `units` hidden
+// units each. Panel p holds, for k in [0, K), the PW = G * units columns
+//   [gate 0: units p*units .. p*units+units-1][gate 1: same units] ... [gate G-1: same units]
+// contiguously (K rows of PW floats), so one register tile of a panel holds every gate of its
+// hidden units and the cell update can run straight on it. Units >= H are zero columns.
+// `units` is gateVectors(mode) * lanes, so PW = panelVectors(mode) * lanes: whole vectors.
+struct PanelGeometry {
+  int G = 1;       // gates per hidden unit
+  int units = 0;   // hidden units per panel
+  int panels = 0;  // ceil(H / units)
+  int width() const { return G * units; }              // PW
+  int paddedUnits() const { return panels * units; }  // Hp >= H
+  int paddedColumns() const { return panels * width(); }
+};
+
+// C[i, :] = init + A[i, 0:K] * B for i in [0, m), over `panels` panels of `width` columns
+// (B packed as above, or the projection's panels). `width` is panelVectors(mode) * lanes or
+// kProjectionVectors * lanes: gemm() serves exactly those. C rows are `ldc` floats apart and
+// every column of every panel is written. `bias` (panels*width floats) seeds C when given;
+// otherwise C starts at 0.
+// The sum over k always runs in order 0..K-1 with one fused multiply-add per term, whatever
+// m, the row block or the thread: results do not depend on how the rows are split.
+struct GemmArgs {
+  int m = 0, K = 0;
+  const float* A = nullptr;
+  std::ptrdiff_t lda = 0;
+  const float* B = nullptr;
+  int panels = 0, width = 0;
+  const float* bias = nullptr;
+  float* C = nullptr;
+  std::ptrdiff_t ldc = 0;
+};
+
+// One time step of one direction for the m active rows: gates = P[row] + hPrev * W_hh, then the
+// cell update. Rows are the batch rows still inside their sequence.
+struct StepArgs {
+  Mode mode = Mode::Lstm;
+  PanelGeometry geo;
+  int m = 0;
+  int K = 0;                      // Hout: columns of hPrev that feed W_hh
+  const float* hPrev = nullptr;   // [m, ldh]
+  std::ptrdiff_t ldh = 0;
+  const float* Whh = nullptr;     // packed [panels][K][PW]
+  const float* const* P = nullptr;  // m row pointers to the input projection (+ summed biases)
+  const float* bhn = nullptr;     // GRU: b_hn, [Hp]
+  float* c = nullptr;             // LSTM cell state [m, ldc], updated in place
+  std::ptrdiff_t ldc = 0;
+  float* hNext = nullptr;         // new hidden state [m, ldn] (LSTM with projection: the
+  std::ptrdiff_t ldn = 0;         // pre-projection o * tanh(c), which W_hr then maps)
+};
+
+struct Kernels {
+  Isa isa;
+  int lanes;  // floats per vector
+  void (*gemm)(const GemmArgs&);
+  void (*step)(const StepArgs&);
+  void (*tanh)(const float* x, float* y, std::size_t n);     // vectorized, for tests
+  void (*sigmoid)(const float* x, float* y, std::size_t n);  // vectorized, for tests
+};
+
+const Kernels& kernelsGeneric();
+#if defined(__x86_64__)
+const Kernels& kernelsAvx2();
+const Kernels& kernelsAvx512();
+#endif
+const Kernels& kernelsFor(Isa isa);  // throws std::invalid_argument when the CPU lacks it
+
+// The panel geometry of a mode on an ISA with `lanes` floats per vector.
+inline PanelGeometry geometryFor(Mode mode, int hidden, int lanes) {
+  PanelGeometry g;
+  g.G = spec::gates(mode);
+  g.units = gateVectors(mode) * lanes;
+  g.panels = (hidden + g.units - 1) / g.units;
+  return g;
+}
+
+}  // namespace birnn::detail

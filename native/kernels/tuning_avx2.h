@@ -1,0 +1,23 @@
+// AVX2 tuning, in one place: register counts and the cache budgets that kernel_impl.h derives
+// every block size from (and static_asserts against). Read by kernels/avx2.cc only.
+#pragma once
+
+#include <cstddef>
+
+namespace birnn::detail {
+
+struct Avx2Tuning {
+  static constexpr int kLanes = 8;          // floats per ymm register
+  static constexpr int kRegisters = 16;     // ymm0-15
+  static constexpr int kAccumulators = 12;  // a register tile's sums; the rest hold its operands
+  // L1d of every AVX2 CPU (Haswell and Zen on): the K-block slice of a B panel takes half, the
+  // recurrence's gate sums of one row block most of the rest, the rows of A what remains.
+  static constexpr std::size_t kL1Bytes = 32 * 1024;
+  static constexpr std::size_t kSliceBytes = 16 * 1024;
+  static constexpr std::size_t kStepScratchBytes = 12 * 1024;
+  // A row block of A (all of K) in the input projection: kept in L2 (256 KB on Haswell) while
+  // it is multiplied panel by panel.
+  static constexpr std::size_t kRowBlockBytes = 256 * 1024;
+};
+
+}  // namespace birnn::detail

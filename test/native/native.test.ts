@@ -1,0 +1,295 @@
+// What only the native backend promises: identical results for any thread count, an event loop
+// that keeps running, many concurrent calls, worker threads, dispose while calls are in flight,
+// and the memory-protecting checks of its binding. Skipped, with the reason, where the addon
+// does not load (and a failure instead under BIRNN_REQUIRE_NATIVE=1, as in .ci/run).
+import { spawnSync } from 'node:child_process'
+import { describe, expect, it } from 'vitest'
+import { loadAddon } from '../../lib/engines/addon.js'
+import { fromStateDict, load } from '../../lib/index.js'
+import {
+  expectError,
+  fixture,
+  modelPath,
+  nativeIsas,
+  nativeMissing,
+  randomStateDict,
+  rejection,
+  rng,
+} from '../helpers.js'
+
+const missing = nativeMissing()
+const native = loadAddon()
+
+describe.skipIf(missing)(`the addon${missing ? ` (skipped: ${missing})` : ''}`, () => {
+  it('loads and is the default backend', async () => {
+    const model = await load(modelPath(fixture('lstm_uni_l1_tm')))
+    expect(model.backend).toBe('native')
+    expect(model.backendReason).toMatch(/^the native kernel \((avx512|avx2|generic)\) from .*birnn.*\.node$/)
+    expect(model.simd).toBe(native.addon!.isa().best)
+  })
+})
+
+describe.each(nativeIsas())('native %s: results do not depend on threads or on sync vs async', (isa) => {
+  it('gives bit-identical results for every thread count, and for forward vs forwardSync', async () => {
+    const r = rng(42)
+    for (const [mode, D] of [
+      ['LSTM', 2],
+      ['GRU', 1],
+      ['RNN_TANH', 2],
+    ] as const) {
+      const tensors = randomStateDict(r, { mode, I: 24, H: 70, L: 2, D, bias: true })
+      const T = 30
+      const N = 45
+      const input = { data: r.floats(T * N * 24), shape: [T, N, 24] }
+      const lengths = Array.from({ length: N }, (_, n) => (n % 7 === 0 ? T : 1 + ((n * 13) % T)))
+      const runs = [1, 2, 3, 8].map((threads) =>
+        fromStateDict(tensors, { backend: 'native', simd: isa, threads }).forwardSync(input, { lengths }),
+      )
+      for (const run of runs.slice(1)) {
+        expect(run.output.data).toEqual(runs[0].output.data)
+        expect(run.hN.data).toEqual(runs[0].hN.data)
+      }
+      const model = fromStateDict(tensors, { backend: 'native', simd: isa, threads: 2 })
+      const asyncRun = await model.forward(input, { lengths })
+      expect(asyncRun.output.data).toEqual(runs[0].output.data)
+    }
+  })
+})
+
+describe.skipIf(missing)('the native backend off the event loop', () => {
+  // An LSTM sized so one forward takes about 3 s here.
+  const big = () => {
+    const r = rng(7)
+    // One kernel thread, so the event loop has a core of its own even on a 2-core machine.
+    const model = fromStateDict(randomStateDict(r, { mode: 'LSTM', I: 256, H: 256, L: 1, D: 2, bias: true }), {
+      backend: 'native',
+      threads: 1,
+    })
+    const N = 64
+    const make = (T: number) => ({ data: r.floats(T * N * 256), shape: [T, N, 256] })
+    const probe = make(40)
+    model.forwardSync(probe) // warm-up
+    const start = performance.now()
+    model.forwardSync(probe)
+    const perStep = (performance.now() - start) / 40
+    return { model, input: make(Math.max(40, Math.ceil(3000 / perStep))) }
+  }
+
+  it('keeps the event loop responsive during a forward of over a second', async () => {
+    const { model, input } = big()
+    let last = performance.now()
+    let longest = 0
+    const ticker = setInterval(() => {
+      const now = performance.now()
+      longest = Math.max(longest, now - last)
+      last = now
+    }, 2)
+    const start = performance.now()
+    await model.forward(input)
+    const elapsed = performance.now() - start
+    clearInterval(ticker)
+    expect(elapsed).toBeGreaterThan(1000)
+    // Blocking would show as one gap as long as the forward; allow for a busy, shared machine.
+    expect(longest).toBeLessThan(100)
+  })
+
+  it('runs 200 concurrent forwards on one model, each exactly as forwardSync', async () => {
+    const r = rng(3)
+    const model = fromStateDict(randomStateDict(r, { mode: 'GRU', I: 8, H: 16, L: 2, D: 2, bias: true }), {
+      backend: 'native',
+    })
+    const inputs = Array.from({ length: 200 }, (_, i) => ({
+      data: r.floats(6 * (1 + (i % 5)) * 8),
+      shape: [6, 1 + (i % 5), 8],
+    }))
+    const results = await Promise.all(inputs.map((x) => model.forward(x)))
+    for (const [i, res] of results.entries()) expect(res.output.data).toEqual(model.forwardSync(inputs[i]).output.data)
+  })
+
+  it('disposes safely while calls are in flight: they complete, later calls throw', async () => {
+    const r = rng(5)
+    const tensors = randomStateDict(r, { mode: 'LSTM', I: 32, H: 64, L: 2, D: 2, bias: true })
+    const model = fromStateDict(tensors, { backend: 'native' })
+    const reference = fromStateDict(tensors, { backend: 'native' })
+    const input = { data: r.floats(50 * 16 * 32), shape: [50, 16, 32] }
+    const pending = Array.from({ length: 20 }, () => model.forward(input))
+    model.dispose()
+    const expected = reference.forwardSync(input).output.data
+    for (const result of await Promise.all(pending)) expect(result.output.data).toEqual(expected)
+    await expect(model.forward(input)).rejects.toThrow('model is disposed')
+  })
+})
+
+describe.skipIf(missing)('the raw addon', () => {
+  const addon = native.addon!
+  const config = { mode: 3, inputSize: 3, hiddenSize: 4, projSize: 0, numLayers: 1, bidirectional: false, bias: true }
+  const weights = () => [new Float32Array(48), new Float32Array(64), new Float32Array(16), new Float32Array(16)]
+  const call = (over: Record<string, unknown> = {}) => ({
+    seqLen: 2,
+    batch: 1,
+    batchFirst: false,
+    input: new Float32Array(6),
+    returnLayers: false,
+    threads: 1,
+    ...over,
+  })
+
+  // Each worker loads its own instance of the addon (context-aware, no shared globals). A worker
+  // terminated while its forward() runs on the libuv pool must not take the process down: it runs
+  // in a child process so that a crash would show as its exit status, not kill the test runner.
+  it('loads in worker threads, twice at once, and survives workers terminated mid-forward', () => {
+    const script = `
+      const { Worker } = require('node:worker_threads')
+      const source = \`
+        const { parentPort, workerData } = require('node:worker_threads')
+        const addon = require(workerData.path)
+        const T = workerData.T, N = 8, I = 64, H = 128
+        const w = [new Float32Array(4 * H * I).fill(0.01), new Float32Array(4 * H * H).fill(0.01)]
+        const config = { mode: 3, inputSize: I, hiddenSize: H, projSize: 0, numLayers: 1, bidirectional: true, bias: false }
+        const net = new addon.Network(config, [...w, ...w], addon.isa().best)
+        const input = new Float32Array(T * N * I).fill(0.5)
+        const call = { seqLen: T, batch: N, batchFirst: false, input, returnLayers: false, threads: 1 }
+        net.forward(call).then((r) => parentPort.postMessage(Array.from(r.hN.slice(0, 4))))
+      \`
+      const run = (T) => new Worker(source, { eval: true, workerData: { path: process.argv[1], T } })
+      const answer = (w) => new Promise((resolve, reject) => w.once('message', resolve).once('error', reject))
+      const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+      ;(async () => {
+        const [a, b] = await Promise.all([answer(run(5)), answer(run(5))])
+        if (JSON.stringify(a) !== JSON.stringify(b) || !a.every((v) => v > 0)) throw new Error('workers disagree')
+        for (let i = 0; i < 5; i++) {
+          const doomed = run(4000)
+          await sleep(50)
+          await doomed.terminate() // its forward is still running on the pool
+        }
+        await sleep(300)
+        const after = await answer(run(5))
+        process.stdout.write(JSON.stringify(after) === JSON.stringify(a) ? 'ok' : 'wrong result after terminations')
+      })()
+    `
+    const child = spawnSync(process.execPath, ['-e', script, native.addon ? native.path : ''], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    })
+    expect(child.stderr).toBe('')
+    expect(child.status).toBe(0)
+    expect(child.stdout).toBe('ok')
+  })
+
+  it.each([
+    [
+      'config of the wrong kind',
+      () => new addon.Network(null as never, weights(), 'generic'),
+      TypeError,
+      'config: expected an object, received null',
+    ],
+    [
+      'a mode out of range',
+      () => new addon.Network({ ...config, mode: 7 } as never, weights(), 'generic'),
+      RangeError,
+      'config.mode: expected an integer in [0, 3], received number 7',
+    ],
+    [
+      'too few weights',
+      () => new addon.Network(config as never, weights().slice(1), 'generic'),
+      RangeError,
+      'weights: expected an array of 4 Float32Arrays (numLayers*D*4), received array of length 3',
+    ],
+    [
+      'a short weight',
+      () => new addon.Network(config as never, [new Float32Array(47), ...weights().slice(1)], 'generic'),
+      RangeError,
+      'weights[0]: expected Float32Array of length 48 (weight_ih_l0 [16, 3]), received length 47',
+    ],
+    [
+      'a float64 weight',
+      () => new addon.Network(config as never, [new Float64Array(48), ...weights().slice(1)] as never, 'generic'),
+      TypeError,
+      'weights[0]: expected Float32Array of length 48 (weight_ih_l0 [16, 3]), received Float64Array of length 48',
+    ],
+    [
+      'an unknown isa',
+      () => new addon.Network(config as never, weights(), 'sse9'),
+      RangeError,
+      "isa: expected 'generic', 'avx2' or 'avx512', received string 'sse9'",
+    ],
+  ])('construction: %s', (_, make, kind, message) => {
+    expect(make).toThrow(new kind(`birnn internal: ${message}`))
+  })
+
+  it.each([
+    [
+      'a short input',
+      { input: new Float32Array(5) },
+      RangeError,
+      'call.input: expected Float32Array of length 6 ([seqLen, batch, inputSize] = [2, 1, 3]), received length 5',
+    ],
+    [
+      'a length past seqLen',
+      { lengths: new Int32Array([3]) },
+      RangeError,
+      'call.lengths[0]: expected an integer in [1, 2] (seqLen), received 3',
+    ],
+    [
+      'lengths as numbers',
+      { lengths: [2] },
+      TypeError,
+      'call.lengths: expected Int32Array of length 1 (one per batch entry), received array of length 1',
+    ],
+    ['a fractional seqLen', { seqLen: 1.5 }, TypeError, 'call.seqLen: expected an integer, received number 1.5'],
+    ['zero threads', { threads: 0 }, RangeError, 'call.threads: expected an integer in [1, 4096], received number 0'],
+    [
+      'a short h0',
+      { h0: new Float32Array(3) },
+      RangeError,
+      'call.h0: expected Float32Array of length 4 ([numLayers*D, batch, Hout] = [1, 1, 4]), received length 3',
+    ],
+  ])('forward: %s', async (_, over, kind, message) => {
+    const net = new addon.Network(config as never, weights(), 'generic')
+    expect(() => net.forwardSync(call(over) as never)).toThrow(new kind(`birnn internal: ${message}`))
+    expect(() => net.forward(call(over) as never)).toThrow(new kind(`birnn internal: ${message}`))
+    net.dispose()
+    expect(() => net.forwardSync(call() as never)).toThrow('birnn internal: network is disposed')
+  })
+})
+
+describe.skipIf(missing)('choosing the SIMD path', () => {
+  const path = modelPath(fixture('gru_bi_l3_tm'))
+  const supported = nativeIsas()
+
+  it.each(['avx512', 'avx2', 'generic'] as const)(
+    'simd: %s runs where the CPU has it, and is a clear error where not',
+    async (simd) => {
+      if (supported.includes(simd)) {
+        expect((await load(path, { simd })).simd).toBe(simd)
+      } else {
+        expectError(
+          await rejection(load(path, { simd })),
+          Error,
+          'ERR_BIRNN_BACKEND',
+          `simd '${simd}' is not supported by this CPU (supported: ${supported.join(', ')})`,
+        )
+      }
+    },
+  )
+
+  it('BIRNN_SIMD forces a path too, and rejects an unknown name', async () => {
+    const saved = process.env.BIRNN_SIMD
+    try {
+      process.env.BIRNN_SIMD = 'generic'
+      expect((await load(path)).simd).toBe('generic')
+      process.env.BIRNN_SIMD = 'sse2'
+      expectError(
+        await rejection(load(path)),
+        TypeError,
+        'ERR_BIRNN_INVALID_ARG',
+        `BIRNN_SIMD: expected 'auto', 'avx512', 'avx2' or 'generic', received the string "sse2"`,
+      )
+      // The JS engine needs no SIMD path, so the variable does not matter there.
+      expect((await load(path, { backend: 'js' })).backend).toBe('js')
+    } finally {
+      if (saved === undefined) delete process.env.BIRNN_SIMD
+      else process.env.BIRNN_SIMD = saved
+    }
+  })
+})

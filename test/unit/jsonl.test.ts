@@ -1,0 +1,137 @@
+// lib/cli/jsonl.ts: lines read across the 1 MiB chunks, CRLF, blank lines at the end, the errors
+// of parseSequence, and float32 values written in as few digits as read back the same.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { RunError } from '../../lib/cli/errors.js'
+import { countSequences, formatFloat32, formatRow, LineReader, parseSequence } from '../../lib/cli/jsonl.js'
+import { rng } from '../helpers.js'
+
+const CHUNK = 1 << 20 // the reader's chunk size
+const dir = mkdtempSync(join(tmpdir(), 'birnn-jsonl-'))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+let count = 0
+
+function file(content: string | Buffer): string {
+  const path = join(dir, `f${count++}.jsonl`)
+  writeFileSync(path, content)
+  return path
+}
+
+function readAll(path: string): string[] {
+  const reader = new LineReader(path)
+  const lines: string[] = []
+  for (let line = reader.next(); line !== undefined; line = reader.next()) {
+    lines.push(line)
+    expect(reader.lineNumber).toBe(lines.length)
+  }
+  reader.close()
+  return lines
+}
+
+describe('LineReader', () => {
+  it('returns lines that cross chunk boundaries whole, and lines longer than a chunk', () => {
+    const lines = ['a'.repeat(CHUNK - 3), 'bcdefg', 'h'.repeat(2 * CHUNK + 5), '', 'é'.repeat(1000), 'last']
+    expect(readAll(file(`${lines.join('\n')}\n`))).toEqual(lines)
+  })
+
+  it('drops the \\r of CRLF line ends and reads a last line without a newline', () => {
+    expect(readAll(file('[1]\r\n[2]\r\n[3]'))).toEqual(['[1]', '[2]', '[3]'])
+    expect(readAll(file(''))).toEqual([])
+  })
+
+  it('splits a UTF-8 character across chunks correctly, and refuses invalid UTF-8 with the line number', () => {
+    const split = `${'x'.repeat(CHUNK - 1)}é\nz\n` // é's two bytes straddle the chunk boundary
+    expect(readAll(file(split))).toEqual([`${'x'.repeat(CHUNK - 1)}é`, 'z'])
+    const reader = new LineReader(file(Buffer.from([0x5b, 0x5d, 0x0a, 0xff, 0xfe, 0x0a])))
+    expect(reader.next()).toBe('[]')
+    expect(() => reader.next()).toThrow(new RunError(`${reader.path} line 2: not valid UTF-8`))
+    reader.close()
+  })
+
+  it('skips lines without decoding them, across chunks', () => {
+    const invalid = Buffer.from([0xff, 0x0a]) // not UTF-8: skipped, never decoded
+    const reader = new LineReader(
+      file(Buffer.concat([Buffer.from(`${'a'.repeat(CHUNK + 10)}\n`), invalid, Buffer.from('third\n')])),
+    )
+    expect(reader.skip(2)).toBe(2)
+    expect(reader.next()).toBe('third')
+    expect(reader.lineNumber).toBe(3)
+    expect(reader.skip(5)).toBe(0)
+    reader.close()
+  })
+})
+
+describe('countSequences', () => {
+  it.each([
+    ['one line per sequence', '[1]\n[2]\n', 2],
+    ['a last line without a newline', '[1]\n[2]', 2],
+    ['blank lines at the end, with spaces, tabs and CRLF', '[1]\n[2]\n\n  \n\t\r\n\n', 2],
+    ['a blank line in the middle (an error when read)', '[1]\n\n[2]\n', 3],
+    ['an empty file', '', 0],
+    ['blank lines only', '\n \n\n', 0],
+  ])('%s', (_label, content, expected) => {
+    expect(countSequences(file(content))).toBe(expected)
+  })
+
+  it('across chunk boundaries: a trailing blank stretch longer than a chunk, and content after one', () => {
+    expect(countSequences(file(`[1]\n${' '.repeat(CHUNK + 7)}\n\n`))).toBe(1)
+    expect(countSequences(file(`[1]\n${' '.repeat(CHUNK + 7)}[2]\n`))).toBe(2)
+    expect(countSequences(file(`${'['.repeat(CHUNK - 1)}\n\n`))).toBe(1)
+  })
+})
+
+describe('parseSequence', () => {
+  const where = 'input x.jsonl line 7'
+
+  it('reads T rows of inputSize numbers, row after row, as float32', () => {
+    expect(parseSequence('[[0.1, 2], [3, -4.5]]', where, 2)).toEqual(Float32Array.of(0.1, 2, 3, -4.5))
+  })
+
+  it.each([
+    [
+      '  ',
+      /^input x\.jsonl line 7: the line is blank \(blank lines are allowed only at the end\); expected a JSON array/,
+    ],
+    ['[[1, 2]', /^input x\.jsonl line 7: not valid JSON \(.*\); expected a JSON array of T ≥ 1 rows/],
+    ['{"x": 1}', /^input x\.jsonl line 7: expected a JSON array of T ≥ 1 rows, .*, received object$/],
+    ['[]', /: expected .*, received an empty array$/],
+    ['[[1, 2], null]', /: step 1 is null; expected an array of 2 numbers \(inputSize\)$/],
+    ['[[1, 2, 3]]', /: step 0 has 3 numbers; expected 2 \(the model's inputSize\)$/],
+    ['[[1, "2"]]', /: step 0, feature 1 is "2"; expected a number$/],
+  ])('refuses %j', (line, message) => {
+    expect(() => parseSequence(line, where, 2)).toThrow(message)
+    expect(() => parseSequence(line, where, 2)).toThrow(RunError)
+  })
+})
+
+describe('formatFloat32', () => {
+  it('writes the shortest decimal that reads back as the same float32', () => {
+    expect(formatFloat32(Math.fround(0.1))).toBe('0.1')
+    expect(formatFloat32(Math.fround(-1 / 3))).toBe('-0.33333334')
+    expect(formatFloat32(0)).toBe('0')
+    const subnormal = Math.fround(1e-40)
+    expect(formatFloat32(subnormal)).toBe('9.99995e-41')
+    expect(Math.fround(9.99995e-41)).toBe(subnormal)
+    const r = rng(9)
+    for (let i = 0; i < 10_000; i++) {
+      const x = Math.fround(r.normal() * 10 ** r.int(-30, 30))
+      const text = formatFloat32(x)
+      expect(Math.fround(Number(text))).toBe(x)
+      // Significant digits: never more than float32 needs (9).
+      expect(
+        Number(text)
+          .toExponential()
+          .replace(/^-|e.*$|\./g, '').length,
+      ).toBeLessThanOrEqual(9)
+    }
+  })
+
+  it('writes NaN and infinities as null, which JSON has instead; formatRow joins a row', () => {
+    expect(formatFloat32(Number.NaN)).toBe('null')
+    expect(formatFloat32(Number.POSITIVE_INFINITY)).toBe('null')
+    expect(formatRow(Float32Array.of(0.5, Number.NaN, -2))).toBe('[0.5,null,-2]')
+    expect(JSON.parse(formatRow(Float32Array.of(Math.fround(0.1), 3)))).toEqual([0.1, 3])
+  })
+})
