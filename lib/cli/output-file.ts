@@ -2,6 +2,7 @@
 // output's folder, and renamed over the output only once complete, so that an interrupted or
 // failed run never leaves a file that looks complete, and never touches an input.
 
+import { randomBytes } from 'node:crypto'
 import {
   accessSync,
   closeSync,
@@ -83,8 +84,9 @@ export function checkOutput(
 }
 
 /**
- * The output file under construction: `.NAME.PID.tmp` next to the output, renamed over it by
- * commit() (keeping the mode of the file it replaces), and removed by discard().
+ * The output file under construction: `.NAME.PID.tmp` next to the output (`.NAME.PID-RANDOM.tmp`
+ * where a killed run left that name), renamed over it by commit() (keeping the mode of the file
+ * it replaces), and removed by discard().
  */
 export class PendingOutput {
   readonly path: string
@@ -94,11 +96,20 @@ export class PendingOutput {
 
   constructor(path: string) {
     this.path = path
-    this.temp = join(dirname(resolve(path)), `.${basename(path)}.${process.pid}.tmp`)
-    try {
-      this.fd = openSync(this.temp, 'wx')
-    } catch (error) {
-      throw new RunError(`output ${path}: cannot create ${this.temp}: ${fsReason(error)}`)
+    const stem = join(dirname(resolve(path)), `.${basename(path)}.${process.pid}`)
+    // A file of that name is left from a killed run whose process had our id (in a container the
+    // job often has the same id each time): never ours to remove, so take another name beside it.
+    for (let attempt = 0; ; attempt++) {
+      const temp = attempt === 0 ? `${stem}.tmp` : `${stem}-${randomBytes(4).toString('hex')}.tmp`
+      try {
+        this.fd = openSync(temp, 'wx')
+        this.temp = temp
+        return
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt === 8) {
+          throw new RunError(`output ${path}: cannot create ${temp}: ${fsReason(error)}`)
+        }
+      }
     }
   }
 
