@@ -27,6 +27,10 @@ export type ErrorCode =
   | 'ERR_BIRNN_DISPOSED'
   /** Error: the native kernel failed (out of memory, or an internal check). */
   | 'ERR_BIRNN_NATIVE'
+  /** Error: a batcher's queue is full (`maxQueue` requests wait): try again later. */
+  | 'ERR_BIRNN_QUEUE_FULL'
+  /** Error: a request to a batcher that was closed. */
+  | 'ERR_BIRNN_CLOSED'
 
 export class BirnnError extends Error {
   readonly code: ErrorCode
@@ -69,6 +73,8 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_BIRNN_BACKEND',
   'ERR_BIRNN_DISPOSED',
   'ERR_BIRNN_NATIVE',
+  'ERR_BIRNN_QUEUE_FULL',
+  'ERR_BIRNN_CLOSED',
 ])
 const isCode = (code: string): code is ErrorCode => CODES.has(code)
 

@@ -8,6 +8,7 @@ import type { LoadOptions, Tensor } from './types.js'
 
 export { BirnnError, BirnnRangeError, BirnnTypeError, type ErrorCode } from './errors.js'
 export type { Model } from './model/model.js'
+export type { Batcher } from './serving/batcher.js'
 export type * from './types.js'
 
 /** Loads a PyTorch state_dict saved as safetensors, from a file path or the file's bytes. */

@@ -59,3 +59,63 @@ export interface ForwardResult {
   /** With returnLayers: each layer's output, in the layout of `output`; the last equals `output`. */
   layers?: Tensor[]
 }
+
+/** `model.batcher(options)`: how concurrent requests are gathered into one forward call. */
+export interface BatcherOptions {
+  /** Most sequences one batch holds (a request of more sequences runs alone); default 64. */
+  maxBatch?: number
+  /** Most padded steps one batch holds, the longest T times the sequences (bounds memory); default 65536. */
+  maxBatchTokens?: number
+  /** How long an idle batcher waits for more requests before it starts a batch; default 0: never waits. */
+  maxDelayMs?: number
+  /** Most requests that may wait; one more is refused with ERR_BIRNN_QUEUE_FULL; default 1024. */
+  maxQueue?: number
+  /** Batches computing at the same time; default 1 (one batch uses every thread of the model). */
+  concurrency?: number
+}
+
+/** The options of `batcher.forward()`: those of `model.forward()`, and an AbortSignal. */
+export interface BatchRequestOptions extends ForwardOptions {
+  /** Aborting it removes the request while it waits (it then rejects with an AbortError); a started request completes. */
+  signal?: AbortSignal
+}
+
+/** Percentiles of the most recent durations (up to 1024), in milliseconds; 0 when there are none. */
+export interface DurationSummary {
+  count: number
+  mean: number
+  p50: number
+  p90: number
+  p99: number
+  max: number
+}
+
+/** What a batcher has done since it was made. */
+export interface BatcherStats {
+  /** Requests accepted (queued or started). */
+  requests: number
+  /** Requests that resolved. */
+  completed: number
+  /** Requests rejected because their batch failed. */
+  failed: number
+  /** Requests aborted while they waited. */
+  aborted: number
+  /** Requests refused because the queue was full. */
+  refused: number
+  /** Batches run (model.forward calls). */
+  batches: number
+  /** Sequences run, over all batches. */
+  sequences: number
+  /** Requests per batch, on average. */
+  meanBatchRequests: number
+  /** Sequences per batch, on average. */
+  meanBatchSequences: number
+  /** Requests waiting now. */
+  queued: number
+  /** Batches computing now. */
+  inFlight: number
+  /** From a request's arrival to the start of its batch. */
+  queueWaitMs: DurationSummary
+  /** From a batch's start to its result: each batch once. */
+  serviceMs: DurationSummary
+}

@@ -7,7 +7,17 @@ import { jsEngine } from '../engines/js.js'
 import { nativeEngine } from '../engines/native.js'
 import { BirnnError } from '../errors.js'
 import type { Weights } from '../loading/state-dict.js'
-import type { Backend, ForwardOptions, ForwardResult, LoadOptions, ModelConfig, Simd, Tensor } from '../types.js'
+import { Batcher } from '../serving/batcher.js'
+import type {
+  Backend,
+  BatcherOptions,
+  ForwardOptions,
+  ForwardResult,
+  LoadOptions,
+  ModelConfig,
+  Simd,
+  Tensor,
+} from '../types.js'
 import { planForward, shapeResult } from './forward-args.js'
 
 export class Model {
@@ -45,6 +55,14 @@ export class Model {
   forwardSync(input: Tensor, options?: ForwardOptions): ForwardResult {
     const plan = planForward(this.config, input, options)
     return shapeResult(this.config, plan, this.#live().runSync(plan))
+  }
+
+  /**
+   * A batcher over this model: concurrent `batcher.forward()` requests are run together in one
+   * forward call, each getting the bits `forward()` of it alone gives (docs/serving.md).
+   */
+  batcher(options?: BatcherOptions): Batcher {
+    return new Batcher(this, options)
   }
 
   /** Frees the weights (and native memory). Calls already running complete; later ones throw. */

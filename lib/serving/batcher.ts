@@ -1,0 +1,464 @@
+// The batcher: gathers concurrent forward requests into one model call, as serving systems do
+// (Triton's dynamic batcher), and hands each request back exactly what model.forward() of that
+// request alone returns.
+//
+// Why the bits are the same: a batch is the requests concatenated along N, padded to the longest
+// T, with every sequence's own length in `lengths`. Every engine computes each sequence's
+// recurrence on its own (no arithmetic mixes rows), in the same order whatever the batch size, and
+// never reads a step past a sequence's length, so neither the other rows nor the padding change a
+// row's result. test/parity/batcher.test.ts checks it on every engine and SIMD path.
+//
+// Policy: no waiting when a slot is free (a lone request starts in the next microtask); while
+// `concurrency` batches run, requests queue, and the next batch takes the queue's head in order,
+// up to `maxBatch` sequences and `maxBatchTokens` padded steps. `maxDelayMs` > 0 makes an idle
+// batcher wait that long for more. The queue holds at most `maxQueue` requests.
+
+import type { Plan } from '../engines/engine.js'
+import { BirnnError, checkKeys, isPositiveInteger, rangeError, typeError } from '../errors.js'
+import { planForward, shapeResult } from '../model/forward-args.js'
+import { directions, outputSize } from '../spec.js'
+import type {
+  BatcherOptions,
+  BatcherStats,
+  BatchRequestOptions,
+  DurationSummary,
+  ForwardOptions,
+  ForwardResult,
+  ModelConfig,
+  Tensor,
+} from '../types.js'
+
+/** What a batcher needs of a model (a Model is one): its configuration and forward(). */
+export interface BatchTarget {
+  readonly config: Readonly<ModelConfig>
+  forward(input: Tensor, options?: ForwardOptions): Promise<ForwardResult>
+}
+
+const BATCHER_OPTIONS = ['maxBatch', 'maxBatchTokens', 'maxDelayMs', 'maxQueue', 'concurrency']
+const REQUEST_OPTIONS = ['h0', 'c0', 'lengths', 'returnLayers', 'signal']
+export const BATCHER_DEFAULTS: Required<BatcherOptions> = {
+  maxBatch: 64,
+  maxBatchTokens: 65536,
+  maxDelayMs: 0,
+  maxQueue: 1024,
+  concurrency: 1,
+}
+
+function checkBatcherOptions(options: unknown): Required<BatcherOptions> {
+  if (options === undefined) return { ...BATCHER_DEFAULTS }
+  if (typeof options !== 'object' || options === null) throw typeError('batcher options', 'an object', options)
+  checkKeys('batcher options', options, BATCHER_OPTIONS)
+  const o = options as BatcherOptions
+  const checked = { ...BATCHER_DEFAULTS }
+  for (const key of ['maxBatch', 'maxBatchTokens', 'maxQueue', 'concurrency'] as const) {
+    if (o[key] === undefined) continue
+    if (!isPositiveInteger(o[key])) throw typeError(`batcher options.${key}`, 'a positive integer', o[key])
+    checked[key] = o[key]
+  }
+  if (o.maxDelayMs !== undefined) {
+    if (typeof o.maxDelayMs !== 'number' || Number.isNaN(o.maxDelayMs))
+      throw typeError('batcher options.maxDelayMs', 'a number of milliseconds', o.maxDelayMs)
+    if (!(o.maxDelayMs >= 0 && o.maxDelayMs <= 60_000))
+      throw rangeError('batcher options.maxDelayMs', 'a number in [0, 60000]', String(o.maxDelayMs))
+    checked.maxDelayMs = o.maxDelayMs
+  }
+  return checked
+}
+
+/** A request: its checked plan (with its own copies of the arrays), and its promise. */
+interface Entry {
+  plan: Plan
+  /** The request as model.forward() takes it, over the copies. */
+  input: Tensor
+  options: ForwardOptions
+  arrived: number
+  resolve: (result: ForwardResult) => void
+  reject: (error: unknown) => void
+  signal?: AbortSignal
+  onAbort?: () => void
+}
+
+/** The most recent durations, for percentiles; counts and sums cover all of them. */
+class Durations {
+  readonly #recent = new Float64Array(1024)
+  #count = 0
+  #sum = 0
+  #max = 0
+  add(ms: number): void {
+    this.#recent[this.#count % this.#recent.length] = ms
+    this.#count++
+    this.#sum += ms
+    if (ms > this.#max) this.#max = ms
+  }
+  summary(): DurationSummary {
+    const n = Math.min(this.#count, this.#recent.length)
+    const sorted = this.#recent.slice(0, n).sort()
+    const at = (q: number) => (n === 0 ? 0 : sorted[Math.min(n - 1, Math.ceil(q * n) - 1)])
+    return {
+      count: this.#count,
+      mean: this.#count === 0 ? 0 : this.#sum / this.#count,
+      p50: at(0.5),
+      p90: at(0.9),
+      p99: at(0.99),
+      max: this.#max,
+    }
+  }
+}
+
+/** An AbortError as fetch() rejects with; the signal's reason is its cause. */
+function abortError(signal: AbortSignal): DOMException {
+  const error = new DOMException('the request was aborted before its batch started', 'AbortError')
+  Object.defineProperty(error, 'cause', { value: signal.reason, configurable: true, writable: true })
+  return error
+}
+
+export class Batcher {
+  readonly #target: BatchTarget
+  readonly #options: Required<BatcherOptions>
+  readonly #queue: Entry[] = []
+  #inFlight = 0
+  /** A microtask or a maxDelayMs timer is due to dispatch. */
+  #scheduled: 'microtask' | 'timer' | undefined
+  #timer: ReturnType<typeof setTimeout> | undefined
+  #closed = false
+  #drained: Array<() => void> = []
+  readonly #counts = { requests: 0, completed: 0, failed: 0, aborted: 0, refused: 0, batches: 0, sequences: 0 }
+  readonly #wait = new Durations()
+  readonly #service = new Durations()
+
+  /** Use model.batcher(options). */
+  constructor(target: BatchTarget, options?: BatcherOptions) {
+    this.#target = target
+    this.#options = checkBatcherOptions(options)
+  }
+
+  /** The options in effect, defaults filled in. */
+  get options(): Readonly<Required<BatcherOptions>> {
+    return { ...this.#options }
+  }
+
+  /** Requests waiting now. */
+  get queued(): number {
+    return this.#queue.length
+  }
+
+  /** Batches computing now. */
+  get inFlight(): number {
+    return this.#inFlight
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  get stats(): BatcherStats {
+    const c = this.#counts
+    const ran = c.completed + c.failed
+    return {
+      ...c,
+      meanBatchRequests: c.batches === 0 ? 0 : ran / c.batches,
+      meanBatchSequences: c.batches === 0 ? 0 : c.sequences / c.batches,
+      queued: this.#queue.length,
+      inFlight: this.#inFlight,
+      queueWaitMs: this.#wait.summary(),
+      serviceMs: this.#service.summary(),
+    }
+  }
+
+  /**
+   * The result model.forward(input, options) would give, bit for bit, computed in a batch with the
+   * requests that wait alongside. The inputs are taken at call time. Rejects at once with
+   * ERR_BIRNN_QUEUE_FULL when `maxQueue` requests wait, ERR_BIRNN_CLOSED after close(), the
+   * library's error for a bad argument, or an AbortError when `signal` aborts before the batch starts.
+   */
+  async forward(input: Tensor, options: BatchRequestOptions = {}): Promise<ForwardResult> {
+    if (this.#closed) throw new BirnnError('ERR_BIRNN_CLOSED', 'batcher is closed: it takes no more requests')
+    if (typeof options !== 'object' || options === null) throw typeError('options', 'an object', options)
+    checkKeys('batcher.forward options', options, REQUEST_OPTIONS)
+    const { signal, ...forwardOptions } = options
+    if (signal !== undefined && !(signal instanceof AbortSignal))
+      throw typeError('options.signal', 'an AbortSignal', signal)
+    const plan = planForward(this.#target.config, input, forwardOptions)
+    if (signal?.aborted) throw abortError(signal)
+    if (this.#queue.length >= this.#options.maxQueue) {
+      this.#counts.refused++
+      throw new BirnnError(
+        'ERR_BIRNN_QUEUE_FULL',
+        `batcher queue is full: ${this.#options.maxQueue} requests wait (maxQueue); try again later`,
+      )
+    }
+    // Our own copies: the request may wait, and the caller may change its arrays meanwhile.
+    plan.input = plan.input.slice()
+    const copied: ForwardOptions = {}
+    if (plan.h0) {
+      plan.h0 = plan.h0.slice()
+      copied.h0 = { data: plan.h0, shape: [...forwardOptions.h0!.shape] }
+    }
+    if (plan.c0) {
+      plan.c0 = plan.c0.slice()
+      copied.c0 = { data: plan.c0, shape: [...forwardOptions.c0!.shape] }
+    }
+    if (plan.lengths) copied.lengths = plan.lengths
+    if (plan.returnLayers) copied.returnLayers = true
+    this.#counts.requests++
+    return new Promise<ForwardResult>((resolve, reject) => {
+      const entry: Entry = {
+        plan,
+        input: { data: plan.input, shape: [...input.shape] },
+        options: copied,
+        arrived: performance.now(),
+        resolve,
+        reject,
+      }
+      if (signal) {
+        entry.signal = signal
+        entry.onAbort = () => this.#abort(entry)
+        signal.addEventListener('abort', entry.onAbort, { once: true })
+      }
+      this.#queue.push(entry)
+      this.#schedule()
+    })
+  }
+
+  /** Takes no more requests; resolves once every queued and running request has finished. */
+  close(): Promise<void> {
+    this.#closed = true
+    if (this.#scheduled === 'timer') {
+      clearTimeout(this.#timer)
+      this.#scheduled = undefined
+      this.#schedule()
+    }
+    if (this.#queue.length === 0 && this.#inFlight === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#drained.push(resolve))
+  }
+
+  #abort(entry: Entry): void {
+    const at = this.#queue.indexOf(entry)
+    if (at < 0) return // already started: it completes
+    this.#queue.splice(at, 1)
+    this.#counts.aborted++
+    entry.reject(abortError(entry.signal!))
+    this.#checkDrained()
+  }
+
+  #checkDrained(): void {
+    if (this.#closed && this.#queue.length === 0 && this.#inFlight === 0) {
+      for (const resolve of this.#drained.splice(0)) resolve()
+    }
+  }
+
+  #queuedSequences(): number {
+    let n = 0
+    for (const entry of this.#queue) n += entry.plan.N
+    return n
+  }
+
+  #schedule(): void {
+    if (this.#inFlight >= this.#options.concurrency || this.#queue.length === 0) return
+    const { maxDelayMs, maxBatch } = this.#options
+    const wait = maxDelayMs > 0 && !this.#closed && this.#queuedSequences() < maxBatch
+    if (this.#scheduled === 'microtask' || (this.#scheduled === 'timer' && wait)) return
+    if (this.#scheduled === 'timer') clearTimeout(this.#timer) // the batch is full: go now
+    if (wait) {
+      this.#scheduled = 'timer'
+      const due = Math.max(0, this.#queue[0].arrived + maxDelayMs - performance.now())
+      this.#timer = setTimeout(() => {
+        this.#scheduled = undefined
+        this.#dispatch()
+      }, due)
+    } else {
+      this.#scheduled = 'microtask'
+      queueMicrotask(() => {
+        this.#scheduled = undefined
+        this.#dispatch()
+      })
+    }
+  }
+
+  #dispatch(): void {
+    while (this.#inFlight < this.#options.concurrency && this.#queue.length > 0) {
+      const batch = this.#take()
+      const started = performance.now()
+      for (const entry of batch) {
+        if (entry.onAbort) entry.signal!.removeEventListener('abort', entry.onAbort)
+        this.#wait.add(started - entry.arrived)
+      }
+      this.#inFlight++
+      this.#counts.batches++
+      this.#run(batch).finally(() => {
+        this.#service.add(performance.now() - started)
+        this.#inFlight--
+        this.#schedule()
+        this.#checkDrained()
+      })
+    }
+  }
+
+  /** The queue's head, in order, up to maxBatch sequences and maxBatchTokens padded steps (at least one request). */
+  #take(): Entry[] {
+    const { maxBatch, maxBatchTokens } = this.#options
+    let sequences = this.#queue[0].plan.N
+    let T = this.#queue[0].plan.T
+    let count = 1
+    for (; count < this.#queue.length; count++) {
+      const { plan } = this.#queue[count]
+      const nextSequences = sequences + plan.N
+      const nextT = Math.max(T, plan.T)
+      if (nextSequences > maxBatch || nextSequences * nextT > maxBatchTokens) break
+      sequences = nextSequences
+      T = nextT
+    }
+    this.#counts.sequences += sequences
+    return this.#queue.splice(0, count)
+  }
+
+  async #run(batch: Entry[]): Promise<void> {
+    try {
+      if (batch.length === 1) {
+        const [entry] = batch
+        const result = await this.#target.forward(entry.input, entry.options)
+        this.#counts.completed++
+        entry.resolve(result)
+        return
+      }
+      const joined = join(this.#target.config, batch)
+      const result = await this.#target.forward(joined.input, joined.options)
+      const results = split(this.#target.config, batch, result)
+      this.#counts.completed += batch.length
+      for (let i = 0; i < batch.length; i++) batch[i].resolve(results[i])
+    } catch (error) {
+      // Only this batch's requests fail, each with the error itself.
+      this.#counts.failed += batch.length
+      for (const entry of batch) entry.reject(error)
+    }
+  }
+}
+
+// --- Joining requests into one batch, and splitting its result -----------------------------------
+//
+// Requests have the model's layout (or are unbatched, one sequence: N = 1 in either layout), so
+// with row offset o in the batch, T the batch's steps and N its sequences:
+//   batch-first: sequence n of a request is one block of T_r·F values, at row (o + n)·T
+//   time-major:  step t of a request is one block of N_r·F values, at row t·N + o
+// and the states (LD, N_r, F) are one block of N_r·F per layer and direction, at ld·N + o.
+
+interface Slot {
+  /** First sequence of the request in the batch. */
+  offset: number
+  T: number
+  N: number
+}
+
+function slots(batch: Entry[]): { slots: Slot[]; T: number; N: number } {
+  let N = 0
+  let T = 0
+  const out = batch.map(({ plan }) => {
+    const slot = { offset: N, T: plan.T, N: plan.N }
+    N += plan.N
+    T = Math.max(T, plan.T)
+    return slot
+  })
+  return { slots: out, T, N }
+}
+
+/** Copies a request's sequence tensor (F values per step) into the batch's, or back (toBatch false). */
+function moveSequence(
+  batchFirst: boolean,
+  F: number,
+  slot: Slot,
+  T: number,
+  N: number,
+  request: Float32Array,
+  batchData: Float32Array,
+  toBatch: boolean,
+): void {
+  const blocks = batchFirst ? slot.N : slot.T
+  const size = (batchFirst ? slot.T : slot.N) * F
+  for (let b = 0; b < blocks; b++) {
+    const at = (batchFirst ? (slot.offset + b) * T : b * N + slot.offset) * F
+    if (toBatch) batchData.set(request.subarray(b * size, (b + 1) * size), at)
+    else request.set(batchData.subarray(at, at + size), b * size)
+  }
+}
+
+/** Copies a request's state (LD, N_r, F) into the batch's (LD, N, F), or back. */
+function moveState(
+  LD: number,
+  F: number,
+  slot: Slot,
+  N: number,
+  request: Float32Array,
+  batchData: Float32Array,
+  toBatch: boolean,
+): void {
+  const size = slot.N * F
+  for (let ld = 0; ld < LD; ld++) {
+    const at = (ld * N + slot.offset) * F
+    if (toBatch) batchData.set(request.subarray(ld * size, (ld + 1) * size), at)
+    else request.set(batchData.subarray(at, at + size), ld * size)
+  }
+}
+
+function join(config: Readonly<ModelConfig>, batch: Entry[]): { input: Tensor; options: ForwardOptions } {
+  const { slots: at, T, N } = slots(batch)
+  const I = config.inputSize
+  const LD = config.numLayers * directions(config)
+  const Hout = outputSize(config)
+  const H = config.hiddenSize
+  const bf = config.batchFirst
+  const input = new Float32Array(T * N * I)
+  const lengths = new Int32Array(N)
+  let padded = false
+  const anyH0 = batch.some(({ plan }) => plan.h0)
+  const anyC0 = batch.some(({ plan }) => plan.c0)
+  // A request without h0 or c0 gets zeros: exactly the default.
+  const h0 = anyH0 ? new Float32Array(LD * N * Hout) : undefined
+  const c0 = anyC0 ? new Float32Array(LD * N * H) : undefined
+  let returnLayers = false
+  batch.forEach(({ plan }, r) => {
+    const slot = at[r]
+    moveSequence(bf, I, slot, T, N, plan.input, input, true)
+    for (let n = 0; n < slot.N; n++) {
+      const length = plan.lengths ? plan.lengths[n] : plan.T
+      lengths[slot.offset + n] = length
+      if (length !== T) padded = true
+    }
+    if (plan.h0) moveState(LD, Hout, slot, N, plan.h0, h0!, true)
+    if (plan.c0) moveState(LD, H, slot, N, plan.c0, c0!, true)
+    if (plan.returnLayers) returnLayers = true
+  })
+  const options: ForwardOptions = {}
+  if (padded) options.lengths = lengths
+  if (h0) options.h0 = { data: h0, shape: [LD, N, Hout] }
+  if (c0) options.c0 = { data: c0, shape: [LD, N, H] }
+  if (returnLayers) options.returnLayers = true
+  return { input: { data: input, shape: bf ? [N, T, I] : [T, N, I] }, options }
+}
+
+function split(config: Readonly<ModelConfig>, batch: Entry[], result: ForwardResult): ForwardResult[] {
+  const { slots: at, T, N } = slots(batch)
+  const LD = config.numLayers * directions(config)
+  const Hout = outputSize(config)
+  const H = config.hiddenSize
+  const W = directions(config) * Hout
+  const bf = config.batchFirst
+  return batch.map(({ plan }, r) => {
+    const slot = at[r]
+    const sequence = (data: Float32Array) => {
+      const out = new Float32Array(slot.T * slot.N * W)
+      moveSequence(bf, W, slot, T, N, out, data, false)
+      return out
+    }
+    const state = (data: Float32Array, F: number) => {
+      const out = new Float32Array(LD * slot.N * F)
+      moveState(LD, F, slot, N, out, data, false)
+      return out
+    }
+    return shapeResult(config, plan, {
+      output: sequence(result.output.data),
+      hN: state(result.hN.data, Hout),
+      ...(result.cN ? { cN: state(result.cN.data, H) } : {}),
+      ...(plan.returnLayers && result.layers ? { layers: result.layers.map((layer) => sequence(layer.data)) } : {}),
+    })
+  })
+}

@@ -1,0 +1,131 @@
+// The batcher's promise: each request's result is bit-identical to model.forward() of that request
+// alone, whatever it is batched with. Checked over many random mixes of requests (unbatched and
+// batched, random lengths, with and without h0/c0, returnLayers) on random models of every mode,
+// in both layouts, on every engine and SIMD path (test/helpers.ts engines()).
+import { describe, expect, it } from 'vitest'
+import { fromStateDict } from '../../lib/index.js'
+import type { BatchRequestOptions, ForwardResult, Mode, Tensor } from '../../lib/types.js'
+import { engines, randomStateDict, rng } from '../helpers.js'
+
+interface Shape {
+  mode: Mode
+  I: number
+  H: number
+  P?: number
+  L: number
+  D: number
+}
+
+/** The raw bits, so that -0 vs 0 and NaN payloads count as differences too. */
+const bits = (t: Tensor) => new Uint32Array(t.data.buffer, t.data.byteOffset, t.data.length)
+
+function expectSameBits(got: ForwardResult, want: ForwardResult, label: string): void {
+  const pairs: Array<[string, Tensor | undefined, Tensor | undefined]> = [
+    ['output', got.output, want.output],
+    ['hN', got.hN, want.hN],
+    ['cN', got.cN, want.cN],
+    ...(want.layers ?? []).map((layer, l): [string, Tensor | undefined, Tensor] => [
+      `layers[${l}]`,
+      got.layers?.[l],
+      layer,
+    ]),
+  ]
+  expect(got.layers?.length, `${label}: layers`).toBe(want.layers?.length)
+  for (const [name, a, b] of pairs) {
+    if (b === undefined) {
+      expect(a, `${label}: ${name}`).toBeUndefined()
+      continue
+    }
+    expect(a?.shape, `${label}: ${name} shape`).toEqual(b.shape)
+    const x = bits(a!)
+    const y = bits(b)
+    let first = -1
+    for (let i = 0; i < y.length && first < 0; i++) if (x[i] !== y[i]) first = i
+    expect(first, `${label}: ${name} differs first at element ${first} (${a!.data[first]} vs ${b.data[first]})`).toBe(
+      -1,
+    )
+  }
+}
+
+type Request = { input: Tensor; options: BatchRequestOptions }
+
+/** A random request: unbatched (T, I) or N sequences in the model's layout, random lengths and states. */
+function randomRequest(r: ReturnType<typeof rng>, s: Shape, batchFirst: boolean, maxT: number, maxN: number): Request {
+  const Hout = s.P || s.H
+  const LD = s.L * s.D
+  const T = r.int(1, maxT)
+  const unbatched = r.next() < 0.25
+  const N = unbatched ? 1 : r.int(1, maxN)
+  const shape = unbatched ? [T, s.I] : batchFirst ? [N, T, s.I] : [T, N, s.I]
+  const input = { data: r.floats(T * N * s.I), shape }
+  const options: BatchRequestOptions = {}
+  if (!unbatched && r.next() < 0.6) options.lengths = Array.from({ length: N }, () => r.int(1, T))
+  const state = (F: number) => ({ data: r.floats(LD * N * F, 0.5), shape: unbatched ? [LD, F] : [LD, N, F] })
+  if (r.next() < 0.5) options.h0 = state(Hout)
+  if (s.mode === 'LSTM' && r.next() < 0.5) options.c0 = state(s.H)
+  if (r.next() < 0.15) options.returnLayers = true
+  return { input, options }
+}
+
+const SHAPES: Shape[] = [
+  { mode: 'RNN_TANH', I: 5, H: 7, L: 2, D: 2 },
+  { mode: 'RNN_RELU', I: 3, H: 9, L: 1, D: 1 },
+  { mode: 'GRU', I: 6, H: 5, L: 2, D: 2 },
+  { mode: 'GRU', I: 4, H: 11, L: 1, D: 1 },
+  { mode: 'LSTM', I: 4, H: 6, L: 2, D: 2 },
+  { mode: 'LSTM', I: 7, H: 8, P: 3, L: 2, D: 2 },
+  { mode: 'LSTM', I: 3, H: 5, L: 1, D: 1 },
+]
+
+// Bigger shapes on the native paths only (the JS engine is slow there): widths past one SIMD
+// register and tile, batches of many rows, so full and partial tiles of the kernel are both hit.
+const NATIVE_SHAPES: Shape[] = [
+  { mode: 'LSTM', I: 32, H: 64, L: 1, D: 2 },
+  { mode: 'RNN_TANH', I: 25, H: 50, L: 4, D: 2 },
+  { mode: 'GRU', I: 19, H: 37, L: 2, D: 2 },
+  { mode: 'LSTM', I: 33, H: 40, P: 17, L: 2, D: 2 },
+]
+
+for (const engine of engines()) {
+  const native = engine.label !== 'js'
+  describe(`batcher on ${engine.label}: every request bit-identical to forward() alone`, () => {
+    const shapes = native ? [...SHAPES, ...NATIVE_SHAPES] : SHAPES
+    shapes.forEach((s, index) => {
+      for (const batchFirst of [false, true]) {
+        const name = `${s.mode}${s.P ? ` proj ${s.P}` : ''} I${s.I} H${s.H} L${s.L} ${s.D === 2 ? 'bi' : 'uni'}, ${batchFirst ? 'batch-first' : 'time-major'}`
+        it(name, async () => {
+          const r = rng(1000 + index * 2 + Number(batchFirst))
+          const big = index >= SHAPES.length
+          const model = fromStateDict(randomStateDict(r, { ...s, bias: r.next() < 0.8 }), {
+            ...engine.options,
+            batchFirst,
+            ...(s.mode === 'RNN_RELU' ? { nonlinearity: 'relu' } : {}),
+            threads: 2,
+          })
+          const mixes = native ? 12 : 5
+          for (let mix = 0; mix < mixes; mix++) {
+            const requests = Array.from({ length: r.int(2, big ? 40 : 12) }, () =>
+              randomRequest(r, s, batchFirst, big ? 60 : 9, big ? 5 : 3),
+            )
+            // Some mixes in one batch, some split by maxBatch / maxBatchTokens into several.
+            const batcher = model.batcher(
+              mix % 3 === 0
+                ? { maxBatch: 1024, maxBatchTokens: 1 << 20 }
+                : { maxBatch: r.int(2, 9), maxBatchTokens: big ? 1500 : 200 },
+            )
+            const results = await Promise.all(requests.map((q) => batcher.forward(q.input, q.options)))
+            await batcher.close()
+            // Submitted together, they wait for one microtask and go as one batch when it may hold them all.
+            if (mix % 3 === 0) expect(batcher.stats.batches).toBe(1)
+            else expect(batcher.stats.batches).toBeLessThanOrEqual(requests.length)
+            for (let i = 0; i < requests.length; i++) {
+              const alone = await model.forward(requests[i].input, requests[i].options)
+              expectSameBits(results[i], alone, `mix ${mix}, request ${i} of ${requests.length}`)
+            }
+          }
+          model.dispose()
+        })
+      }
+    })
+  })
+}
