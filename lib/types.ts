@@ -7,7 +7,7 @@ export interface Tensor {
 }
 
 export type Mode = 'RNN_TANH' | 'RNN_RELU' | 'GRU' | 'LSTM'
-export type Backend = 'js' | 'native'
+export type Backend = 'js' | 'wasm' | 'native'
 export type Simd = 'avx512' | 'avx2' | 'generic'
 
 /** The module's hyper-parameters, as nn.RNN / nn.GRU / nn.LSTM would be constructed. */
@@ -30,7 +30,10 @@ export interface LoadOptions {
   batchFirst?: boolean
   /** Key prefix of the recurrent module inside a larger state_dict, e.g. 'encoder.rnn.'. */
   prefix?: string
-  /** 'auto' (default) runs the native kernel where it loads and the JS engine elsewhere. */
+  /**
+   * 'auto' (default) runs the native kernel where it loads, else the WebAssembly kernel, else the
+   * JS engine; 'native', 'wasm' and 'js' demand that engine (ERR_BIRNN_BACKEND where it is absent).
+   */
   backend?: 'auto' | Backend
   /** Most threads one forward call may use; default: the machine's available parallelism. */
   threads?: number

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { expect } from 'vitest'
 import { loadAddon } from '../lib/engines/addon.js'
+import { loadWasm } from '../lib/engines/wasm.js'
 import { BirnnError } from '../lib/errors.js'
 import { parseSafetensors, toFloat32 } from '../lib/loading/safetensors.js'
 import { GATES } from '../lib/spec.js'
@@ -81,10 +82,24 @@ export function nativeIsas(): Simd[] {
   return nativeMissing() === undefined ? native.addon!.isa().supported : []
 }
 
-/** Every engine the tests compare: the JS engine and each native SIMD path. */
+/**
+ * Why the wasm engine cannot run here (wasm/birnn.wasm is not built), or undefined when it can.
+ * `.ci/run` builds it and sets BIRNN_REQUIRE_WASM=1: there, a missing module fails the run instead.
+ */
+export function wasmMissing(): string | undefined {
+  const wasm = loadWasm()
+  if (wasm.module) return undefined
+  if (process.env.BIRNN_REQUIRE_WASM === '1') {
+    throw new Error(`BIRNN_REQUIRE_WASM=1 but the WebAssembly module did not load: ${wasm.reason}`)
+  }
+  return `the WebAssembly module did not load: ${wasm.reason}`
+}
+
+/** Every engine the tests compare: the JS engine, the wasm engine and each native SIMD path. */
 export function engines(): Array<{ label: string; options: LoadOptions }> {
   return [
     { label: 'js', options: { backend: 'js' } },
+    ...(wasmMissing() === undefined ? [{ label: 'wasm', options: { backend: 'wasm' } satisfies LoadOptions }] : []),
     ...nativeIsas().map((isa) => ({
       label: `native ${isa}`,
       options: { backend: 'native', simd: isa } satisfies LoadOptions,

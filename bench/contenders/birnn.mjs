@@ -1,4 +1,5 @@
-// birnn itself: the native kernel (1 and 2 threads, forward and forwardSync) and the pure-JS engine.
+// birnn itself: the native kernel (1 and 2 threads, forward and forwardSync), the WebAssembly
+// kernel (forward() on its worker pool, and forwardSync()) and the pure-JS engine.
 // Imports the compiled package (dist/, built by run.mjs with `npm run build`).
 
 import { join } from 'node:path'
@@ -45,6 +46,8 @@ export function birnnVariants() {
     variant('birnn-native-1t-sync', 'birnn native forwardSync() 1t', { backend: 'native', threads: 1 }, true, 1),
     variant('birnn-native-2t', 'birnn native forward() 2t', { backend: 'native', threads: 2 }, false, 2),
     variant('birnn-native-2t-sync', 'birnn native forwardSync() 2t', { backend: 'native', threads: 2 }, true, 2),
+    variant('birnn-wasm', 'birnn wasm forward()', { backend: 'wasm' }, false, 1),
+    variant('birnn-wasm-sync', 'birnn wasm forwardSync()', { backend: 'wasm' }, true, 1),
     variant('birnn-js', 'birnn JS engine forwardSync()', { backend: 'js' }, true, 1),
   ]
 }

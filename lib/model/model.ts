@@ -5,6 +5,7 @@ import { availableParallelism } from 'node:os'
 import type { Engine } from '../engines/engine.js'
 import { jsEngine } from '../engines/js.js'
 import { nativeEngine } from '../engines/native.js'
+import { wasmEngine } from '../engines/wasm.js'
 import { BirnnError } from '../errors.js'
 import type { Weights } from '../loading/state-dict.js'
 import { Batcher } from '../serving/batcher.js'
@@ -25,9 +26,9 @@ export class Model {
   readonly config: Readonly<ModelConfig>
   /** Which engine runs forward calls. */
   readonly backend: Backend
-  /** Why that engine: the native kernel's instruction set, or why the addon did not load. */
+  /** Why that engine: the native kernel's instruction set, or why each engine before it did not load. */
   readonly backendReason: string
-  /** The native kernel's instruction set; undefined on the JS engine. */
+  /** The native kernel's instruction set; undefined on the WebAssembly and JS engines. */
   readonly simd: Simd | undefined
   #engine: Engine | undefined
 
@@ -72,16 +73,26 @@ export class Model {
   }
 }
 
-/** Picks the engine: the native kernel where it loads ('auto', 'native'), else the JS engine. */
+/**
+ * Picks the engine, first that loads: the native kernel (a prebuild, then a local build), the
+ * WebAssembly kernel, the JS engine; or exactly the one `backend` names ('native', 'wasm', 'js').
+ */
 export function createModel(weights: Weights, options: LoadOptions): Model {
   const requested = options.backend ?? 'auto'
   const { config } = weights
   if (requested === 'js') return new Model(config, jsEngine(weights), 'js', 'the JS engine was requested')
-  const threads = options.threads ?? availableParallelism()
-  const native = nativeEngine(weights, { threads, simd: options.simd ?? 'auto' })
-  if ('engine' in native) return new Model(config, native.engine, 'native', native.reason, native.simd)
-  if (requested === 'native') {
-    throw new BirnnError('ERR_BIRNN_BACKEND', `backend 'native' is not available: ${native.reason}`)
+  if (requested !== 'wasm') {
+    const threads = options.threads ?? availableParallelism()
+    const native = nativeEngine(weights, { threads, simd: options.simd ?? 'auto' })
+    if ('engine' in native) return new Model(config, native.engine, 'native', native.reason, native.simd)
+    if (requested === 'native') {
+      throw new BirnnError('ERR_BIRNN_BACKEND', `backend 'native' is not available: ${native.reason}`)
+    }
+    const wasm = wasmEngine(weights)
+    if ('engine' in wasm) return new Model(config, wasm.engine, 'wasm', `${wasm.reason}, since ${native.reason}`)
+    return new Model(config, jsEngine(weights), 'js', `the JS engine, since ${native.reason}; and ${wasm.reason}`)
   }
-  return new Model(config, jsEngine(weights), 'js', `the JS engine, since ${native.reason}`)
+  const wasm = wasmEngine(weights)
+  if ('engine' in wasm) return new Model(config, wasm.engine, 'wasm', `${wasm.reason} was requested`)
+  throw new BirnnError('ERR_BIRNN_BACKEND', `backend 'wasm' is not available: ${wasm.reason}`)
 }

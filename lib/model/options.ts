@@ -6,7 +6,7 @@ import type { LoadOptions } from '../types.js'
 
 const LOAD_OPTIONS = ['nonlinearity', 'batchFirst', 'prefix', 'backend', 'threads', 'simd']
 /** The values each choice option takes (the CLI offers the same). */
-export const BACKENDS = ['auto', 'native', 'js'] as const satisfies ReadonlyArray<LoadOptions['backend']>
+export const BACKENDS = ['auto', 'native', 'wasm', 'js'] as const satisfies ReadonlyArray<LoadOptions['backend']>
 export const NONLINEARITIES = ['tanh', 'relu'] as const satisfies ReadonlyArray<LoadOptions['nonlinearity']>
 export const SIMD_CHOICES = ['auto', ...[...ISAS].reverse()] as ReadonlyArray<NonNullable<LoadOptions['simd']>>
 
