@@ -12,6 +12,7 @@ import type { ScoreOptions } from './job.js'
 import { join } from './join.js'
 import { addModelOptions, integerList, parseShard, positiveInteger, positiveNumber } from './options.js'
 import { score } from './score.js'
+import { byteSize, nonNegativeNumber, port, type ServeOptions, serve } from './serve.js'
 
 const EXIT_CODES = `
 Exit codes:
@@ -96,6 +97,33 @@ function buildProgram(): Command {
     .option('--seconds <s>', 'time per measurement (at least one call)', positiveNumber, 0.5)
     .option('--json', 'print the results as one JSON object')
     .action((model: string, options) => bench(model, options))
+
+  addModelOptions(
+    program
+      .command('serve')
+      .description('serve the model over HTTP: POST /v1/forward (JSON or .npy), GET /healthz, GET /metrics')
+      .argument('<model>', 'a safetensors state_dict'),
+  )
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0: any free port, printed at startup)', port, 8080)
+    .option('--batch-first', '3-D request inputs are (N, T, inputSize) instead of (T, N, inputSize)')
+    .option('--max-batch <n>', 'most sequences one model call gathers', positiveInteger, 64)
+    .option(
+      '--max-batch-tokens <n>',
+      'most padded steps (longest T × sequences) one model call gathers',
+      positiveInteger,
+      65536,
+    )
+    .option(
+      '--max-delay-ms <ms>',
+      'how long an idle server waits for more requests to batch (0: never)',
+      nonNegativeNumber,
+      0,
+    )
+    .option('--max-queue <n>', 'most requests waiting; beyond, 503 with Retry-After', positiveInteger, 1024)
+    .option('--max-body <bytes>', 'largest request body (e.g. 8m); beyond, 413', byteSize, 8 * 1024 * 1024)
+    .option('--no-batching', 'one model call per request (for comparison)')
+    .action((model: string, options: ServeOptions) => serve(model, options))
 
   program
     .command('join')

@@ -1,0 +1,461 @@
+// The HTTP face of `birnn serve` (docs/serving.md), on node:http: a handler for
+//   POST /v1/forward   a JSON or .npy body in, the same format out (?output=full|last|mean)
+//   GET  /healthz      200 while serving, 503 while draining
+//   GET  /metrics      Prometheus text (prom-client)
+// Every request is checked before it reaches the model, so a bad one costs only its own 4xx; the
+// body is read up to --max-body and no further; a client that goes away aborts its request while
+// it still waits in the batcher's queue.
+
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { reduceOutput } from '../cli/pooling.js'
+import type { Model } from '../model/model.js'
+import { directions } from '../spec.js'
+import type { BatchRequestOptions, ForwardOptions, ForwardResult, Tensor } from '../types.js'
+import type { Batcher, BatchTarget } from './batcher.js'
+import { BadRequest, npyBody, parseNpyBody } from './npy-body.js'
+
+export type OutputKind = 'full' | 'last' | 'mean'
+const OUTPUT_KINDS: readonly string[] = ['full', 'last', 'mean']
+const BODY_KEYS = ['input', 'h0', 'c0', 'lengths']
+const NPY = 'application/x-npy'
+
+/** How the model is called: through the batcher, or one model.forward() per request (--no-batching). */
+export interface Forwarder {
+  forward(input: Tensor, options: BatchRequestOptions): Promise<ForwardResult>
+  /** Requests waiting (the batcher's queue), or in flight (without batching). */
+  depth(): number
+  /** Finishes what was accepted. */
+  close(): Promise<void>
+}
+
+export function batchingForwarder(batcher: Batcher): Forwarder {
+  return {
+    forward: (input, options) => batcher.forward(input, options),
+    depth: () => batcher.queued,
+    close: () => batcher.close(),
+  }
+}
+
+/** One model.forward() per request; at most `maxQueue` at once (beyond: ERR_BIRNN_QUEUE_FULL, 503). */
+export function directForwarder(model: Pick<BatchTarget, 'forward'>, maxQueue: number): Forwarder {
+  let inFlight = 0
+  let drained: (() => void) | undefined
+  return {
+    async forward(input, { signal, ...options }) {
+      if (inFlight >= maxQueue) {
+        const error = new Error(`${maxQueue} requests are in flight (--max-queue); try again later`)
+        throw Object.assign(error, { code: 'ERR_BIRNN_QUEUE_FULL' })
+      }
+      signal?.throwIfAborted()
+      inFlight++
+      try {
+        return await model.forward(input, options)
+      } finally {
+        inFlight--
+        if (inFlight === 0) drained?.()
+      }
+    },
+    depth: () => inFlight,
+    close: () => (inFlight === 0 ? Promise.resolve() : new Promise((resolve) => (drained = resolve))),
+  }
+}
+
+/** The server's metrics, in their own registry. */
+export class Metrics {
+  readonly registry = new Registry()
+  readonly requests = new Counter({
+    name: 'birnn_http_requests_total',
+    help: 'HTTP requests answered, by route and status code',
+    labelNames: ['route', 'status'] as const,
+    registers: [this.registry],
+  })
+  readonly latency = new Histogram({
+    name: 'birnn_http_request_duration_seconds',
+    help: 'Time from a request to the end of its answer, POST /v1/forward only',
+    labelNames: ['status'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  })
+  readonly inFlight = new Gauge({
+    name: 'birnn_http_requests_in_flight',
+    help: 'POST /v1/forward requests received and not yet answered',
+    registers: [this.registry],
+  })
+  readonly batchSize = new Histogram({
+    name: 'birnn_batch_size_sequences',
+    help: 'Sequences per model call',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+    registers: [this.registry],
+  })
+  readonly batchSeconds = new Histogram({
+    name: 'birnn_batch_duration_seconds',
+    help: 'Time of one model call',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  })
+
+  constructor(depth: () => number) {
+    new Gauge({
+      name: 'birnn_queue_depth',
+      help: 'Requests waiting for the model (with --no-batching: requests in flight)',
+      registers: [this.registry],
+      collect() {
+        this.set(depth())
+      },
+    })
+    collectDefaultMetrics({ register: this.registry })
+  }
+
+  /** Wraps a model so that each call it makes (a batch) is counted and timed. */
+  observe(target: Model): BatchTarget {
+    return {
+      config: target.config,
+      forward: async (input, options) => {
+        this.batchSize.observe(input.shape.length === 2 ? 1 : input.shape[target.config.batchFirst ? 0 : 1])
+        const end = this.batchSeconds.startTimer()
+        try {
+          return await target.forward(input, options)
+        } finally {
+          end()
+        }
+      },
+    }
+  }
+}
+
+export interface HandlerOptions {
+  model: Model
+  forwarder: Forwarder
+  metrics: Metrics
+  /** Largest body read, in bytes (413 beyond). */
+  maxBody: number
+  /** True once the server drains: /healthz says so, answers close their connection. */
+  draining: () => boolean
+}
+
+interface HttpError {
+  status: number
+  code: string
+  message: string
+  headers?: Record<string, string>
+}
+
+/** The status and body of a failure: the library's own errors keep their code and message. */
+function classify(error: unknown): HttpError {
+  const code = String((error as { code?: unknown })?.code ?? '')
+  const message = error instanceof Error ? error.message : String(error)
+  if (error instanceof BadRequest) return { status: 400, code: error.code, message }
+  if (code === 'ERR_BIRNN_QUEUE_FULL') return { status: 503, code, message, headers: { 'Retry-After': '1' } }
+  if (code === 'ERR_BIRNN_CLOSED') return { status: 503, code, message, headers: { 'Retry-After': '1' } }
+  if (['ERR_BIRNN_SHAPE', 'ERR_BIRNN_INVALID_ARG', 'ERR_BIRNN_OUT_OF_RANGE', 'ERR_BIRNN_UNKNOWN_OPTION'].includes(code))
+    return { status: 400, code, message }
+  return { status: 500, code: code.startsWith('ERR_BIRNN_') ? code : 'ERR_BIRNN_INTERNAL', message }
+}
+
+/** Nested JSON arrays of numbers → a float32 tensor; refuses ragged arrays, non-numbers and non-finite values. */
+function jsonTensor(name: string, value: unknown, ranks: readonly number[]): Tensor {
+  const shape: number[] = []
+  for (let v = value; Array.isArray(v); v = v[0]) {
+    shape.push(v.length)
+    if (v.length === 0) break
+  }
+  if (!ranks.includes(shape.length) || shape.includes(0)) {
+    throw new BadRequest(
+      `${name}: expected a non-empty ${ranks.join('-D or ')}-D array of numbers, received ${
+        shape.length === 0 ? JSON.stringify(value)?.slice(0, 40) : `shape [${shape.join(', ')}]`
+      }`,
+    )
+  }
+  const data = new Float32Array(shape.reduce((a, b) => a * b, 1))
+  let k = 0
+  const walk = (v: unknown, depth: number, path: string): void => {
+    if (!Array.isArray(v) || v.length !== shape[depth]) {
+      throw new BadRequest(
+        `${name}${path}: expected an array of ${shape[depth]} (the array is not rectangular), received ${Array.isArray(v) ? `${v.length} entries` : JSON.stringify(v)?.slice(0, 40)}`,
+      )
+    }
+    if (depth === shape.length - 1) {
+      for (let i = 0; i < v.length; i++) {
+        const x = v[i]
+        if (typeof x !== 'number')
+          throw new BadRequest(`${name}${path}[${i}]: expected a number, received ${JSON.stringify(x)?.slice(0, 40)}`)
+        const f = Math.fround(x)
+        if (!Number.isFinite(f)) throw new BadRequest(`${name}${path}[${i}]: expected a finite float32, received ${x}`)
+        data[k++] = f
+      }
+    } else for (let i = 0; i < v.length; i++) walk(v[i], depth + 1, `${path}[${i}]`)
+  }
+  walk(value, 0, '')
+  return { data, shape }
+}
+
+function checkFinite(name: string, data: Float32Array): void {
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i]))
+      throw new BadRequest(`${name}: expected finite numbers, received ${data[i]} at flat index ${i}`)
+  }
+}
+
+/** A float32 tensor as nested JSON arrays, written straight to a string (non-finite values as null). */
+function jsonArray(data: Float32Array, shape: readonly number[]): string {
+  const parts: string[] = []
+  const leaf = shape[shape.length - 1]
+  const emit = (depth: number, offset: number): void => {
+    if (depth === shape.length - 1) {
+      const row = data.subarray(offset, offset + leaf)
+      let finite = true
+      for (let i = 0; i < row.length; i++) if (!Number.isFinite(row[i])) finite = false
+      parts.push(
+        `[${finite ? row.join(',') : Array.from(row, (x) => (Number.isFinite(x) ? String(x) : 'null')).join(',')}]`,
+      )
+      return
+    }
+    const stride = shape.slice(depth + 1).reduce((a, b) => a * b, 1)
+    parts.push('[')
+    for (let i = 0; i < shape[depth]; i++) {
+      if (i > 0) parts.push(',')
+      emit(depth + 1, offset + i * stride)
+    }
+    parts.push(']')
+  }
+  emit(0, 0)
+  return parts.join('')
+}
+
+interface ParsedRequest {
+  input: Tensor
+  options: ForwardOptions
+  format: 'json' | 'npy'
+}
+
+function parseLengths(text: string): number[] {
+  const values = text.split(',').map((part) => Number(part.trim()))
+  if (!values.every((v) => Number.isSafeInteger(v))) {
+    throw new BadRequest(
+      `lengths: expected integers separated by commas, received ${JSON.stringify(text.slice(0, 40))}`,
+    )
+  }
+  return values
+}
+
+function parseBody(body: Buffer, contentType: string, query: URLSearchParams): ParsedRequest {
+  const type = contentType.split(';')[0].trim().toLowerCase()
+  if (type === NPY) {
+    const input = parseNpyBody(body)
+    checkFinite('input', input.data)
+    const options: ForwardOptions = {}
+    const lengths = query.get('lengths')
+    if (lengths !== null) options.lengths = parseLengths(lengths)
+    return { input, options, format: 'npy' }
+  }
+  if (type !== 'application/json' && type !== '') {
+    throw new BadRequest(`Content-Type: expected application/json or ${NPY}, received ${type.slice(0, 60)}`)
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(body.toString('utf8'))
+  } catch (error) {
+    throw new BadRequest(`body: not valid JSON: ${(error as Error).message}`)
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new BadRequest('body: expected a JSON object {"input": [[...], ...], "h0"?, "c0"?, "lengths"?}')
+  }
+  const fields = value as Record<string, unknown>
+  for (const key of Object.keys(fields)) {
+    if (!BODY_KEYS.includes(key))
+      throw new BadRequest(`body: unknown field '${key}' (known fields: ${BODY_KEYS.join(', ')})`)
+  }
+  if (fields.input === undefined) throw new BadRequest('body: the field "input" is missing')
+  const options: ForwardOptions = {}
+  if (fields.h0 !== undefined && fields.h0 !== null) options.h0 = jsonTensor('h0', fields.h0, [2, 3])
+  if (fields.c0 !== undefined && fields.c0 !== null) options.c0 = jsonTensor('c0', fields.c0, [2, 3])
+  if (fields.lengths !== undefined && fields.lengths !== null) {
+    if (!Array.isArray(fields.lengths)) throw new BadRequest(`lengths: expected an array of integers`)
+    options.lengths = fields.lengths as number[]
+  }
+  const lengths = query.get('lengths')
+  if (lengths !== null) options.lengths = parseLengths(lengths)
+  return { input: jsonTensor('input', fields.input, [2, 3]), options, format: 'json' }
+}
+
+/** The output of `kind` for a result: the full output, or one row per sequence. */
+function shapedOutput(
+  result: ForwardResult,
+  kind: OutputKind,
+  D: number,
+  batchFirst: boolean,
+  lengths?: ArrayLike<number>,
+): Tensor {
+  const { output } = result
+  if (kind === 'full') return output
+  const unbatched = output.shape.length === 2
+  const W = output.shape[output.shape.length - 1]
+  const B = unbatched ? 1 : output.shape[batchFirst ? 0 : 1]
+  const T = unbatched ? output.shape[0] : output.shape[batchFirst ? 1 : 0]
+  const data = reduceOutput(output.data, kind, { B, T, W, D, batchFirst: unbatched || batchFirst }, lengths)
+  return { data, shape: unbatched ? [W] : [B, W] }
+}
+
+function send(
+  res: ServerResponse,
+  status: number,
+  type: string,
+  body: string | Buffer[],
+  headers: Record<string, string> = {},
+): void {
+  const chunks = typeof body === 'string' ? [Buffer.from(body)] : body
+  res.writeHead(status, {
+    'Content-Type': type,
+    'Content-Length': String(chunks.reduce((n, c) => n + c.length, 0)),
+    ...headers,
+  })
+  for (const chunk of chunks.slice(0, -1)) res.write(chunk)
+  res.end(chunks[chunks.length - 1])
+}
+
+function sendError(res: ServerResponse, error: HttpError): void {
+  if (res.headersSent || res.destroyed) return
+  send(
+    res,
+    error.status,
+    'application/json',
+    JSON.stringify({ error: { code: error.code, message: error.message } }),
+    error.headers,
+  )
+}
+
+/** Reads the body up to `limit` bytes; beyond, rejects with a 413 and stops reading. */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const tooLarge = (): HttpError => ({
+      status: 413,
+      code: 'ERR_BIRNN_BODY_TOO_LARGE',
+      message: `body: expected at most ${limit} bytes (--max-body)`,
+      headers: { Connection: 'close' },
+    })
+    const declared = Number(req.headers['content-length'])
+    if (declared > limit) {
+      reject(tooLarge())
+      return
+    }
+    const chunks: Buffer[] = []
+    let size = 0
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length
+      if (size > limit) {
+        req.removeAllListeners('data')
+        req.pause()
+        reject(tooLarge())
+        return
+      }
+      chunks.push(chunk)
+    })
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)))
+    req.on('error', reject)
+    req.on('close', () => {
+      if (!req.complete) reject(new DOMException('the client closed the connection', 'AbortError'))
+    })
+  })
+}
+
+/** The request handler of `birnn serve`. */
+export function createHandler(options: HandlerOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const { model, forwarder, metrics, maxBody, draining } = options
+  const D = directions(model.config)
+
+  async function forward(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): Promise<number> {
+    const kind = query.get('output') ?? 'full'
+    if (!OUTPUT_KINDS.includes(kind)) {
+      throw new BadRequest(`output: expected 'full', 'last' or 'mean', received ${JSON.stringify(kind.slice(0, 40))}`)
+    }
+    const body = await readBody(req, maxBody)
+    const request = parseBody(body, req.headers['content-type'] ?? '', query)
+    // A client that leaves takes its request out of the queue (a started batch completes regardless).
+    const gone = new AbortController()
+    const onClose = () => {
+      if (!res.writableFinished) gone.abort()
+    }
+    res.on('close', onClose)
+    const result = await forwarder.forward(request.input, { ...request.options, signal: gone.signal })
+    if (res.destroyed) return 499
+    const lengths = request.options.lengths
+    const output = shapedOutput(result, kind as OutputKind, D, model.config.batchFirst, lengths)
+    const headers: Record<string, string> = draining() ? { Connection: 'close' } : {}
+    if (request.format === 'npy') {
+      send(res, 200, NPY, npyBody(output.data, output.shape), headers)
+    } else {
+      let json = `{"output":${jsonArray(output.data, output.shape)},"hN":${jsonArray(result.hN.data, result.hN.shape)}`
+      if (result.cN) json += `,"cN":${jsonArray(result.cN.data, result.cN.shape)}`
+      send(res, 200, 'application/json', `${json}}`, headers)
+    }
+    return 200
+  }
+
+  return (req, res) => {
+    const started = process.hrtime.bigint()
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    const route =
+      url.pathname === '/v1/forward' || url.pathname === '/healthz' || url.pathname === '/metrics'
+        ? url.pathname
+        : 'other'
+    const done = (status: number) => {
+      metrics.requests.inc({ route, status: String(status) })
+      if (route === '/v1/forward')
+        metrics.latency.observe({ status: String(status) }, Number(process.hrtime.bigint() - started) / 1e9)
+    }
+    const methodFor: Record<string, string> = { '/v1/forward': 'POST', '/healthz': 'GET', '/metrics': 'GET' }
+    if (route === 'other') {
+      sendError(res, {
+        status: 404,
+        code: 'ERR_BIRNN_NOT_FOUND',
+        message: `no route ${url.pathname} (POST /v1/forward, GET /healthz, GET /metrics)`,
+      })
+      req.resume()
+      done(404)
+      return
+    }
+    if (req.method !== methodFor[route] && !(req.method === 'HEAD' && methodFor[route] === 'GET')) {
+      sendError(res, {
+        status: 405,
+        code: 'ERR_BIRNN_METHOD',
+        message: `${route} takes ${methodFor[route]}`,
+        headers: { Allow: methodFor[route] },
+      })
+      req.resume()
+      done(405)
+      return
+    }
+    if (route === '/healthz') {
+      const status = draining() ? 503 : 200
+      send(res, status, 'application/json', JSON.stringify({ status: status === 200 ? 'ok' : 'draining' }))
+      done(status)
+      return
+    }
+    if (route === '/metrics') {
+      metrics.registry.metrics().then(
+        (text) => {
+          send(res, 200, metrics.registry.contentType, text)
+          done(200)
+        },
+        (error) => {
+          sendError(res, classify(error))
+          done(500)
+        },
+      )
+      return
+    }
+    metrics.inFlight.inc()
+    res.on('close', () => metrics.inFlight.dec())
+    forward(req, res, url.searchParams).then(done, (error: unknown) => {
+      if ((error as { name?: string })?.name === 'AbortError' || res.destroyed) {
+        done(499) // the client went away: nobody to answer
+        return
+      }
+      const failure = (error as HttpError)?.status ? (error as HttpError) : classify(error)
+      sendError(res, failure)
+      if (failure.status === 413) res.on('finish', () => req.destroy()) // stop reading the rest
+      done(failure.status)
+    })
+  }
+}
