@@ -27,6 +27,10 @@ export type ErrorCode =
   | 'ERR_BIRNN_DISPOSED'
   /** Error: the native kernel failed (out of memory, or an internal check). */
   | 'ERR_BIRNN_NATIVE'
+  /** Error: a torch.save checkpoint that is not valid, or holds what birnn refuses to unpickle. */
+  | 'ERR_BIRNN_CHECKPOINT'
+  /** Error: an ONNX file that is not valid, or a graph birnn cannot run exactly. */
+  | 'ERR_BIRNN_ONNX'
   /** Error: a batcher's queue is full (`maxQueue` requests wait): try again later. */
   | 'ERR_BIRNN_QUEUE_FULL'
   /** Error: a request to a batcher that was closed. */
@@ -73,6 +77,8 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_BIRNN_BACKEND',
   'ERR_BIRNN_DISPOSED',
   'ERR_BIRNN_NATIVE',
+  'ERR_BIRNN_CHECKPOINT',
+  'ERR_BIRNN_ONNX',
   'ERR_BIRNN_QUEUE_FULL',
   'ERR_BIRNN_CLOSED',
 ])

@@ -1,11 +1,16 @@
 // Where a state_dict comes from: a file (a path or its bytes) or tensors already in memory. Each
 // kind is opened into the same StateDictSource, which readStateDict() then interprets; tensors
-// are converted to float32 only when read, and never shared with the file or the caller.
+// are converted to float32 only when read, and never shared with the file or the caller. A file's
+// format is told by its content, never its name: safetensors, a torch.save checkpoint (a zip
+// archive; the legacy bare pickle is refused with the line that re-saves it), or an ONNX model.
 
 import { readFile } from 'node:fs/promises'
 import { checkTensor, typeError } from '../errors.js'
 import type { Tensor } from '../types.js'
+import { isOnnx, openOnnx } from './onnx.js'
+import { checkpointError } from './pickle.js'
 import { parseSafetensors, toFloat32 } from './safetensors.js'
+import { isPickle, isZip, LEGACY_MESSAGE, openCheckpoint } from './torch.js'
 
 export interface StateDictSource {
   /** Every tensor's name, in the order the source lists them. */
@@ -16,7 +21,12 @@ export interface StateDictSource {
   read(name: string): Tensor
   /** How the tensor is stored, e.g. 'F32', 'BF16'. */
   dtype(name: string): string
+  /** What the file itself says of the module, where a state_dict could not (an ONNX graph). */
+  hints?: { nonlinearity?: 'tanh' | 'relu'; batchFirst?: boolean }
 }
+
+/** safetensors starts with its header length, then the JSON header's '{'. */
+const isSafetensors = (bytes: Uint8Array): boolean => bytes.length > 8 && bytes[8] === 0x7b
 
 /** A state_dict file: a path, or the file's bytes. */
 export async function openFile(source: unknown): Promise<StateDictSource> {
@@ -24,6 +34,11 @@ export async function openFile(source: unknown): Promise<StateDictSource> {
   if (typeof source === 'string') bytes = await readFile(source)
   else if (source instanceof Uint8Array) bytes = source
   else throw typeError('source', 'a file path or the safetensors bytes (Uint8Array or Buffer)', source)
+  if (!isSafetensors(bytes)) {
+    if (isZip(bytes)) return openCheckpoint(bytes)
+    if (isPickle(bytes)) throw checkpointError(LEGACY_MESSAGE)
+    if (isOnnx(bytes)) return openOnnx(bytes)
+  }
   const tensors = parseSafetensors(bytes)
   const stored = (name: string) => tensors.get(name)!
   return {

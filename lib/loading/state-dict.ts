@@ -62,8 +62,29 @@ function findPrefix(names: readonly string[], requested: string | undefined): st
   return candidates[0]
 }
 
+/**
+ * The options, completed by what the file says where the caller said nothing (an ONNX graph knows
+ * its RNN's nonlinearity and its input layout); a nonlinearity that contradicts the file is refused.
+ */
+function withHints(source: StateDictSource, options: LoadOptions): LoadOptions {
+  const hints = source.hints
+  if (!hints) return options
+  if (hints.nonlinearity && options.nonlinearity && hints.nonlinearity !== options.nonlinearity) {
+    throw new BirnnTypeError(
+      'ERR_BIRNN_INVALID_ARG',
+      `nonlinearity: expected '${hints.nonlinearity}' or nothing, as the file's RNN computes, received '${options.nonlinearity}'`,
+    )
+  }
+  return {
+    ...options,
+    nonlinearity: options.nonlinearity ?? hints.nonlinearity,
+    batchFirst: options.batchFirst ?? hints.batchFirst,
+  }
+}
+
 /** Infers the module's configuration from its tensors' names and shapes, and reads every one of them. */
-export function readStateDict(source: StateDictSource, options: LoadOptions): Weights {
+export function readStateDict(source: StateDictSource, given: LoadOptions): Weights {
+  const options = withHints(source, given)
   const { names } = source
   const prefix = findPrefix(names, options.prefix)
   const tensorNames: string[] = []

@@ -1,0 +1,182 @@
+// ONNX models (lib/loading/onnx.ts): what birnn cannot run exactly is refused with ERR_BIRNN_ONNX,
+// naming the node and the attribute; what the graph says of the module (an RNN's nonlinearity, a
+// batch-first input) completes the options; mutated files load or are refused with a documented code.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { BirnnError } from '../../lib/errors.js'
+import { load } from '../../lib/index.js'
+import { ModelProto } from '../../lib/loading/onnx.js'
+import { expectError, fixturesDir, rejection, rng } from '../helpers.js'
+
+const dir = join(fixturesDir, 'checkpoints')
+const path = (name: string) => join(dir, `${name}.onnx`)
+
+interface Node {
+  input: string[]
+  output: string[]
+  name: string
+  opType: string
+  attribute: Array<{ name: string; s?: Uint8Array; strings?: Uint8Array[]; i?: number; type?: number }>
+}
+interface Model {
+  graph: { node: Node[]; initializer: Array<{ name: string; dataLocation?: number }> }
+}
+
+/** The fixture decoded, changed by `edit`, and encoded again. */
+function edited(name: string, edit: (model: Model) => void): Uint8Array {
+  const type = ModelProto()
+  const model = type.toObject(type.decode(readFileSync(path(name))), { longs: Number, arrays: true }) as Model
+  edit(model)
+  return type.encode(type.fromObject(model)).finish()
+}
+const text = (s: string) => new TextEncoder().encode(s)
+const refusedWith = async (source: string | Uint8Array, message: string | RegExp) =>
+  expectError(await rejection(load(source)), Error, 'ERR_BIRNN_ONNX', message)
+
+describe('refused ONNX graphs', () => {
+  it('a GRU with linear_before_reset = 0', async () => {
+    await refusedWith(
+      path('onnx_gru_lbr0'),
+      "onnx: GRU node '/GRU' attribute linear_before_reset: expected 1 (PyTorch applies the reset gate after the hidden linear map), received 0; birnn runs exactly what nn.GRU computes",
+    )
+  })
+
+  it('an LSTM with clip', async () => {
+    await refusedWith(
+      path('onnx_lstm_clip'),
+      "onnx: LSTM node '/LSTM' attribute clip: expected none (torch.onnx.export writes no such attribute), received 3; birnn runs exactly what nn.LSTM computes",
+    )
+  })
+
+  it('an LSTM with peepholes', async () => {
+    const bytes = edited('onnx_lstm_uni_l1_tm', (m) => {
+      const lstm = m.graph.node.find((n) => n.opType === 'LSTM')!
+      while (lstm.input.length < 7) lstm.input.push('')
+      lstm.input.push(m.graph.initializer[0].name)
+    })
+    await refusedWith(
+      bytes,
+      /^onnx: LSTM node '\/LSTM' input P \(peepholes\): expected none, received '.*'; nn\.LSTM has no peepholes$/,
+    )
+  })
+
+  it('activations PyTorch does not have', async () => {
+    const bytes = edited('onnx_gru_uni_l1_tm', (m) => {
+      m.graph.node
+        .find((n) => n.opType === 'GRU')!
+        .attribute.push({ name: 'activations', strings: [text('HardSigmoid'), text('Tanh')], type: 8 })
+    })
+    await refusedWith(
+      bytes,
+      "onnx: GRU node '/GRU' attribute activations: expected [Sigmoid, Tanh], received [HardSigmoid, Tanh]; birnn runs exactly what nn.GRU computes",
+    )
+  })
+
+  it('a reverse-only direction', async () => {
+    const bytes = edited('onnx_rnn_tanh_uni_l1_tm', (m) => {
+      m.graph.node.find((n) => n.opType === 'RNN')!.attribute.push({ name: 'direction', s: text('reverse'), type: 3 })
+    })
+    await refusedWith(
+      bytes,
+      "onnx: RNN node '/RNN' attribute direction: expected 'forward' or 'bidirectional', received 'reverse'; birnn runs exactly what nn.RNN computes",
+    )
+  })
+
+  it('another op between the layers', async () => {
+    const bytes = edited('onnx_rnn_tanh_uni_l2_bf_h0', (m) => {
+      const squeeze = m.graph.node.find(
+        (n) => n.opType === 'Squeeze' && m.graph.node.some((k) => k.opType === 'RNN' && k.input[0] === n.output[0]),
+      )!
+      squeeze.opType = 'Relu'
+    })
+    await refusedWith(
+      bytes,
+      /^onnx: Relu node '.*' is on the path into RNN node '\/RNN_1': birnn runs a chain of RNN nodes joined only by Transpose, Reshape, Squeeze, Unsqueeze, Identity, as torch\.onnx\.export writes for nn\.RNN$/,
+    )
+  })
+
+  it('weights in an external data file', async () => {
+    const bytes = edited('onnx_gru_uni_l1_tm', (m) => {
+      for (const t of m.graph.initializer) t.dataLocation = 1
+    })
+    await refusedWith(
+      bytes,
+      /^onnx: tensor '.*': stored in an external data file; birnn reads a model saved as one \.onnx file$/,
+    )
+  })
+
+  it('a graph without recurrent nodes', async () => {
+    const bytes = edited('onnx_gru_uni_l1_tm', (m) => {
+      m.graph.node = m.graph.node.filter((n) => n.opType !== 'GRU')
+    })
+    await refusedWith(
+      bytes,
+      /^onnx: expected a graph with RNN, GRU or LSTM nodes \(as torch\.onnx\.export writes for nn\.RNN, nn\.GRU, nn\.LSTM\), received \d+ nodes without one \(.*\)$/,
+    )
+  })
+
+  it('bytes that are not a ModelProto', async () => {
+    await refusedWith(
+      Uint8Array.from([0x08, 0x07, 0x12, 0xff, 0xff, 0xff, 0x0f, 1, 2, 3]),
+      /^onnx: expected an ONNX model \(a ModelProto\), received bytes that do not decode as one \(.*\)$/,
+    )
+  })
+})
+
+describe('what the graph says of the module', () => {
+  it("an RNN's nonlinearity: taken from the graph, and a contradicting option refused", async () => {
+    expect((await load(path('onnx_rnn_relu_uni_l1_tm'))).config.mode).toBe('RNN_RELU')
+    expect((await load(path('onnx_rnn_tanh_uni_l1_tm'))).config.mode).toBe('RNN_TANH')
+    expectError(
+      await rejection(load(path('onnx_rnn_relu_uni_l1_tm'), { nonlinearity: 'tanh' })),
+      TypeError,
+      'ERR_BIRNN_INVALID_ARG',
+      "nonlinearity: expected 'relu' or nothing, as the file's RNN computes, received 'tanh'",
+    )
+  })
+
+  it('a batch-first input (a Transpose before the first layer), unless batchFirst says otherwise', async () => {
+    expect((await load(path('onnx_gru_bi_l1_bf'))).config.batchFirst).toBe(true)
+    expect((await load(path('onnx_gru_bi_l1_bf'), { batchFirst: false })).config.batchFirst).toBe(false)
+    expect((await load(path('onnx_gru_uni_l1_tm'))).config.batchFirst).toBe(false)
+  })
+})
+
+const FUZZ_CASES = Number(process.env.BIRNN_ONNX_FUZZ_CASES ?? 2_000)
+
+describe('fuzzing ONNX files', () => {
+  it(`${FUZZ_CASES} mutated exports: each loads and runs, or is refused with a documented code`, async () => {
+    const originals = ['onnx_lstm_bi_l2_tm_h0', 'onnx_gru_uni_l2_bf_h0'].map(
+      (n) => new Uint8Array(readFileSync(path(n))),
+    )
+    const r = rng(1307)
+    const codes = new Map<string, number>()
+    let loaded = 0
+    for (let i = 0; i < FUZZ_CASES; i++) {
+      const bytes = originals[i % 2].slice()
+      if (r.next() < 0.2) {
+        const cut = bytes.slice(0, r.int(1, bytes.length - 1))
+        bytes.fill(0)
+        bytes.set(cut)
+      }
+      for (let k = r.int(1, 4); k > 0; k--) bytes[r.int(1, bytes.length - 1)] = r.int(0, 255)
+      try {
+        const model = await load(bytes, { backend: 'js' })
+        const I = model.config.inputSize
+        model.forwardSync({ data: new Float32Array(2 * I).fill(0.5), shape: [2, 1, I] })
+        loaded++
+      } catch (error) {
+        const code = (error as BirnnError).code
+        if (
+          !(error instanceof BirnnError) ||
+          !['ERR_BIRNN_ONNX', 'ERR_BIRNN_STATE_DICT', 'ERR_BIRNN_SAFETENSORS'].includes(code)
+        )
+          throw error
+        codes.set(code, (codes.get(code) ?? 0) + 1)
+      }
+    }
+    console.log(`onnx fuzz: ${FUZZ_CASES} files, ${loaded} loaded; refused`, Object.fromEntries(codes))
+    expect(codes.get('ERR_BIRNN_ONNX') ?? 0).toBeGreaterThan(0)
+  })
+})
