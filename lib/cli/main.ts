@@ -6,6 +6,7 @@ import { readFileSync, realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { Command, type CommanderError, Option } from 'commander'
 import { bench } from './bench.js'
+import { convert } from './convert.js'
 import { EXIT_USAGE, exitFor } from './errors.js'
 import { info } from './info.js'
 import type { ScoreOptions } from './job.js'
@@ -134,6 +135,24 @@ function buildProgram(): Command {
     .option('--force', 'replace the output if it exists')
     .option('-q, --quiet', 'no summary')
     .action((output: string, parts: string[], options) => join(output, parts, options))
+
+  program
+    .command('convert')
+    .description(
+      'write the recurrent module of a .pt checkpoint, an ONNX export or a safetensors file as float32 safetensors',
+    )
+    .argument('<input>', 'a model file: safetensors, torch.save checkpoint (.pt, .pth) or ONNX export')
+    .argument('<output>', 'the safetensors file to write (never the input)')
+    .option('--prefix <prefix>', "key prefix of the recurrent module when the file holds several, e.g. 'model.rnn.'")
+    .addOption(
+      new Option('--nonlinearity <name>', 'nn.RNN only: tanh or relu, when the file says neither').choices([
+        'tanh',
+        'relu',
+      ]),
+    )
+    .option('--force', 'replace the output if it exists')
+    .option('-q, --quiet', 'no summary')
+    .action((input: string, output: string, options) => convert(input, output, options))
 
   return program
 }

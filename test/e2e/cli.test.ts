@@ -867,3 +867,89 @@ describe('the library alone', () => {
     expect(loaded('cli-progress')).toEqual(['cli-progress']) // the probe does see it when it loads
   })
 })
+
+// --- birnn convert, and info / score on .pt and ONNX (issue #13) ---------------------------------
+
+describe('birnn convert, and the other commands on .pt checkpoints and ONNX exports', () => {
+  const checkpoint = (name: string) => join(root, 'test', 'fixtures', 'checkpoints', name)
+  const ioOf = (name: string) => readTensors(checkpoint(`${name}.io.safetensors`))
+
+  it.each([
+    ['pt_nested_lstm_bi_l1', 'pt_nested_lstm_bi_l1.pt', {}],
+    ['onnx_gru_bi_l2_tm_h0', 'onnx_gru_bi_l2_tm_h0.onnx', {}],
+    ['onnx_rnn_relu_uni_l2_bf_h0', 'onnx_rnn_relu_uni_l2_bf_h0.onnx', { batchFirst: true }],
+  ])(
+    '%s: converted to safetensors, it gives the same outputs as the original and as PyTorch',
+    async (name, input, options: LoadOptions) => {
+      const out = file(`${name}.converted.safetensors`)
+      const summary = ok(['convert', checkpoint(input), out])
+      expect(summary).toMatch(
+        new RegExp(
+          `^birnn: converted .*${input}.* into .*${name}\\.converted\\.safetensors: .*; \\d+ tensors, float32, [\\d,]+ bytes`,
+        ),
+      )
+      const relu = name.includes('relu')
+      if (relu) expect(summary).toContain("load it with nonlinearity 'relu' (--nonlinearity relu)")
+      const converted = await load(out, { ...options, ...(relu ? { nonlinearity: 'relu' } : {}), backend: 'js' })
+      const original = await load(checkpoint(input), { ...options, backend: 'js' })
+      expect(converted.config).toEqual(original.config)
+      // Only the module's tensors, under PyTorch's names without any prefix.
+      expect(Object.keys(readTensors(out)).every((n) => /^(weight|bias)_(ih|hh)_l\d(_reverse)?$/.test(n))).toBe(true)
+      const io = ioOf(name)
+      const forward = { ...(io.h0 ? { h0: io.h0 } : {}), ...(io.c0 ? { c0: io.c0 } : {}) }
+      const a = converted.forwardSync(io.input, forward)
+      const b = original.forwardSync(io.input, forward)
+      expect(a.output).toEqual(b.output)
+      expect(maxAbsDiff(a.output.data, io.output.data)).toBeLessThanOrEqual(TOLERANCE)
+      expect(maxAbsDiff(a.hN.data, io.hN.data)).toBeLessThanOrEqual(TOLERANCE)
+    },
+  )
+
+  it('convert follows the output rules: never over the input, an existing output needs --force, -q is quiet', () => {
+    const input = checkpoint('pt_rnn_tanh_uni_l1.pt')
+    const over = run(['convert', input, input, '--force'])
+    expect(over.code).toBe(2)
+    expect(over.stderr).toMatch(
+      /^birnn: output .*pt_rnn_tanh_uni_l1\.pt: is the input .*; the output must be another file \(birnn convert IN OUT\.safetensors\)\n$/,
+    )
+    const out = file('existing.safetensors')
+    writeFileSync(out, 'old')
+    expect(run(['convert', input, out]).stderr).toMatch(/: already exists; add --force to replace it/)
+    expect(readFileSync(out, 'utf8')).toBe('old')
+    expect(run(['convert', input, out, '--force', '-q'])).toMatchObject({ code: 0, stdout: '', stderr: '' })
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([])
+    const folder = run(['convert', input, `${dir}/`])
+    expect(folder.code).toBe(2)
+    expect(folder.stderr).toMatch(/names a folder; give the path of a file/)
+  })
+
+  it('convert chooses the module with --prefix, and refuses a malicious checkpoint in one line', () => {
+    const out = file('deeper.safetensors')
+    ok(['convert', checkpoint('pt_deeper_gru_uni_l2.pt'), out, '--prefix', 'checkpoint.state_dict.encoder.rnn.', '-q'])
+    expect(Object.keys(readTensors(out))).toContain('weight_ih_l1')
+    const evil = run(['convert', checkpoint('pt_malicious_system.pt'), file('evil.safetensors')])
+    expect(evil.code).toBe(1)
+    expect(evil.stderr).toMatch(
+      /^birnn: model .*pt_malicious_system\.pt: checkpoint: data\.pkl at byte \d+: refused the global 'posix\.system': .*\n$/,
+    )
+    expect(existsSync(file('evil.safetensors'))).toBe(false)
+  })
+
+  it('info and score take a .pt checkpoint', () => {
+    const pt = checkpoint('pt_gru_bi_l2_bf.pt')
+    const json = JSON.parse(ok(['info', pt, '--json', '--backend', 'js']))
+    expect(json).toMatchObject({
+      prefix: '',
+      storedDtype: 'F32',
+      config: { mode: 'GRU', numLayers: 2, bidirectional: true },
+    })
+    const io = ioOf('pt_gru_bi_l2_bf')
+    const input = writeNpy(file('pt.in.npy'), io.input)
+    ok(['score', pt, '-i', input, '-o', file('pt.out.npy'), '--batch-first', '-q', '--backend', 'js'])
+    // Without h0, so compared with the library rather than with PyTorch's h0 run.
+    return load(pt, { batchFirst: true, backend: 'js' }).then((model) => {
+      const expected = model.forwardSync(io.input).output
+      expect(maxAbsDiff(readNpy(file('pt.out.npy')).data, expected.data)).toBeLessThanOrEqual(TOLERANCE)
+    })
+  })
+})
