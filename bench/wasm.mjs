@@ -15,7 +15,10 @@ const { fromStateDict } = await import(pathToFileURL(join(ROOT, 'dist', 'index.j
 const GATES = { RNN_TANH: 1, GRU: 3, LSTM: 4 }
 function randomWeights(mode, I, H, L, seed) {
   let s = seed >>> 0
-  const next = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5) / 8
+  const next = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    return (s / 2 ** 32 - 0.5) / 8
+  }
   const tensors = {}
   const add = (name, shape) => {
     tensors[name] = { data: Float32Array.from({ length: shape.reduce((a, b) => a * b) }, next), shape }
