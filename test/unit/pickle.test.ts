@@ -257,6 +257,7 @@ describe('fuzzing the unpickler', () => {
     const count = (key: string) => outcomes.set(key, (outcomes.get(key) ?? 0) + 1)
     const before = process.memoryUsage().rss
     const started = performance.now()
+    const cpuBefore = process.cpuUsage()
     for (let i = 0; i < FUZZ_CASES; i++) {
       const { bytes } = mutatePickle(pickles[i % pickles.length], r)
       let value: PickleValue
@@ -278,10 +279,12 @@ describe('fuzzing the unpickler', () => {
       count('read')
     }
     const seconds = (performance.now() - started) / 1000
+    const cpu = process.cpuUsage(cpuBefore)
+    const cpuSeconds = (cpu.user + cpu.system) / 1e6
     const grown = (process.memoryUsage().rss - before) / 2 ** 20
     const top = Object.fromEntries([...outcomes].sort((a, b) => b[1] - a[1]).slice(0, 25))
     console.log(
-      `pickle fuzz: ${FUZZ_CASES} pickles in ${seconds.toFixed(2)} s, rss +${grown.toFixed(0)} MiB; outcomes`,
+      `pickle fuzz: ${FUZZ_CASES} pickles in ${seconds.toFixed(2)} s (${cpuSeconds.toFixed(2)} s of CPU), rss +${grown.toFixed(0)} MiB; outcomes`,
       top,
     )
     expect(outcomes.get('read') ?? 0).toBeGreaterThan(FUZZ_CASES / 50)

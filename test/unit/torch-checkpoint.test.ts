@@ -232,6 +232,7 @@ describe('structured fuzzing of .pt archives', () => {
     let loaded = 0
     const before = process.memoryUsage().rss
     const started = performance.now()
+    const cpuBefore = process.cpuUsage()
     for (let i = 0; i < FUZZ_CASES; i++) {
       const original = originals[i % originals.length]
       const { bytes, kind } = mutateArchive(original.bytes, original.records, original.pkl, r)
@@ -258,10 +259,12 @@ describe('structured fuzzing of .pt archives', () => {
       loaded++
     }
     const seconds = (performance.now() - started) / 1000
+    const cpu = process.cpuUsage(cpuBefore)
+    const cpuSeconds = (cpu.user + cpu.system) / 1e6
     const grown = (process.memoryUsage().rss - before) / 2 ** 20
     const counts = Object.fromEntries([...reached].sort((a, b) => b[1] - a[1]))
     console.log(
-      `.pt fuzz: ${FUZZ_CASES} archives (${JSON.stringify(Object.fromEntries(kinds))}) in ${seconds.toFixed(2)} s, rss +${grown.toFixed(0)} MiB; ${loaded} loaded; refused by`,
+      `.pt fuzz: ${FUZZ_CASES} archives (${JSON.stringify(Object.fromEntries(kinds))}) in ${seconds.toFixed(2)} s (${cpuSeconds.toFixed(2)} s of CPU), rss +${grown.toFixed(0)} MiB; ${loaded} loaded; refused by`,
       counts,
     )
     for (const check of [
