@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest'
 import { BirnnError } from '../../lib/errors.js'
 import { load } from '../../lib/index.js'
 import { ModelProto } from '../../lib/loading/onnx.js'
+import { openFile } from '../../lib/loading/source.js'
 import { expectError, fixturesDir, rejection, rng } from '../helpers.js'
 
 const dir = join(fixturesDir, 'checkpoints')
@@ -125,6 +126,14 @@ describe('refused ONNX graphs', () => {
 })
 
 describe('what the graph says of the module', () => {
+  it('PyTorch names, shapes and the stored dtype, before any tensor is read', async () => {
+    const source = await openFile(path('onnx_lstm_bi_l2_tm_h0'))
+    expect(source.dtype('weight_hh_l1_reverse')).toBe('F32')
+    expect(source.shape('weight_ih_l1')).toEqual([12, 6])
+    expect(source.shape('bias_hh_l0_reverse')).toEqual([12])
+    expect(source.names).toHaveLength(16)
+  })
+
   it("an RNN's nonlinearity: taken from the graph, and a contradicting option refused", async () => {
     expect((await load(path('onnx_rnn_relu_uni_l1_tm'))).config.mode).toBe('RNN_RELU')
     expect((await load(path('onnx_rnn_tanh_uni_l1_tm'))).config.mode).toBe('RNN_TANH')
