@@ -34,6 +34,11 @@ import { sweepSvg } from './lib/svg.mjs'
 import { ensureModels, FIXED, manifest, SWEEP_BASE, sweepAxes, sweepWorkload, workload } from './lib/workloads.mjs'
 
 const args = process.argv.slice(2)
+// npm run bench -- --serve: the serving benchmark (bench/serve.mjs) instead of this one.
+if (args.includes('--serve')) {
+  await import('./serve.mjs')
+  process.exit(process.exitCode ?? 0)
+}
 const flag = (name) => args.includes(`--${name}`)
 const opt = (name) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1]
 const QUICK = flag('quick')

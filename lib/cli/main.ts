@@ -121,6 +121,7 @@ function buildProgram(): Command {
       nonNegativeNumber,
       0,
     )
+    .option('--concurrency <n>', 'model calls (batches) computing at once', positiveInteger, 1)
     .option('--max-queue <n>', 'most requests waiting; beyond, 503 with Retry-After', positiveInteger, 1024)
     .option('--max-body <bytes>', 'largest request body (e.g. 8m); beyond, 413', byteSize, 8 * 1024 * 1024)
     .option('--no-batching', 'one model call per request (for comparison)')

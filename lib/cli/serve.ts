@@ -18,6 +18,7 @@ export interface ServeOptions extends ModelOptions {
   maxBatchTokens: number
   maxDelayMs: number
   maxQueue: number
+  concurrency: number
   maxBody: number
   /** commander's --no-batching. */
   batching: boolean
@@ -59,9 +60,10 @@ export async function serve(modelPath: string, options: ServeOptions): Promise<v
       maxBatchTokens: options.maxBatchTokens,
       maxDelayMs: options.maxDelayMs,
       maxQueue: options.maxQueue,
+      concurrency: options.concurrency,
     })
     forwarder = batchingForwarder(batcher)
-    batching = `batching up to ${options.maxBatch} sequences${options.maxDelayMs ? `, waiting up to ${options.maxDelayMs} ms` : ''}`
+    batching = `batching up to ${options.maxBatch} sequences${options.concurrency > 1 ? `, ${options.concurrency} batches at once` : ''}${options.maxDelayMs ? `, waiting up to ${options.maxDelayMs} ms` : ''}`
   } else {
     let direct: Forwarder | undefined
     metrics = new Metrics(() => direct?.depth() ?? 0)

@@ -10,8 +10,9 @@
 //
 // Policy: no waiting when a slot is free (a lone request starts in the next microtask); while
 // `concurrency` batches run, requests queue, and the next batch takes the queue's head in order,
-// up to `maxBatch` sequences and `maxBatchTokens` padded steps. `maxDelayMs` > 0 makes an idle
-// batcher wait that long for more. The queue holds at most `maxQueue` requests.
+// up to `maxBatch` sequences and `maxBatchTokens` padded steps; when several slots are free at
+// once, the queue is shared evenly among them, shortest sequences together. `maxDelayMs` > 0 makes an idle batcher wait that
+// long for more. The queue holds at most `maxQueue` requests.
 
 import type { Plan } from '../engines/engine.js'
 import { BirnnError, checkKeys, isPositiveInteger, rangeError, typeError } from '../errors.js'
@@ -276,8 +277,13 @@ export class Batcher {
   }
 
   #dispatch(): void {
+    const free = this.#options.concurrency - this.#inFlight
+    if (free > 1) this.#sortWindow(free)
     while (this.#inFlight < this.#options.concurrency && this.#queue.length > 0) {
-      const batch = this.#take()
+      // With several free slots, the queue is shared among them so that each gets work.
+      const free = this.#options.concurrency - this.#inFlight
+      const share = Math.ceil(this.#queuedSequences() / free)
+      const batch = this.#take(Math.max(1, Math.min(this.#options.maxBatch, share)))
       const started = performance.now()
       for (const entry of batch) {
         if (entry.onAbort) entry.signal!.removeEventListener('abort', entry.onAbort)
@@ -294,9 +300,24 @@ export class Batcher {
     }
   }
 
-  /** The queue's head, in order, up to maxBatch sequences and maxBatchTokens padded steps (at least one request). */
-  #take(): Entry[] {
-    const { maxBatch, maxBatchTokens } = this.#options
+  /**
+   * Several slots free at once: the requests that they will take (the queue's head, up to a full
+   * share for each) go shortest first, so that each batch holds sequences of similar lengths and
+   * pads less. Which requests start now does not change, only which batch holds them.
+   */
+  #sortWindow(free: number): void {
+    const cap = Math.min(this.#options.maxBatch, Math.ceil(this.#queuedSequences() / free)) * free
+    let sequences = 0
+    let end = 0
+    while (end < this.#queue.length && sequences + this.#queue[end].plan.N <= cap)
+      sequences += this.#queue[end++].plan.N
+    const window = this.#queue.slice(0, end).sort((a, b) => a.plan.T - b.plan.T)
+    this.#queue.splice(0, end, ...window)
+  }
+
+  /** The queue's head, in order, up to `maxBatch` sequences and maxBatchTokens padded steps (at least one request). */
+  #take(maxBatch: number): Entry[] {
+    const { maxBatchTokens } = this.#options
     let sequences = this.#queue[0].plan.N
     let T = this.#queue[0].plan.T
     let count = 1

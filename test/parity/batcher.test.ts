@@ -107,11 +107,12 @@ for (const engine of engines()) {
             const requests = Array.from({ length: r.int(2, big ? 40 : 12) }, () =>
               randomRequest(r, s, batchFirst, big ? 60 : 9, big ? 5 : 3),
             )
-            // Some mixes in one batch, some split by maxBatch / maxBatchTokens into several.
+            // Some mixes in one batch, some split by maxBatch / maxBatchTokens into several, some of them
+            // two batches at a time (shortest requests together).
             const batcher = model.batcher(
               mix % 3 === 0
                 ? { maxBatch: 1024, maxBatchTokens: 1 << 20 }
-                : { maxBatch: r.int(2, 9), maxBatchTokens: big ? 1500 : 200 },
+                : { maxBatch: r.int(2, 9), maxBatchTokens: big ? 1500 : 200, concurrency: 1 + (mix % 2) },
             )
             const results = await Promise.all(requests.map((q) => batcher.forward(q.input, q.options)))
             await batcher.close()

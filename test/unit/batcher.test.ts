@@ -159,6 +159,34 @@ describe('batching policy', () => {
     await Promise.all([first, third])
   })
 
+  it('shares the queue evenly among the free slots', async () => {
+    const { calls, make } = gated()
+    const b = make({ concurrency: 2 })
+    const all = Array.from({ length: 6 }, () => b.forward(seq(2)))
+    await tick()
+    expect(calls.map((c) => c.input.shape)).toEqual([
+      [2, 3, I],
+      [2, 3, I],
+    ])
+    for (const call of calls) call.release()
+    await Promise.all(all)
+  })
+
+  it('with several slots free, puts the short requests together and the long ones together', async () => {
+    const { calls, make } = gated()
+    const b = make({ concurrency: 2 })
+    const all = [9, 1, 8, 2].map((T) => b.forward(seq(T)))
+    await tick()
+    expect(calls.map((c) => c.input.shape)).toEqual([
+      [2, 2, I],
+      [9, 2, I],
+    ])
+    expect(calls.map((c) => c.options.lengths)).toEqual([Int32Array.from([1, 2]), Int32Array.from([8, 9])])
+    for (const call of calls) call.release()
+    const results = await Promise.all(all)
+    expect(results.map((r) => r.output.shape[0])).toEqual([9, 1, 8, 2])
+  })
+
   it('takes the inputs at call time: changing them afterwards changes nothing', async () => {
     const { calls, make } = gated()
     const b = make()

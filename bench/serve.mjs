@@ -1,0 +1,384 @@
+#!/usr/bin/env node
+// Serving benchmark (issue #10): many small concurrent requests, each one sequence of its own
+// length (20..100 steps), on three models.
+//
+//   node bench/serve.mjs            (or: npm run bench -- --serve)
+//   options: --quick (shorter runs)  --seconds=S (per measurement)  --rounds=R (in process)  --only=small,seed,standard
+//            --no-inproc  --no-http  --connections=1,16,64,256  --write (adds the figures to bench/out/serve.json)
+//
+// In process: 64 concurrent callers of batcher.forward() against 64 of model.forward(), the same
+// inputs in the same order. Over HTTP: autocannon (npm, bench/'s devDependency) against
+// `birnn serve` on loopback with .npy bodies of random lengths, ?output=last, at 1, 16, 64 and 256
+// connections, batching vs --no-batching; a spot check first that the answers equal forwardSync.
+// The load generator runs in this process, on the same 2 cores as the server: its own cost is in
+// the figures (a /healthz run shows the ceiling node:http plus autocannon reach here).
+
+import { spawn, spawnSync } from 'node:child_process'
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
+import { join } from 'node:path'
+import { BENCH, ROOT } from './lib/common.mjs'
+
+const args = process.argv.slice(2)
+const flag = (name) => args.includes(`--${name}`)
+const opt = (name) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1]
+const QUICK = flag('quick')
+const SECONDS = Number(opt('seconds') ?? (QUICK ? 1.5 : 4))
+const ONLY = opt('only')?.split(',')
+const ROUNDS = Number(opt('rounds') ?? (QUICK ? 1 : 3))
+const CONNECTIONS = (opt('connections') ?? '1,16,64,256').split(',').map(Number)
+const OUT = join(BENCH, 'out')
+const say = (...a) => console.log(...a)
+
+// ------------------------------------------------------------------------------------------------
+// Setup: the library built into bench/out/serve-dist (the tree's dist/ is left alone), one snapshot
+// of the addon, the models written as safetensors with seeded random weights.
+// ------------------------------------------------------------------------------------------------
+mkdirSync(OUT, { recursive: true })
+const DIST = join(OUT, 'serve-dist')
+const tsc = spawnSync(
+  process.execPath,
+  [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', DIST],
+  { cwd: ROOT, encoding: 'utf8' },
+)
+if (!existsSync(join(DIST, 'cli', 'main.js'))) throw new Error(`could not build lib/: ${tsc.stdout}${tsc.stderr}`)
+const addon = join(ROOT, 'build', 'Release', 'birnn.node')
+if (existsSync(addon)) {
+  const snapshot = join(OUT, 'birnn-serve-snapshot.node')
+  copyFileSync(addon, snapshot)
+  process.env.BIRNN_NATIVE_PATH = snapshot
+}
+const { load } = await import(join(DIST, 'index.js'))
+const { reduceOutput } = await import(join(DIST, 'cli', 'pooling.js'))
+const git = (...a) => spawnSync('git', a, { cwd: ROOT, encoding: 'utf8' }).stdout.trim()
+const commit = git('log', '-1', '--format=%h %s').slice(0, 90)
+
+/** Deterministic uniform numbers (mulberry32). */
+function random(seed) {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const GATES = { RNN_TANH: 1, GRU: 3, LSTM: 4 }
+const MODELS = {
+  small: { mode: 'LSTM', I: 32, H: 64, L: 1, D: 2, label: 'small LSTM (bi, 1 layer, I32 H64)' },
+  seed: { mode: 'RNN_TANH', I: 25, H: 50, L: 4, D: 2, label: "seed's RNN(25, 50, 4, bidirectional)" },
+  standard: { mode: 'LSTM', I: 128, H: 256, L: 2, D: 2, label: 'standard LSTM (bi, 2 layers, I128 H256)' },
+}
+
+/** A PyTorch-initialised state_dict (uniform ±1/√H), seeded by the model's name. */
+function stateDict(name, { mode, I, H, L, D }) {
+  const u = random(name.length * 7919 + I * 31 + H)
+  const k = 1 / Math.sqrt(H)
+  const tensors = {}
+  const add = (key, shape) => {
+    const data = new Float32Array(shape.reduce((a, b) => a * b, 1))
+    for (let i = 0; i < data.length; i++) data[i] = (u() * 2 - 1) * k
+    tensors[key] = { data, shape }
+  }
+  for (let l = 0; l < L; l++) {
+    for (let d = 0; d < D; d++) {
+      const s = `_l${l}${d ? '_reverse' : ''}`
+      add(`weight_ih${s}`, [GATES[mode] * H, l ? D * H : I])
+      add(`weight_hh${s}`, [GATES[mode] * H, H])
+      add(`bias_ih${s}`, [GATES[mode] * H])
+      add(`bias_hh${s}`, [GATES[mode] * H])
+    }
+  }
+  return tensors
+}
+
+function safetensors(tensors) {
+  const header = {}
+  let offset = 0
+  for (const [name, t] of Object.entries(tensors)) {
+    header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] }
+    offset += t.data.byteLength
+  }
+  let json = JSON.stringify(header)
+  json += ' '.repeat((8 - (json.length % 8)) % 8)
+  const head = Buffer.alloc(8)
+  head.writeBigUInt64LE(BigInt(json.length))
+  return Buffer.concat([head, Buffer.from(json), ...Object.values(tensors).map((t) => Buffer.from(t.data.buffer))])
+}
+
+function modelFile(name) {
+  const path = join(OUT, `serve-${name}.safetensors`)
+  if (!existsSync(path)) writeFileSync(path, safetensors(stateDict(name, MODELS[name])))
+  return path
+}
+
+/** Random-length unbatched sequences (T in 20..100), the same for every contender. */
+function inputs(I, count, seed) {
+  const u = random(seed)
+  return Array.from({ length: count }, () => {
+    const T = 20 + Math.floor(u() * 81)
+    const data = new Float32Array(T * I)
+    for (let i = 0; i < data.length; i++) data[i] = u() * 2 - 1
+    return { data, shape: [T, I] }
+  })
+}
+
+const percentile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]
+
+// ------------------------------------------------------------------------------------------------
+// In process: `callers` loops, each awaiting forward() of the next input, for SECONDS.
+// ------------------------------------------------------------------------------------------------
+async function closedLoop(forward, xs, callers, seconds) {
+  let next = 0
+  let done = 0
+  const latencies = []
+  const end = performance.now() + seconds * 1000
+  const caller = async () => {
+    while (performance.now() < end) {
+      const x = xs[next++ % xs.length]
+      const t0 = performance.now()
+      await forward(x)
+      latencies.push(performance.now() - t0)
+      done++
+    }
+  }
+  const t0 = performance.now()
+  await Promise.all(Array.from({ length: callers }, caller))
+  const elapsed = (performance.now() - t0) / 1000
+  latencies.sort((a, b) => a - b)
+  return { perSecond: done / elapsed, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), n: done }
+}
+
+async function inProcess(name, model, xs) {
+  // Warm-up: the work buffers grow to their size once.
+  await Promise.all(xs.slice(0, 64).map((x) => model.forward(x)))
+  const contenders = [
+    ['model.forward() per request', null],
+    ['batcher.forward(), concurrency 1', { concurrency: 1 }],
+    ['batcher.forward(), concurrency 2', { concurrency: 2 }],
+    ['batcher.forward(), maxBatch 16, conc. 2', { concurrency: 2, maxBatch: 16 }],
+  ]
+  // Rounds, each contender once per round, interleaved: the machine is shared, so the load of
+  // others falls on every contender alike; the best and the median round are reported.
+  const runs = contenders.map(() => [])
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [k, [, options]] of contenders.entries()) {
+      const batcher = options ? model.batcher(options) : null
+      const forward = batcher ? (x) => batcher.forward(x) : (x) => model.forward(x)
+      await closedLoop(forward, xs, 64, 0.3) // warm-up at this concurrency
+      const r = await closedLoop(forward, xs, 64, SECONDS / ROUNDS)
+      await batcher?.close()
+      runs[k].push({ ...r, meanBatch: batcher?.stats.meanBatchSequences })
+    }
+  }
+  const rows = contenders.map(([label], k) => {
+    const sorted = [...runs[k]].sort((a, b) => b.perSecond - a.perSecond)
+    const best = sorted[0]
+    const median = sorted[Math.floor(sorted.length / 2)]
+    const row = {
+      model: name,
+      contender: label,
+      best: best.perSecond,
+      median: median.perSecond,
+      p50: median.p50,
+      p99: median.p99,
+      meanBatch: median.meanBatch,
+    }
+    say(
+      `  ${label.padEnd(40)} best ${best.perSecond.toFixed(0).padStart(6)} seq/s, median ${median.perSecond.toFixed(0).padStart(6)}  (median round: p50 ${median.p50.toFixed(2)} ms, p99 ${median.p99.toFixed(2)} ms${median.meanBatch ? `, ${median.meanBatch.toFixed(1)} seq/batch` : ''})`,
+    )
+    return row
+  })
+  const base = rows[0]
+  for (const row of rows.slice(1))
+    say(
+      `  ${row.contender}: ×${(row.best / base.best).toFixed(2)} best, ×${(row.median / base.median).toFixed(2)} median vs per request`,
+    )
+  // The batcher's answers are model.forward()'s, bit for bit.
+  const b = model.batcher()
+  const batched = await Promise.all(xs.slice(0, 32).map((x) => b.forward(x)))
+  for (let i = 0; i < 32; i++) {
+    const alone = model.forwardSync(xs[i]).output.data
+    if (!Buffer.from(alone.buffer).equals(Buffer.from(batched[i].output.data.buffer)))
+      throw new Error(`${name}: batcher result ${i} differs from forwardSync`)
+  }
+  await b.close()
+  return rows
+}
+
+// ------------------------------------------------------------------------------------------------
+// HTTP: autocannon against `birnn serve`.
+// ------------------------------------------------------------------------------------------------
+function npy(t) {
+  const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': (${t.shape.join(', ')}), }`
+  const pad = (64 - ((10 + dict.length + 1) % 64)) % 64
+  const text = `${dict}${' '.repeat(pad)}\n`
+  const head = Buffer.alloc(10)
+  Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]).copy(head)
+  head.writeUInt16LE(text.length, 8)
+  return Buffer.concat([
+    head,
+    Buffer.from(text, 'latin1'),
+    Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+  ])
+}
+
+function fromNpy(bytes) {
+  const n = bytes.readUInt16LE(8)
+  const body = bytes.subarray(10 + n)
+  const data = new Float32Array(body.length / 4)
+  new Uint8Array(data.buffer).set(body)
+  return data
+}
+
+function startServer(path, extra) {
+  const child = spawn(process.execPath, [join(DIST, 'cli', 'main.js'), 'serve', path, '--port', '0', ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: process.env,
+  })
+  let out = ''
+  let err = ''
+  child.stderr.on('data', (c) => {
+    err += c
+  })
+  const exit = new Promise((resolve) => child.on('exit', resolve))
+  return new Promise((resolve, reject) => {
+    child.stdout.on('data', (c) => {
+      out += c
+      const m = /listening on (http:\/\/\S+)/.exec(out)
+      if (m) resolve({ child, url: m[1], line: out.trim(), exit })
+    })
+    exit.then((code) => reject(new Error(`birnn serve exited ${code}: ${err}`)))
+  })
+}
+
+/** CPU seconds (user + system) of a process so far, from /proc. */
+function cpuSeconds(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return Number.NaN
+  }
+}
+
+async function autocannonRun(autocannon, url, bodies, connections, seconds, path = '/v1/forward?output=last') {
+  let i = 0
+  const result = await autocannon({
+    url: `${url}${path}`,
+    connections,
+    duration: seconds,
+    timeout: 30,
+    requests: [
+      path.startsWith('/v1')
+        ? {
+            method: 'POST',
+            headers: { 'content-type': 'application/x-npy' },
+            setupRequest: (req) => ({ ...req, body: bodies[i++ % bodies.length] }),
+          }
+        : { method: 'GET' },
+    ],
+  })
+  return {
+    connections,
+    rps: result.requests.average,
+    total: result.requests.total,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    max: result.latency.max,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+  }
+}
+
+async function http(name, path, model, xs, autocannon) {
+  const rows = []
+  const bodies = xs.map(npy)
+  for (const [label, extra] of [
+    ['birnn serve (batching)', []],
+    ['birnn serve --concurrency 2', ['--concurrency', '2']],
+    ['birnn serve --no-batching', ['--no-batching']],
+  ]) {
+    const server = await startServer(path, extra)
+    // Spot check: the answers are forwardSync's for those inputs.
+    for (let k = 0; k < 4; k++) {
+      const res = await fetch(`${server.url}/v1/forward?output=last`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-npy' },
+        body: bodies[k],
+      })
+      const got = fromNpy(Buffer.from(await res.arrayBuffer()))
+      const full = model.forwardSync(xs[k]).output
+      const want = reduceOutput(full.data, 'last', {
+        B: 1,
+        T: xs[k].shape[0],
+        W: full.shape[1],
+        D: 2,
+        batchFirst: true,
+      })
+      if (!Buffer.from(got.buffer).equals(Buffer.from(want.buffer))) throw new Error(`${label}: answer ${k} differs`)
+    }
+    await autocannonRun(autocannon, server.url, bodies, 16, Math.min(1, SECONDS / 2)) // warm-up
+    for (const connections of CONNECTIONS) {
+      const cpu0 = cpuSeconds(server.child.pid)
+      const r = await autocannonRun(autocannon, server.url, bodies, connections, SECONDS)
+      r.serverCpuPerRequestMs = ((cpuSeconds(server.child.pid) - cpu0) / Math.max(1, r.total)) * 1000
+      rows.push({ model: name, contender: label, ...r })
+      say(
+        `  ${label.padEnd(28)} ${String(connections).padStart(3)} conn  ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.p50} ms  p99 ${r.p99} ms  max ${r.max} ms  errors ${r.errors}  non-2xx ${r.non2xx}  server CPU ${r.serverCpuPerRequestMs.toFixed(2)} ms/req`,
+      )
+    }
+    server.child.kill('SIGTERM')
+    const code = await server.exit
+    if (code !== 0) throw new Error(`${label}: exit ${code} after SIGTERM`)
+  }
+  say(
+    '  onnxruntime-node per request: skipped (onnxruntime-node is not installed in bench/node_modules, and its .onnx exports need PyTorch, which this machine lacks)',
+  )
+  return rows
+}
+
+// ------------------------------------------------------------------------------------------------
+const started = new Date().toISOString()
+const results = {
+  started,
+  commit,
+  machine: `${availableParallelism()} cores`,
+  seconds: SECONDS,
+  inProcess: [],
+  http: [],
+  ceiling: null,
+}
+const names = Object.keys(MODELS).filter((n) => !ONLY || ONLY.includes(n))
+let autocannon = null
+if (!flag('no-http')) {
+  try {
+    autocannon = (await import(join(BENCH, 'node_modules', 'autocannon', 'autocannon.js'))).default
+  } catch (e) {
+    say(
+      `bench: autocannon is not installed (npm --prefix bench install): ${e.message.split('\n')[0]}; HTTP part skipped`,
+    )
+  }
+}
+for (const name of names) {
+  const path = modelFile(name)
+  const model = await load(path)
+  say(`\n${MODELS[name].label}: ${model.backend}${model.simd ? ` (${model.simd})` : ''}, ${statSync(path).size} bytes`)
+  const xs = inputs(MODELS[name].I, 512, 42)
+  if (!flag('no-inproc')) results.inProcess.push(...(await inProcess(name, model, xs)))
+  if (autocannon) results.http.push(...(await http(name, path, model, xs, autocannon)))
+  model.dispose()
+}
+if (autocannon) {
+  // The ceiling of node:http plus the load generator on this machine: an endpoint that does nothing.
+  const server = await startServer(modelFile(names[0]), [])
+  results.ceiling = await autocannonRun(autocannon, server.url, [], 64, SECONDS, '/healthz')
+  say(
+    `\nGET /healthz at 64 connections (no model work): ${results.ceiling.rps.toFixed(0)} req/s, p50 ${results.ceiling.p50} ms`,
+  )
+  server.child.kill('SIGTERM')
+  await server.exit
+}
+if (flag('write')) writeFileSync(join(OUT, 'serve.json'), `${JSON.stringify(results, null, 2)}\n`)
