@@ -312,6 +312,30 @@ describe('birnn serve under load and at shutdown', () => {
     }
   }, 60_000)
 
+  it('a client that leaves while its request waits takes it out of the queue', async () => {
+    const server = await start(['--threads', '1', '--max-batch', '1'])
+    try {
+      const body = npyOf({ data: r.floats(300 * 16 * I), shape: [300, 16, I] })
+      const ahead = Array.from({ length: 6 }, () => postNpy(server.url, body, '?output=last'))
+      await new Promise((resolve) => setTimeout(resolve, 30))
+      // The leaving client: its body is sent, then it hangs up while six model calls are ahead of it.
+      const leaving = httpRequest(`${server.url}/v1/forward?output=last`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/x-npy' },
+        agent: false,
+      })
+      leaving.on('error', () => {})
+      leaving.end(body, () => setTimeout(() => leaving.destroy(), 30))
+      expect((await Promise.all(ahead)).map((reply) => reply.status)).toEqual(new Array(6).fill(200))
+      const text = (await send(`${server.url}/metrics`, 'GET')).body.toString()
+      expect(text).toMatch(/^birnn_http_requests_total\{route="\/v1\/forward",status="499"\} 1$/m)
+      expect(text).toMatch(/^birnn_batch_size_sequences_count 6$/m) // six model calls: the seventh never ran
+    } finally {
+      server.child.kill('SIGTERM')
+      expect(await server.exit).toBe(0)
+    }
+  }, 60_000)
+
   it('SIGTERM: stops taking connections, answers every request it received, exits 0', async () => {
     const server = await start(['--backend', 'js', '--max-batch', '1'])
     const count = 30
