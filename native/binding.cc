@@ -438,6 +438,7 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
                        {
                            InstanceMethod<&NetworkWrap::ForwardSync>("forwardSync"),
                            InstanceMethod<&NetworkWrap::Forward>("forward"),
+                           InstanceMethod<&NetworkWrap::Trim>("trim"),
                            InstanceMethod<&NetworkWrap::Dispose>("dispose"),
                        });
   }
@@ -483,6 +484,11 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
     Napi::Promise promise = worker->Promise();
     worker->Queue();  // the worker deletes itself after OnOK/OnError
     return promise;
+  }
+
+  // Frees the work buffers kept between calls; a no-op once disposed.
+  void Trim(const Napi::CallbackInfo&) {
+    if (network_) network_->trim();
   }
 
   void Dispose(const Napi::CallbackInfo&) { network_.reset(); }

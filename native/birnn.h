@@ -77,6 +77,8 @@ class Network {
   // Thread-safe: any number of calls may run at once on one Network.
   // Throws std::invalid_argument on bad sizes or lengths.
   void forward(const Call& call) const;
+  // Frees the work buffers kept between calls (calls in flight keep theirs). Thread-safe.
+  void trim() const;
 
   const Config& config() const;
   Isa isa() const;

@@ -25,47 +25,63 @@ using idx = std::ptrdiff_t;
 
 // One call's sizes, batch order and buffers. Its steps are the units the threads share out:
 // each writes its own rows, so any number of them may run at once within a phase.
+//
+// Work follows the real steps, not N x T: rows are kept in the packed order of PyTorch's
+// PackedSequence. Batch entries are ranked by length, longest first; step t holds the ranks
+// still running, [0, active(t)), at packed rows offset(t) .. offset(t) + active(t). The input
+// projection, the recurrence and every layer's output only ever touch the sum of the lengths.
+// Time-major input with no padding is already in that order and is read and written in place;
+// otherwise the input is gathered once and each wanted output scattered once, with its padded
+// steps set to 0.
 class Pass {
  public:
   // Sizes every buffer in `ws` before any thread starts, so that no thread allocates or throws.
   Pass(const detail::PackedNetwork& net, const Call& call, const detail::ThreadPlan& plan, Workspace& ws);
 
-  // Whether some sequence is shorter than seqLen: then its output steps past the end stay 0.
-  bool padded() const { return padded_; }
-  // Part `part` of `parts` of layer l's output set to 0 (the recurrence fills the real steps).
-  void clearPadded(int l, int part, int parts) const;
+  // Whether layer 0's input must first be gathered into packed order.
+  bool gathers() const { return !inPlace_; }
+  // Part `part` of `parts` of the input, gathered into packed order.
+  void gather(int part, int parts) const;
   // Direction d's input projection (with the summed biases) of row chunk `chunk` of layer l.
   void project(int l, int d, int chunk) const;
   // Direction d's recurrence of batch chunk `chunk` of layer l: every step, then hN and cN.
   void recur(int l, int d, int chunk) const;
+  // Part `part` of `parts` of layer l's output moved to where the caller wants it, padded steps
+  // set to 0 (nothing to do when it was computed in place, or when the caller does not want it).
+  void scatter(int l, int part, int parts) const;
   // When the caller asked for every layer's output, the last one is also the output.
   void finish() const;
 
  private:
-  float* layerOutput(int l) const;
-  idx rowOf(int t, int b) const {  // row of (time step, batch entry) in the input/output layout
+  // Whether layer l's packed output needs a workspace buffer (it is not the caller's array).
+  bool buffered(int l) const { return !(inPlace_ && wanted(l)); }
+  // Layer l's output in packed order: the caller's own array when in place, else the workspace.
+  float* packedOutput(int l) const { return buffered(l) ? ws_.layerOut[l % 2].data() : wanted(l); }
+  // Where the caller wants layer l's output (in the caller's layout), or null.
+  float* wanted(int l) const;
+  idx rowOf(int t, int b) const {  // row of (time step, batch entry) in the caller's layout
     return call_.batchFirst ? static_cast<idx>(b) * T_ + t : static_cast<idx>(t) * N_ + b;
   }
+  idx packedRow(int t, int rank) const { return offset_[t] + rank; }
 
   const detail::PackedNetwork& net_;
   const Call& call_;
   const detail::ThreadPlan& plan_;
   Workspace& ws_;
-  int T_, N_;
+  int T_, N_, L_;
   bool lstm_, proj_;
   int Hp_;        // hidden units padded to whole panels
-  idx rows_;      // T * N
   idx ldP_;       // floats per row of the input projection
   int outWidth_;  // D * Hout
-  idx outSize_;   // floats per layer output
+  idx outSize_;   // floats per layer output in the caller's layout (T * N * outWidth)
   // The hidden state feeds the next step's GEMM (K = Hout); with a projection it is written by
   // the projection GEMM in whole panels, otherwise by the cell update in whole panels of units.
   idx ldh_;
-  bool ownLayers_;  // the caller wants no layer outputs: they live in the workspace
   std::vector<int> len_;
-  bool padded_;
-  // Batch rows sorted by length, longest first: at step s the rows still running are a prefix.
-  std::vector<int> order_;
+  std::vector<int> order_;     // batch entries by rank: longest first, ties in batch order
+  std::vector<int> active_;    // [T]: ranks still running at step t
+  std::vector<idx> offset_;    // [T + 1]: first packed row of step t; offset_[T] = sum of lengths
+  bool inPlace_;               // time-major and unpadded: packed order is the caller's layout
 };
 
 Pass::Pass(const detail::PackedNetwork& net, const Call& call, const detail::ThreadPlan& plan, Workspace& ws)
@@ -75,28 +91,39 @@ Pass::Pass(const detail::PackedNetwork& net, const Call& call, const detail::Thr
       ws_(ws),
       T_(call.seqLen),
       N_(call.batch),
+      L_(net.cfg.numLayers),
       lstm_(net.cfg.mode == Mode::Lstm),
       proj_(net.cfg.projSize > 0),
       Hp_(net.geo.paddedUnits()),
-      rows_(static_cast<idx>(T_) * N_),
       ldP_(net.geo.paddedColumns()),
       outWidth_(net.D * net.Hout),
-      outSize_(rows_ * outWidth_),
+      outSize_(static_cast<idx>(T_) * N_ * outWidth_),
       ldh_(proj_ ? static_cast<idx>(net.projPanels) * net.projWidth : Hp_),
-      ownLayers_(call.layers == nullptr),
-      len_(N_, T_) {
+      len_(N_, T_),
+      order_(N_),
+      active_(T_, 0),
+      offset_(T_ + 1, 0) {
   if (call.lengths) std::copy(call.lengths, call.lengths + N_, len_.begin());
-  padded_ = std::any_of(len_.begin(), len_.end(), [&](int v) { return v < T_; });
-  order_.resize(N_);
   std::iota(order_.begin(), order_.end(), 0);
   std::stable_sort(order_.begin(), order_.end(), [&](int a, int b) { return len_[a] > len_[b]; });
+  for (int b = 0; b < N_; ++b) {
+    for (int t = 0; t < len_[b]; ++t) ++active_[t];
+  }
+  for (int t = 0; t < T_; ++t) offset_[t + 1] = offset_[t] + active_[t];
+  const idx rows = offset_[T_];
+  inPlace_ = !call.batchFirst && rows == static_cast<idx>(T_) * N_;
 
-  // Written in full before they are read (padded steps of the layer outputs are cleared).
-  const int L = net.cfg.numLayers, D = net.D;
+  // Written in full before they are read.
+  const int D = net.D;
+  const idx packedSize = rows * outWidth_;
+  if (!inPlace_) ws.input.resize(static_cast<std::size_t>(rows * net.cfg.inputSize));
   ws.P.resize(D);
-  for (auto& p : ws.P) p.resize(static_cast<std::size_t>(rows_ * ldP_));
-  if (ownLayers_ && L > 1) ws.layerOut[0].resize(static_cast<std::size_t>(outSize_));
-  if (ownLayers_ && L > 2) ws.layerOut[1].resize(static_cast<std::size_t>(outSize_));
+  for (auto& p : ws.P) p.resize(static_cast<std::size_t>(rows * ldP_));
+  // Packed layer outputs in the workspace, alternating: layer l + 2 overwrites layer l only
+  // after layer l + 1 (which read it) is done, and layer l was scattered alongside.
+  for (int l = 0; l < L_; ++l) {
+    if (buffered(l)) ws.layerOut[l % 2].resize(static_cast<std::size_t>(packedSize));
+  }
   // Per (direction, chunk) recurrent state, at index chunk * D + d.
   ws.rows.resize(static_cast<std::size_t>(D) * plan.chunks);
   for (int task = 0; task < D * plan.chunks; ++task) {
@@ -109,21 +136,26 @@ Pass::Pass(const detail::PackedNetwork& net, const Call& call, const detail::Thr
   }
 }
 
-float* Pass::layerOutput(int l) const {
-  if (!ownLayers_) return call_.layers + l * outSize_;
-  return l == net_.cfg.numLayers - 1 ? call_.output : ws_.layerOut[l % 2].data();
+float* Pass::wanted(int l) const {
+  if (call_.layers) return call_.layers + l * outSize_;
+  return l == L_ - 1 ? call_.output : nullptr;
 }
 
-void Pass::clearPadded(int l, int part, int parts) const {
-  float* Y = layerOutput(l);
-  const idx r0 = outSize_ * part / parts, r1 = outSize_ * (part + 1) / parts;
-  std::fill(Y + r0, Y + r1, 0.0f);
+void Pass::gather(int part, int parts) const {
+  const int I = net_.cfg.inputSize;
+  for (int t = T_ * part / parts; t < T_ * (part + 1) / parts; ++t) {
+    for (int rank = 0; rank < active_[t]; ++rank) {
+      std::memcpy(ws_.input.data() + packedRow(t, rank) * I, call_.input + rowOf(t, order_[rank]) * I,
+                  sizeof(float) * I);
+    }
+  }
 }
 
 void Pass::project(int l, int d, int chunk) const {
   const PackedLayer& w = net_.layers[l * net_.D + d];
-  const float* X = l == 0 ? call_.input : layerOutput(l - 1);
-  const idx r0 = rows_ * chunk / plan_.projChunks, r1 = rows_ * (chunk + 1) / plan_.projChunks;
+  const float* X = l > 0 ? packedOutput(l - 1) : inPlace_ ? call_.input : ws_.input.data();
+  const idx rows = offset_[T_];
+  const idx r0 = rows * chunk / plan_.projChunks, r1 = rows * (chunk + 1) / plan_.projChunks;
   detail::GemmArgs g;
   g.m = static_cast<int>(r1 - r0);
   g.K = w.in;
@@ -145,7 +177,7 @@ void Pass::recur(int l, int d, int chunk) const {
   if (nb == 0) return;
   const int state = l * D + d;
   const float* P = ws_.P[d].data();
-  float* Y = layerOutput(l);
+  float* Y = packedOutput(l);
   Workspace::Rows& rs = ws_.rows[static_cast<std::size_t>(chunk) * D + d];
   Floats(&h)[2] = rs.h;
   Floats& c = rs.c;
@@ -166,18 +198,19 @@ void Pass::recur(int l, int d, int chunk) const {
       if (lstm_ && call_.cN) std::memcpy(call_.cN + sn * H, &c[i * Hp_], sizeof(float) * H);
     }
   };
+  // The packed row of rank a + i at step s: the forward direction reads step s, the backward
+  // one step len - 1 - s of each sequence.
+  auto rowAt = [&](int s, int i) {
+    const int t = d == 0 ? s : len_[order_[a + i]] - 1 - s;
+    return packedRow(t, a + i);
+  };
   int cur = 0, m = nb;
   const int steps = len_[order_[a]];
   for (int s = 0; s < steps; ++s) {
-    int active = m;
-    while (active > 0 && len_[order_[a + active - 1]] <= s) --active;
+    const int active = std::max(0, std::min(nb, active_[s] - a));
     retire(active, m, h[cur].data());
     m = active;
-    for (int i = 0; i < m; ++i) {
-      const int bIdx = order_[a + i];
-      const int t = d == 0 ? s : len_[bIdx] - 1 - s;
-      prow[i] = P + rowOf(t, bIdx) * ldP_;
-    }
+    for (int i = 0; i < m; ++i) prow[i] = P + rowAt(s, i) * ldP_;
     detail::StepArgs st;
     st.mode = net_.cfg.mode;
     st.geo = net_.geo;
@@ -208,41 +241,75 @@ void Pass::recur(int l, int d, int chunk) const {
     }
     cur = 1 - cur;
     for (int i = 0; i < m; ++i) {
-      const int bIdx = order_[a + i];
-      const int t = d == 0 ? s : len_[bIdx] - 1 - s;
-      std::memcpy(Y + rowOf(t, bIdx) * outWidth_ + d * Hout, &h[cur][i * ldh_], sizeof(float) * Hout);
+      std::memcpy(Y + rowAt(s, i) * outWidth_ + d * Hout, &h[cur][i * ldh_], sizeof(float) * Hout);
     }
   }
   retire(0, m, h[cur].data());
 }
 
-void Pass::finish() const {
-  if (ownLayers_) return;
-  std::memcpy(call_.output, call_.layers + (net_.cfg.numLayers - 1) * outSize_, sizeof(float) * outSize_);
+void Pass::scatter(int l, int part, int parts) const {
+  float* out = wanted(l);
+  const float* packed = packedOutput(l);
+  if (out == nullptr || out == packed) return;
+  const std::size_t bytes = sizeof(float) * outWidth_;
+  for (int t = T_ * part / parts; t < T_ * (part + 1) / parts; ++t) {
+    for (int rank = 0; rank < N_; ++rank) {
+      float* dst = out + rowOf(t, order_[rank]) * outWidth_;
+      if (rank < active_[t]) std::memcpy(dst, packed + packedRow(t, rank) * outWidth_, bytes);
+      else std::memset(dst, 0, bytes);
+    }
+  }
 }
 
-// Floating-point operations of one layer (input projection and recurrence, every direction),
-// for the thread plan. Layer 0's input width may differ from the others': the larger counts.
-double layerFlops(const detail::PackedNetwork& net, idx rows) {
-  return 2.0 * rows * net.geo.G * net.H * (std::max(net.cfg.inputSize, net.D * net.Hout) + net.Hout) * net.D;
+void Pass::finish() const {
+  if (call_.layers == nullptr) return;
+  std::memcpy(call_.output, call_.layers + (L_ - 1) * outSize_, sizeof(float) * outSize_);
+}
+
+// The plan's inputs: the call, the machine, and the floating-point operations of one layer
+// (layer 0's input width may differ from the others': the larger counts).
+detail::PlanInput planInput(const detail::PackedNetwork& net, const Call& call, idx rows) {
+  detail::PlanInput in;
+  in.requested = call.threads;
+  in.cores = detail::hardwareThreads();
+  in.directions = net.D;
+  in.batch = call.batch;
+  in.rows = rows;
+  const double perRow = 2.0 * net.geo.G * net.H * net.D;
+  in.recurrenceFlops = rows * (perRow * net.Hout + 2.0 * net.cfg.projSize * net.H * net.D);
+  in.layerFlops = in.recurrenceFlops + rows * perRow * std::max(net.cfg.inputSize, net.D * net.Hout);
+  return in;
 }
 
 }  // namespace
 
 void Network::Impl::run(const Call& call) const {
-  const idx rows = static_cast<idx>(call.seqLen) * call.batch;
-  const detail::ThreadPlan plan = detail::planThreads(call.threads, D, call.batch, rows, layerFlops(*this, rows));
+  idx rows = static_cast<idx>(call.seqLen) * call.batch;  // the real steps of all sequences
+  if (call.lengths) rows = std::accumulate(call.lengths, call.lengths + call.batch, idx{0});
+  const detail::ThreadPlan plan = detail::planThreads(planInput(*this, call, rows));
+  // The compute slots first: a call that waits for one holds no work buffers meanwhile.
+  const detail::WorkerPool::Lease lease = detail::WorkerPool::shared().lease(plan.threads);
   std::unique_ptr<Workspace> ws = workspaces.acquire();
   const Pass pass(*this, call, plan, *ws);
-  // Per layer two phases, a barrier after each: the projections of all rows, then the recurrence.
-  detail::runThreads(plan.threads, [&](int tid, int count, detail::Barrier* barrier) {
-    for (int l = 0; l < cfg.numLayers; ++l) {
-      if (pass.padded()) pass.clearPadded(l, tid, count);
-      for (int task = tid; task < D * plan.projChunks; task += count) pass.project(l, task % D, task / D);
-      if (barrier && !barrier->wait()) return;
-      for (int task = tid; task < D * plan.chunks; task += count) pass.recur(l, task % D, task / D);
-      if (barrier && !barrier->wait()) return;
+  // A barrier after each phase: the gather of the input, then per layer the projections of all
+  // rows (alongside the scatter of the previous layer's output, which reads the same rows), then
+  // the recurrence; the last layer's scatter ends the call.
+  lease.run([&](int tid, int count, detail::Barrier* barrier) {
+    auto sync = [&] {
+      if (barrier) barrier->wait();
+    };
+    if (pass.gathers()) {
+      pass.gather(tid, count);
+      sync();
     }
+    for (int l = 0; l < cfg.numLayers; ++l) {
+      for (int task = tid; task < D * plan.projChunks; task += count) pass.project(l, task % D, task / D);
+      if (l > 0) pass.scatter(l - 1, tid, count);
+      sync();
+      for (int task = tid; task < D * plan.chunks; task += count) pass.recur(l, task % D, task / D);
+      sync();
+    }
+    pass.scatter(cfg.numLayers - 1, tid, count);
   });
   pass.finish();
   workspaces.release(std::move(ws));

@@ -121,6 +121,7 @@ Network::Network(const Config& config, const LayerWeights* weights, const detail
 Network::~Network() = default;
 const Config& Network::config() const { return impl_->cfg; }
 Isa Network::isa() const { return impl_->isa; }
+void Network::trim() const { impl_->workspaces.trim(); }
 
 void Network::forward(const Call& call) const {
   const Impl& n = *impl_;

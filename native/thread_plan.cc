@@ -1,73 +1,159 @@
-// The thread plan of a forward call and the threads that run it (thread_plan.h).
+// The thread plan of a forward call, and the worker pool and barrier that carry it out.
 #include "thread_plan.h"
 
 #include <algorithm>
-#include <functional>
 #include <system_error>
-#include <thread>
-#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define BIRNN_PAUSE() _mm_pause()
+#elif defined(__aarch64__)
+#define BIRNN_PAUSE() __asm__ __volatile__("yield")
+#else
+#define BIRNN_PAUSE() ((void)0)
+#endif
 
 namespace birnn::detail {
 
 namespace {
-// A thread costs tens of microseconds (start, join, a barrier per phase): it is worth starting
-// only for about this many floating-point operations of each layer.
-constexpr double kFlopsPerThread = 4e6;
-// Barrier waits that yield before sleeping: a few microseconds, about the time the last thread
-// of a short phase takes to arrive; a sleep and wake-up costs more than that.
-constexpr int kBarrierSpins = 2000;
+// A thread of the pool costs a wake-up (a few microseconds when parked) and a barrier per phase
+// (well under one when spinning): worth it for about this many floating-point operations, some
+// tens of microseconds of one core's work.
+constexpr double kFlopsPerThread = 2e6;
+// A recurrence chunk of fewer batch rows than this leaves most of each register tile empty
+// (a tile holds 2-8 rows), so more threads would only add up the same weight traffic.
+constexpr int kMinChunkRows = 4;
+// An input-projection chunk of fewer rows than this is mostly the B panel streamed again.
+constexpr std::ptrdiff_t kMinProjectionRows = 16;
+// Barrier and idle waits: pause-spins (tens of microseconds), then yields, then a sleep.
+constexpr int kSpins = 2000;
+constexpr int kYields = 50;
+
+// Spins, then yields, until done() or the budget runs out; true when done() came true.
+template <typename Done>
+bool spinUntil(Done done) {
+  for (int i = 0; i < kSpins; ++i) {
+    if (done()) return true;
+    BIRNN_PAUSE();
+  }
+  for (int i = 0; i < kYields; ++i) {
+    if (done()) return true;
+    std::this_thread::yield();
+  }
+  return done();
+}
 }  // namespace
 
-// The directions run side by side, then the batch is split further while each part keeps
-// enough work to pay for a thread.
-ThreadPlan planThreads(int requested, int directions, int batch, std::ptrdiff_t rows, double layerFlops) {
+int hardwareThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+ThreadPlan planThreads(const PlanInput& in) {
   ThreadPlan plan;
-  int threads = std::min(requested, static_cast<int>(std::max(1.0, layerFlops / kFlopsPerThread)));
-  plan.chunks = std::max(1, std::min(batch, threads / directions));
-  plan.projChunks = std::max(1, std::min<int>(static_cast<int>(rows), threads / directions));
-  plan.threads = std::max(1, std::min(threads, directions * std::max(plan.chunks, plan.projChunks)));
+  const int D = std::max(1, in.directions);
+  // Never more threads than the machine has, nor than the work pays for.
+  const int affordable = static_cast<int>(std::max(1.0, in.layerFlops / kFlopsPerThread));
+  const int threads = std::max(1, std::min({in.requested, in.cores, affordable}));
+  // The recurrence: the directions side by side, each cut into chunks of batch rows that run
+  // with no barrier per step; small batches stay whole.
+  const int recurrenceThreads =
+      std::max(1, std::min(threads, static_cast<int>(std::max(1.0, in.recurrenceFlops / kFlopsPerThread))));
+  plan.chunks = std::max(1, std::min(in.batch / kMinChunkRows, recurrenceThreads / D));
+  // The input projection: every row of every step is independent; all threads share it.
+  plan.projChunks = static_cast<int>(
+      std::max<std::ptrdiff_t>(1, std::min<std::ptrdiff_t>(in.rows / kMinProjectionRows, (threads + D - 1) / D)));
+  plan.threads = std::max(1, std::min(threads, D * std::max(plan.chunks, plan.projChunks)));
   return plan;
 }
 
-bool Barrier::wait() {
-  const long generation = generation_.load(std::memory_order_acquire);
+void Barrier::wait() {
+  const unsigned generation = generation_.load(std::memory_order_acquire);
   if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == count_) {
     arrived_.store(0, std::memory_order_relaxed);
     std::lock_guard<std::mutex> lock(mutex_);
     generation_.store(generation + 1, std::memory_order_release);
     cv_.notify_all();
-    return !aborted_.load();
+    return;
   }
-  for (int spin = 0; spin < kBarrierSpins; ++spin) {
-    if (generation_.load(std::memory_order_acquire) != generation || aborted_.load()) return !aborted_.load();
-    std::this_thread::yield();
-  }
+  auto passed = [&] { return generation_.load(std::memory_order_acquire) != generation; };
+  if (spinUntil(passed)) return;
   std::unique_lock<std::mutex> lock(mutex_);
-  cv_.wait(lock, [&] { return aborted_.load() || generation_.load(std::memory_order_acquire) != generation; });
-  return !aborted_.load();
+  cv_.wait(lock, passed);
 }
 
-void Barrier::abort() {
+WorkerPool& WorkerPool::shared() {
+  // Never destroyed: its threads may still sleep in serve() when the process exits.
+  static WorkerPool* pool = new WorkerPool();
+  return *pool;
+}
+
+WorkerPool::WorkerPool() : cores_(hardwareThreads()) {
   std::lock_guard<std::mutex> lock(mutex_);
-  aborted_.store(true);
-  cv_.notify_all();
+  for (int i = 1; i < cores_; ++i) {
+    try {
+      threads_.emplace_back([this] { serve(); });
+    } catch (const std::system_error&) {
+      break;  // the process may not start more threads: the calls run on fewer
+    }
+    ++idleWorkers_;
+  }
 }
 
-void runThreads(int threads, const ThreadWork& work) {
-  bool parallel = false;
-  if (threads > 1) {
-    Barrier barrier(threads);
-    std::vector<std::thread> pool;
-    try {
-      for (int t = 1; t < threads; ++t) pool.emplace_back(std::cref(work), t, threads, &barrier);
-      parallel = true;
-    } catch (const std::system_error&) {
-      barrier.abort();  // the threads already started return at once; run on this thread alone
+struct WorkerPool::Job {
+  const ThreadWork* work;
+  int count;
+  Barrier* barrier;
+  int remaining;  // workers still running it (under the pool's lock)
+};
+
+void WorkerPool::serve() {
+  for (;;) {
+    Ticket ticket{};
+    {
+      spinUntil([&] { return pending_.load(std::memory_order_acquire) > 0; });
+      std::unique_lock<std::mutex> lock(mutex_);
+      work_.wait(lock, [&] { return !tickets_.empty(); });
+      ticket = tickets_.front();
+      tickets_.pop_front();
+      pending_.fetch_sub(1, std::memory_order_release);
     }
-    if (parallel) work(0, threads, &barrier);
-    for (auto& th : pool) th.join();
+    Job& job = *ticket.job;
+    (*job.work)(ticket.tid, job.count, job.barrier);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (--job.remaining == 0) finished_.notify_all();
   }
-  if (!parallel) work(0, 1, nullptr);
+}
+
+WorkerPool::Lease WorkerPool::lease(int threads) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  slots_.wait(lock, [&] { return usedSlots_ < cores_; });
+  const int workers = std::max(0, std::min({threads - 1, cores_ - usedSlots_ - 1, idleWorkers_}));
+  usedSlots_ += 1 + workers;
+  idleWorkers_ -= workers;
+  return Lease(this, workers);
+}
+
+WorkerPool::Lease::~Lease() {
+  if (pool_ == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(pool_->mutex_);
+    pool_->usedSlots_ -= 1 + workers_;
+    pool_->idleWorkers_ += workers_;
+  }
+  pool_->slots_.notify_all();
+}
+
+void WorkerPool::Lease::run(const ThreadWork& work) const {
+  if (workers_ == 0) return work(0, 1, nullptr);
+  Barrier barrier(1 + workers_);
+  Job job{&work, 1 + workers_, &barrier, workers_};
+  {
+    std::lock_guard<std::mutex> lock(pool_->mutex_);
+    for (int tid = 1; tid <= workers_; ++tid) pool_->tickets_.push_back({&job, tid});
+    pool_->pending_.fetch_add(workers_, std::memory_order_release);
+  }
+  pool_->work_.notify_all();
+  work(0, 1 + workers_, &barrier);
+  std::unique_lock<std::mutex> lock(pool_->mutex_);
+  pool_->finished_.wait(lock, [&] { return job.remaining == 0; });
 }
 
 }  // namespace birnn::detail

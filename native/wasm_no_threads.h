@@ -56,6 +56,8 @@ class thread {
   }
   bool joinable() const { return false; }
   void join() {}
+  // One thread: the worker pool (thread_plan.cc) then starts none, and every call runs inline.
+  static unsigned hardware_concurrency() noexcept { return 1; }
 };
 
 namespace this_thread {

@@ -73,17 +73,42 @@ struct Workspace {
     Floats h[2], c, cellOut;
     std::vector<const float*> prow;
   };
-  std::vector<Floats> P;  // per direction: the input projection of every time step
-  Floats layerOut[2];     // layer outputs between layers, when the caller wants none
+  Floats input;           // the input in packed order, when it is not already
+  std::vector<Floats> P;  // per direction: the input projection of every real step
+  Floats layerOut[2];     // packed layer outputs, alternating, when not written in place
   std::vector<Rows> rows;
+
+  // Bytes held (capacity), or used by the last call (size).
+  std::size_t bytes(bool used) const {
+    std::size_t floats = 0;
+    auto add = [&](const Floats& f) { floats += used ? f.size() : f.capacity(); };
+    add(input);
+    for (const Floats& p : P) add(p);
+    for (const Floats& o : layerOut) add(o);
+    for (const Rows& r : rows) {
+      for (const Floats& h : r.h) add(h);
+      add(r.c);
+      add(r.cellOut);
+    }
+    return floats * sizeof(float);
+  }
 };
 
-// Idle workspaces of one Network; concurrent calls each take their own.
+// Idle workspaces of one Network; concurrent calls each take their own. What is kept is bounded
+// by count and by bytes, and shrinks to the working set: a workspace much larger than its last
+// call needed is freed rather than kept (the next large call maps fresh memory). trim() frees
+// them all; the TypeScript engine calls it when a model has been idle for a while.
 class WorkspacePool {
  public:
-  // Idle workspaces kept: libuv runs 4 forward() calls at once by default. Calls beyond that
-  // allocate their own and free them when done.
+  // Idle workspaces kept: libuv runs 4 forward() calls at once by default.
   static constexpr std::size_t kPoolSize = 4;
+  // Most bytes kept idle per Network: a W-b64 call (bi-LSTM, 2 layers, H256, T100, N64) needs
+  // about 80 MB; a T = 1000 one ten times that, which is not kept.
+  static constexpr std::size_t kMaxIdleBytes = std::size_t(256) << 20;
+  // A workspace is kept only while it holds at most this many times what its call used (plus
+  // this slack, so that small models never churn).
+  static constexpr std::size_t kShrinkFactor = 4;
+  static constexpr std::size_t kShrinkSlack = std::size_t(16) << 20;
 
   std::unique_ptr<Workspace> acquire() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -93,8 +118,17 @@ class WorkspacePool {
     return ws;
   }
   void release(std::unique_ptr<Workspace> ws) {
+    const std::size_t held = ws->bytes(false);
+    if (held > kMaxIdleBytes || held > kShrinkFactor * ws->bytes(true) + kShrinkSlack) return;  // freed here
     std::lock_guard<std::mutex> lock(mutex_);
-    if (idle_.size() < kPoolSize) idle_.push_back(std::move(ws));
+    std::size_t total = held;
+    for (const auto& w : idle_) total += w->bytes(false);
+    if (idle_.size() < kPoolSize && total <= kMaxIdleBytes) idle_.push_back(std::move(ws));
+  }
+  void trim() {
+    std::vector<std::unique_ptr<Workspace>> freed;
+    std::lock_guard<std::mutex> lock(mutex_);
+    freed.swap(idle_);
   }
 
  private:

@@ -74,6 +74,8 @@ export interface NativeNetwork {
    * kernel failures reject.
    */
   forward(call: NativeCall): Promise<NativeResult>
+  /** Frees the work buffers kept between calls; calls in flight keep theirs. */
+  trim(): void
   /** Releases the network; calls already in flight still complete. Idempotent. */
   dispose(): void
 }

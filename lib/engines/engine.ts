@@ -31,5 +31,7 @@ export interface Engine {
   runSync(plan: Plan): RawResult
   /** Computes off the event loop where the engine can. */
   run(plan: Plan): Promise<RawResult>
+  /** Frees memory kept between calls for speed (work buffers), where the engine keeps any. */
+  trim?(): void
   dispose(): void
 }

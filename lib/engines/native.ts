@@ -11,6 +11,9 @@ import type { Simd } from '../types.js'
 import { loadAddon, type NativeCall, type NativeResult } from './addon.js'
 import type { Engine, Plan, RawResult } from './engine.js'
 
+/** How long a model may sit idle before the kernel's work buffers are freed. */
+export const IDLE_TRIM_MS = 2000
+
 export type NativeChoice = { engine: Engine; reason: string; simd: Simd } | { reason: string }
 
 /** An addon failure as a library error; with `site`, its stack is the caller's. */
@@ -87,16 +90,31 @@ export function nativeEngine(weights: Weights, options: { threads: number; simd:
     }
     return out
   }
+  // The kernel keeps the work buffers of recent calls for the next ones (bounded in C++); a model
+  // idle for IDLE_TRIM_MS gives them back.
+  let idle: NodeJS.Timeout | undefined
+  const done = <T>(result: T): T => {
+    if (idle) idle.refresh()
+    else idle = setTimeout(() => network.trim(), IDLE_TRIM_MS).unref()
+    return result
+  }
   const engine: Engine = {
-    runSync: (plan) => raw(guarded(() => network.forwardSync(call(plan)))),
+    runSync: (plan) => done(raw(guarded(() => network.forwardSync(call(plan))))),
     run: (plan) => {
       // Captured here so an async failure points at the caller, not at the libuv callback.
       const site = new Error()
-      return guarded(() => network.forward(call(plan))).then(raw, (error: unknown) => {
-        throw nativeError(error, site)
-      })
+      return guarded(() => network.forward(call(plan))).then(
+        (result) => done(raw(result)),
+        (error: unknown) => {
+          throw nativeError(error, site)
+        },
+      )
     },
-    dispose: () => network.dispose(),
+    trim: () => network.trim(),
+    dispose: () => {
+      clearTimeout(idle)
+      network.dispose()
+    },
   }
   return { engine, reason: `the native kernel (${simd}) from ${loaded.path}`, simd: simd as Simd }
 }

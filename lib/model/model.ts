@@ -66,6 +66,14 @@ export class Model {
     return new Batcher(this, options)
   }
 
+  /**
+   * Frees the memory an engine keeps between calls for speed (the native kernel's work buffers,
+   * also freed after 2 s without calls); the next call allocates again. The model stays usable.
+   */
+  trim(): void {
+    this.#live().trim?.()
+  }
+
   /** Frees the weights (and native memory). Calls already running complete; later ones throw. */
   dispose(): void {
     this.#engine?.dispose()

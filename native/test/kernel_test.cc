@@ -2,7 +2,7 @@
 //  - vectorized tanh and sigmoid against double precision over the whole float range;
 //  - the Network against a double-precision scalar reference, for every mode and option;
 //  - the same bits for every thread count.
-// Usage: birnn_kernel_test [generic|avx2|avx512|wide16]; wide16 is the AVX-512 geometry in
+// Usage: birnn_kernel_test [generic|avx2|avx512|neon|wide16]; wide16 is the AVX-512 geometry in
 // portable code. Prints `ok   <name>` or `FAIL <name>: detail` per test, then `N passed, N
 // failed`; exits 77 (a skip for ctest) when the CPU lacks the requested ISA. No argument: every
 // ISA the CPU has, then wide16.
@@ -19,6 +19,7 @@
 
 #include "birnn.h"
 #include "kernels/kernel.h"
+#include "thread_plan.h"
 
 using namespace birnn;
 
@@ -271,6 +272,54 @@ void networks(const Target& target, std::mt19937& rng) {
   threadInvariance(target, rng);
 }
 
+// The cost model's choices for given sizes and machines, without timing (thread_plan.h).
+void plans() {
+  using detail::PlanInput;
+  using detail::planThreads;
+  // The workloads: bidirectional, 2 layers, I128 H256 T100.
+  auto lstm = [](int batch, int requested, int cores) {
+    PlanInput in;
+    in.requested = requested;
+    in.cores = cores;
+    in.directions = 2;
+    in.batch = batch;
+    in.rows = 100L * batch;
+    in.recurrenceFlops = in.rows * 2.0 * 4 * 256 * 256 * 2;
+    in.layerFlops = in.recurrenceFlops + in.rows * 2.0 * 4 * 256 * 512 * 2;
+    return in;
+  };
+  auto check = [](bool ok, const std::string& name, const detail::ThreadPlan& p) {
+    report(ok, "plan: " + name,
+           "threads " + std::to_string(p.threads) + ", chunks " + std::to_string(p.chunks) + ", projChunks " +
+               std::to_string(p.projChunks));
+  };
+  const auto b64 = planThreads(lstm(64, 16, 16));
+  check(b64.threads == 16 && b64.chunks == 8 && b64.projChunks == 8, "W-b64 on 16 cores uses them all", b64);
+  const auto b64two = planThreads(lstm(64, 2, 2));
+  check(b64two.threads == 2 && b64two.chunks == 1, "W-b64 on 2 cores: one thread per direction", b64two);
+  const auto b1 = planThreads(lstm(1, 16, 16));
+  check(b1.chunks == 1 && b1.threads <= 16, "W-b1: one sequence is one chunk per direction", b1);
+  const auto capped = planThreads(lstm(64, 4096, 2));
+  check(capped.threads == 2, "threads: 4096 on 2 cores runs 2", capped);
+  PlanInput seed = lstm(1, 16, 16);  // the seed's RNN(25, 50, 4, bi) on one sequence of 5 steps
+  seed.rows = 5;
+  seed.recurrenceFlops = 5 * 2.0 * 50 * 50 * 2;
+  seed.layerFlops = seed.recurrenceFlops + 5 * 2.0 * 50 * 100 * 2;
+  const auto tiny = planThreads(seed);
+  check(tiny.threads == 1, "a tiny call runs on its own thread", tiny);
+  bool monotone = true;
+  for (int batch : {1, 4, 16, 64, 256}) {
+    int previous = 0;
+    for (int requested = 1; requested <= 32; ++requested) {
+      const int threads = planThreads(lstm(batch, requested, 16)).threads;
+      monotone = monotone && threads >= previous && threads <= requested && threads <= 16;
+      previous = threads;
+    }
+  }
+  report(monotone, "plan: more threads allowed never means fewer used, nor more than allowed or than the cores",
+         "not monotone");
+}
+
 void test(const Target& target) {
   std::mt19937 rng(1234);
   activations(target);
@@ -280,14 +329,18 @@ void test(const Target& target) {
 }  // namespace
 
 int usage(const char* program) {
-  std::fprintf(stderr, "usage: %s [generic|avx2|avx512|wide16]\n", program);
+  std::fprintf(stderr, "usage: %s [generic|avx2|avx512|neon|wide16|plan]\n", program);
   return 2;
 }
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each result as it comes, also through a pipe
   const Target wide{"wide16", &detail::kernelsWide16()};
   if (argc > 2) return usage(argv[0]);
-  if (argc == 1) {
+  if (argc == 2 && std::string(argv[1]) == "plan") {
+    plans();
+  } else if (argc == 1) {
+    plans();
     for (const spec::IsaInfo& info : spec::kIsas) {
       if (isaSupported(info.isa)) {
         test({info.name, &detail::kernelsFor(info.isa)});

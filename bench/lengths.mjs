@@ -1,0 +1,90 @@
+// Issue #9's 2-core targets, as ratios within one run (medians of interleaved repeats):
+//   node bench/lengths.mjs [--reps 7]
+// - lengths: a batch whose sequences all end at step 20 of a T = 100 tensor vs the same data as a
+//   T = 20 tensor (target ≤ 1.15×); lengths uniform in 20..100 vs (Σ lengths / (N·T)) × the
+//   unpadded time (target ≤ 1.15×);
+// - small models at batch 64: GFLOP/s on 1 thread against the FMA peak (bench/peak-fma), and
+//   2 threads vs 1 (target ≥ 1.7×; W-b64 ≥ 1.8×).
+// Uses the built package (dist/, `npm run build`) and random weights.
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { ROOT, randn } from './lib/common.mjs'
+
+const { fromStateDict } = await import(pathToFileURL(join(ROOT, 'dist', 'index.js')).href)
+const reps = Number(process.argv[process.argv.indexOf('--reps') + 1]) || 7
+const GATES = { RNN_TANH: 1, GRU: 3, LSTM: 4 }
+
+function model(mode, I, H, L, threads) {
+  const G = GATES[mode]
+  const tensors = {}
+  let seed = 1
+  for (let l = 0; l < L; l++) {
+    for (const s of [`_l${l}`, `_l${l}_reverse`]) {
+      const add = (name, shape) => {
+        const n = shape.reduce((a, b) => a * b, 1)
+        tensors[name] = { data: randn(n, seed++).map((v) => v / Math.sqrt(H)), shape }
+      }
+      add(`weight_ih${s}`, [G * H, l ? 2 * H : I])
+      add(`weight_hh${s}`, [G * H, H])
+      add(`bias_ih${s}`, [G * H])
+      add(`bias_hh${s}`, [G * H])
+    }
+  }
+  return fromStateDict(tensors, { backend: 'native', threads })
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+function time(fn) {
+  fn()
+  const t0 = performance.now()
+  fn()
+  return performance.now() - t0
+}
+/** Interleaved repeats of every case, so drift on a shared machine hits all of them alike. */
+function measure(cases) {
+  const times = cases.map(() => [])
+  for (let r = 0; r < reps; r++) {
+    for (const [i, c] of cases.entries()) times[i].push(time(c))
+  }
+  return times.map(median)
+}
+const flops = (mode, I, H, L, steps) => {
+  let f = 0
+  for (let l = 0; l < L; l++) f += 2 * steps * GATES[mode] * H * ((l ? 2 * H : I) + H) * 2
+  return f
+}
+
+const N = 64
+const T = 100
+const rows = []
+for (const [name, mode, I, H, L] of [
+  ['LSTM bi, 1 layer, I32 H64', 'LSTM', 32, 64, 1],
+  ['RNN(25, 50, 4, bi) (the seed)', 'RNN_TANH', 25, 50, 4],
+  ['LSTM bi, 2 layers, I128 H256 (W-b64)', 'LSTM', 128, 256, 2],
+]) {
+  const m1 = model(mode, I, H, L, 1)
+  const m2 = model(mode, I, H, L, 2)
+  const x100 = { data: randn(T * N * I, 7), shape: [T, N, I] }
+  const x20 = { data: x100.data.subarray(0, 20 * N * I), shape: [20, N, I] }
+  const all20 = Array(N).fill(20)
+  const mixed = Array.from({ length: N }, (_, n) => 20 + ((n * 37) % 81))
+  const sum = mixed.reduce((a, b) => a + b, 0)
+  const [full, padded20, real20, varied, twoThreads] = measure([
+    () => m1.forwardSync(x100),
+    () => m1.forwardSync(x100, { lengths: all20 }),
+    () => m1.forwardSync(x20),
+    () => m1.forwardSync(x100, { lengths: mixed }),
+    () => m2.forwardSync(x100),
+  ])
+  rows.push({
+    model: name,
+    'T=100 ms': full.toFixed(2),
+    'lengths 20 / real T=20': (padded20 / real20).toFixed(2),
+    'lengths 20..100 / share of T=100': (varied / ((sum / (N * T)) * full)).toFixed(2),
+    'GFLOP/s 1t': (flops(mode, I, H, L, T * N) / full / 1e6).toFixed(1),
+    '2t / 1t': (full / twoThreads).toFixed(2),
+  })
+  m1.dispose()
+  m2.dispose()
+}
+console.table(rows)

@@ -1,0 +1,86 @@
+// What a native model keeps between calls is bounded, shrinks to the working set, and is given
+// back when the model is idle or trimmed (issue #12: it used to keep the buffers of its largest
+// calls, 3 GB in one report, until dispose()).
+import { spawnSync } from 'node:child_process'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import { describe, expect, it } from 'vitest'
+import { loadAddon } from '../../lib/engines/addon.js'
+import { IDLE_TRIM_MS } from '../../lib/engines/native.js'
+import { fromStateDict } from '../../lib/index.js'
+import { nativeMissing, randomStateDict, rng } from '../helpers.js'
+
+const missing = nativeMissing()
+
+describe.skipIf(missing)(`memory kept between calls${missing ? ` (skipped: ${missing})` : ''}`, () => {
+  // In a process of its own, so its RSS is the kernel's: a bi-LSTM whose T = 600, N = 64 calls
+  // need ~80 MB of work buffers each.
+  it('is bounded by bytes, shrinks after small calls, and trim() frees it', () => {
+    const script = `
+      const addon = require(process.argv[1])
+      const I = 32, H = 64, G = 4
+      const w = [new Float32Array(G * H * I).fill(0.01), new Float32Array(G * H * H).fill(0.01)]
+      const config = { mode: 3, inputSize: I, hiddenSize: H, projSize: 0, numLayers: 1, bidirectional: true, bias: false }
+      const net = new addon.Network(config, [...w, ...w], addon.isa().best)
+      const call = (T, N) => ({ seqLen: T, batch: N, batchFirst: false, input: new Float32Array(T * N * I).fill(0.5), returnLayers: false, threads: 1 })
+      // V8 frees array buffers on a background thread after a GC: give it a moment.
+      const mb = async () => { global.gc(); await new Promise((r) => setTimeout(r, 300)); return Math.round(process.memoryUsage().rss / 2 ** 20) }
+      ;(async () => {
+        net.forwardSync(call(4, 4))
+        const base = await mb()
+        await Promise.all([1, 2, 3, 4, 5, 6].map(() => net.forward(call(600, 64))))
+        const afterBig = await mb()
+        for (let i = 0; i < 8; i++) net.forwardSync(call(10, 4))
+        const afterSmall = await mb()
+        await Promise.all([1, 2].map(() => net.forward(call(600, 64))))
+        const beforeTrim = await mb()
+        net.trim()
+        const afterTrim = await mb()
+        process.stdout.write(JSON.stringify({ base, afterBig, afterSmall, beforeTrim, afterTrim }))
+      })()
+    `
+    const child = spawnSync(
+      process.execPath,
+      ['--expose-gc', '-e', script, loadAddon().addon ? (loadAddon() as { path: string }).path : ''],
+      {
+        encoding: 'utf8',
+        timeout: 120_000,
+        // A fixed mmap threshold: glibc then returns every large JS array it frees at once, so RSS
+        // shows what the kernel keeps, not what the allocator holds on to.
+        env: { ...process.env, UV_THREADPOOL_SIZE: '6', MALLOC_MMAP_THRESHOLD_: '131072' },
+      },
+    )
+    expect(child.stderr).toBe('')
+    const rss = JSON.parse(child.stdout)
+    // Six concurrent calls: at most 256 MiB of their buffers is kept (about three of them).
+    expect(rss.afterBig - rss.base).toBeGreaterThan(100)
+    expect(rss.afterBig - rss.base).toBeLessThan(256 + 100)
+    // Small calls free what is far larger than they need.
+    expect(rss.afterSmall - rss.base).toBeLessThan(40)
+    expect(rss.beforeTrim - rss.base).toBeGreaterThan(100)
+    expect(rss.afterTrim - rss.base).toBeLessThan(40)
+  })
+
+  it(`a model idle for ${IDLE_TRIM_MS} ms gives its work buffers back`, async () => {
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const mb = async () => {
+      gc()
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      return process.memoryUsage().rss / 2 ** 20
+    }
+    const model = fromStateDict(randomStateDict(rng(1), { mode: 'LSTM', I: 32, H: 64, L: 1, D: 2, bias: true }), {
+      backend: 'native',
+      threads: 1,
+    })
+    const input = { data: new Float32Array(600 * 64 * 32).fill(0.5), shape: [600, 64, 32] }
+    const base = await mb()
+    await Promise.all([1, 2, 3].map(async () => void (await model.forward(input))))
+    const busy = await mb()
+    await new Promise((resolve) => setTimeout(resolve, IDLE_TRIM_MS + 500))
+    const idle = await mb()
+    expect(busy - base).toBeGreaterThan(100)
+    expect(idle - base).toBeLessThan(40)
+    model.dispose()
+  })
+})
