@@ -81,6 +81,8 @@ int main(int argc, char** argv) {
       {"W-b1 lstm", Mode::Lstm, 128, 256, 2, 100, 1, true}, {"W-b64 rnn", Mode::RnnTanh, 128, 256, 2, 100, 64, true},
       {"W-b64 gru", Mode::Gru, 128, 256, 2, 100, 64, true}, {"W-b64 lstm", Mode::Lstm, 128, 256, 2, 100, 64, true},
       {"h64 lstm", Mode::Lstm, 128, 64, 1, 100, 16, true},
+      // Issue #9's small models at batch 64: most served models are this size.
+      {"S-b64 lstm", Mode::Lstm, 32, 64, 1, 100, 64, true},  {"S-b64 seed", Mode::RnnTanh, 25, 50, 4, 100, 64, true},
   };
   for (const auto& w : workloads) {
     if (argc < 3 || std::string(w.name).find(argv[2]) != std::string::npos) run(w, isa);
