@@ -14,8 +14,9 @@
 // the figures (a /healthz run shows the ceiling node:http plus autocannon reach here).
 
 import { spawn, spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
+import { availableParallelism, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { BENCH, ROOT } from './lib/common.mjs'
 
@@ -43,10 +44,14 @@ const tsc = spawnSync(
 )
 if (!existsSync(join(DIST, 'cli', 'main.js'))) throw new Error(`could not build lib/: ${tsc.stdout}${tsc.stderr}`)
 const addon = join(ROOT, 'build', 'Release', 'birnn.node')
+let addonInfo = 'no build/Release/birnn.node'
 if (existsSync(addon)) {
+  // One snapshot of the addon for the whole run (the kernel may be rebuilt meanwhile).
   const snapshot = join(OUT, 'birnn-serve-snapshot.node')
   copyFileSync(addon, snapshot)
   process.env.BIRNN_NATIVE_PATH = snapshot
+  const sha = createHash('sha256').update(readFileSync(snapshot)).digest('hex').slice(0, 16)
+  addonInfo = `build/Release/birnn.node built ${statSync(addon).mtime.toISOString()}, sha256 ${sha}`
 }
 const { load } = await import(join(DIST, 'index.js'))
 const { reduceOutput } = await import(join(DIST, 'cli', 'pooling.js'))
@@ -342,9 +347,16 @@ async function http(name, path, model, xs, autocannon) {
 
 // ------------------------------------------------------------------------------------------------
 const started = new Date().toISOString()
+say(
+  `bench/serve.mjs: HEAD ${commit}; addon ${addonInfo}; load average ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')}`,
+)
 const results = {
   started,
   commit,
+  addon: addonInfo,
+  loadAverage: loadavg(),
   machine: `${availableParallelism()} cores`,
   seconds: SECONDS,
   inProcess: [],
