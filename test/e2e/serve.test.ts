@@ -341,18 +341,23 @@ describe('birnn serve under load and at shutdown', () => {
     const count = 30
     const inputs = Array.from({ length: count }, (_, i) => sequence(400 + i))
     const pending = inputs.map((x) => postJson(server.url, { input: nested(x) }, '?output=mean'))
-    // Wait until the server holds every request (received: answered or in flight), then stop it.
-    for (;;) {
-      const text = (await send(`${server.url}/metrics`, 'GET')).body.toString()
-      const answered = [...text.matchAll(/^birnn_http_requests_total\{route="\/v1\/forward",status="\d+"\} (\d+)$/gm)]
-        .map((m) => Number(m[1]))
-        .reduce((a, b) => a + b, 0)
-      const inFlight = Number(/^birnn_http_requests_in_flight (\d+)$/m.exec(text)?.[1] ?? 0)
-      if (answered + inFlight >= count) {
-        expect(answered).toBeLessThan(count) // some still wait: the drain has work to do
-        break
+    try {
+      // Wait until the server holds every request (received: answered or in flight), then stop it.
+      for (;;) {
+        const text = (await send(`${server.url}/metrics`, 'GET')).body.toString()
+        const answered = [...text.matchAll(/^birnn_http_requests_total\{route="\/v1\/forward",status="\d+"\} (\d+)$/gm)]
+          .map((m) => Number(m[1]))
+          .reduce((a, b) => a + b, 0)
+        const inFlight = Number(/^birnn_http_requests_in_flight (\d+)$/m.exec(text)?.[1] ?? 0)
+        if (answered + inFlight >= count) {
+          expect(answered).toBeLessThan(count) // some still wait: the drain has work to do
+          break
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20))
       }
-      await new Promise((resolve) => setTimeout(resolve, 20))
+    } catch (error) {
+      server.child.kill('SIGKILL') // an assertion failed before SIGTERM: leave no server behind
+      throw error
     }
     server.child.kill('SIGTERM')
     const replies = await Promise.all(pending)
