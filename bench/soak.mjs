@@ -43,7 +43,7 @@ function options(argv) {
   const number = (name, reduced, fullSize) => Number(get(name, full ? fullSize : reduced))
   return {
     full,
-    calls: number('calls', 16_000, 100_000),
+    calls: number('calls', 12_000, 100_000),
     cycles: number('cycles', 2_000, 10_000),
     terminations: number('terminations', 30, 200),
     workers: number('workers', 4, 4),
@@ -127,8 +127,11 @@ const SHAPES = [
 /** The largest T and N of a call (one call in 100 or so); each warm-up starts there. */
 const MAX_T = 60
 const MAX_N = 24
-/** Each phase first runs this share of its work, then takes the RSS it must stay near. */
+/** Each phase first runs this share of its work, then takes the RSS it must stay near ... */
 const WARM_UP = 0.25
+/** ... and at least this many calls (per thread): the kept work buffers settle within a few thousand. */
+const MIN_WARM_UP_CALLS = 8_000
+const warmUpCalls = (calls) => Math.max(Math.ceil(calls * WARM_UP), Math.min(calls, MIN_WARM_UP_CALLS))
 
 /** Runs `calls` forward calls of varied sizes over the models; checks some results. */
 async function forwardCalls(models, r, calls) {
@@ -241,7 +244,7 @@ async function workerMain() {
   const { lib, r, files, models } = await setup(dist, seed)
   // Warm-up: every model at its largest size, a share of the calls and cycles.
   await largestCalls(models, r)
-  await forwardCalls(models, r, Math.ceil(calls * WARM_UP))
+  await forwardCalls(models, r, warmUpCalls(calls))
   await loadCycles(lib, r, files, Math.ceil(cycles * WARM_UP))
   gc()
   parentPort.postMessage({ warm: true })
@@ -304,7 +307,7 @@ async function mainThread() {
   // 1. Forward calls on the main thread.
   if (o.only.includes('calls')) {
     await largestCalls(models, r)
-    await forwardCalls(models, r, Math.ceil(o.calls * WARM_UP))
+    await forwardCalls(models, r, warmUpCalls(o.calls))
     baseline = await settledRss()
     s = sampler()
     let checked = 0
