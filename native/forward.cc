@@ -287,30 +287,25 @@ void Network::Impl::run(const Call& call) const {
   idx rows = static_cast<idx>(call.seqLen) * call.batch;  // the real steps of all sequences
   if (call.lengths) rows = std::accumulate(call.lengths, call.lengths + call.batch, idx{0});
   const detail::ThreadPlan plan = detail::planThreads(planInput(*this, call, rows));
-  // The compute slots first: a call that waits for one holds no work buffers meanwhile.
-  const detail::WorkerPool::Lease lease = detail::WorkerPool::shared().lease(plan.threads);
+  // The calling thread's compute slot first: a call that waits for one holds no work buffers.
+  const detail::WorkerPool::Lease lease = detail::WorkerPool::shared().lease();
   std::unique_ptr<Workspace> ws = workspaces.acquire();
   const Pass pass(*this, call, plan, *ws);
-  // A barrier after each phase: the gather of the input, then per layer the projections of all
-  // rows (alongside the scatter of the previous layer's output, which reads the same rows), then
-  // the recurrence; the last layer's scatter ends the call.
-  lease.run([&](int tid, int count, detail::Barrier* barrier) {
-    auto sync = [&] {
-      if (barrier) barrier->wait();
-    };
-    if (pass.gathers()) {
-      pass.gather(tid, count);
-      sync();
-    }
-    for (int l = 0; l < cfg.numLayers; ++l) {
-      for (int task = tid; task < D * plan.projChunks; task += count) pass.project(l, task % D, task / D);
+  // Phase by phase, each on the threads it can use (borrowed from the pool for that phase only):
+  // the gather of the input; per layer the projections of all rows (alongside the scatter of the
+  // previous layer's output, which reads the same rows), then the recurrence; the last scatter.
+  const int projThreads = D * plan.projChunks, recurThreads = D * plan.chunks;
+  if (pass.gathers()) lease.run(plan.threads, [&](int tid, int count) { pass.gather(tid, count); });
+  for (int l = 0; l < cfg.numLayers; ++l) {
+    lease.run(projThreads, [&](int tid, int count) {
+      for (int task = tid; task < projThreads; task += count) pass.project(l, task % D, task / D);
       if (l > 0) pass.scatter(l - 1, tid, count);
-      sync();
-      for (int task = tid; task < D * plan.chunks; task += count) pass.recur(l, task % D, task / D);
-      sync();
-    }
-    pass.scatter(cfg.numLayers - 1, tid, count);
-  });
+    });
+    lease.run(recurThreads, [&](int tid, int count) {
+      for (int task = tid; task < recurThreads; task += count) pass.recur(l, task % D, task / D);
+    });
+  }
+  lease.run(plan.threads, [&](int tid, int count) { pass.scatter(cfg.numLayers - 1, tid, count); });
   pass.finish();
   workspaces.release(std::move(ws));
 }

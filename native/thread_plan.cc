@@ -1,4 +1,4 @@
-// The thread plan of a forward call, and the worker pool and barrier that carry it out.
+// The thread plan of a forward call, and the worker pool that carries it out.
 #include "thread_plan.h"
 
 #include <algorithm>
@@ -16,16 +16,17 @@
 namespace birnn::detail {
 
 namespace {
-// A thread of the pool costs a wake-up (a few microseconds when parked) and a barrier per phase
-// (well under one when spinning): worth it for about this many floating-point operations, some
-// tens of microseconds of one core's work.
+// A thread of the pool costs a hand-off per phase (well under a microsecond while it spins, a few
+// when it was parked): worth it for about this many floating-point operations, some tens of
+// microseconds of one core's work.
 constexpr double kFlopsPerThread = 2e6;
 // A recurrence chunk of fewer batch rows than this leaves most of each register tile empty
 // (a tile holds 2-8 rows), so more threads would only add up the same weight traffic.
 constexpr int kMinChunkRows = 4;
 // An input-projection chunk of fewer rows than this is mostly the B panel streamed again.
 constexpr std::ptrdiff_t kMinProjectionRows = 16;
-// Barrier and idle waits: pause-spins (tens of microseconds), then yields, then a sleep.
+// Waits for work or for a phase's end: pause-spins (tens of microseconds: phases are often that
+// short, and a sleep and wake-up costs more), then yields, then a sleep.
 constexpr int kSpins = 2000;
 constexpr int kYields = 50;
 
@@ -64,21 +65,6 @@ ThreadPlan planThreads(const PlanInput& in) {
   return plan;
 }
 
-void Barrier::wait() {
-  const unsigned generation = generation_.load(std::memory_order_acquire);
-  if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == count_) {
-    arrived_.store(0, std::memory_order_relaxed);
-    std::lock_guard<std::mutex> lock(mutex_);
-    generation_.store(generation + 1, std::memory_order_release);
-    cv_.notify_all();
-    return;
-  }
-  auto passed = [&] { return generation_.load(std::memory_order_acquire) != generation; };
-  if (spinUntil(passed)) return;
-  std::unique_lock<std::mutex> lock(mutex_);
-  cv_.wait(lock, passed);
-}
-
 WorkerPool& WorkerPool::shared() {
   // Never destroyed: its threads may still sleep in serve() when the process exits.
   static WorkerPool* pool = new WorkerPool();
@@ -100,8 +86,7 @@ WorkerPool::WorkerPool() : cores_(hardwareThreads()) {
 struct WorkerPool::Job {
   const ThreadWork* work;
   int count;
-  Barrier* barrier;
-  int remaining;  // workers still running it (under the pool's lock)
+  std::atomic<int> remaining;  // workers still running it
 };
 
 void WorkerPool::serve() {
@@ -116,44 +101,57 @@ void WorkerPool::serve() {
       pending_.fetch_sub(1, std::memory_order_release);
     }
     Job& job = *ticket.job;
-    (*job.work)(ticket.tid, job.count, job.barrier);
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (--job.remaining == 0) finished_.notify_all();
+    (*job.work)(ticket.tid, job.count);
+    if (job.remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mutex_);  // the caller checks `remaining` under it before it sleeps
+      finished_.notify_all();
+    }
   }
 }
 
-WorkerPool::Lease WorkerPool::lease(int threads) {
+WorkerPool::Lease WorkerPool::lease() {
   std::unique_lock<std::mutex> lock(mutex_);
   slots_.wait(lock, [&] { return usedSlots_ < cores_; });
-  const int workers = std::max(0, std::min({threads - 1, cores_ - usedSlots_ - 1, idleWorkers_}));
-  usedSlots_ += 1 + workers;
-  idleWorkers_ -= workers;
-  return Lease(this, workers);
+  ++usedSlots_;
+  return Lease(this);
 }
 
 WorkerPool::Lease::~Lease() {
   if (pool_ == nullptr) return;
   {
     std::lock_guard<std::mutex> lock(pool_->mutex_);
-    pool_->usedSlots_ -= 1 + workers_;
-    pool_->idleWorkers_ += workers_;
+    --pool_->usedSlots_;
   }
-  pool_->slots_.notify_all();
+  pool_->slots_.notify_one();
 }
 
-void WorkerPool::Lease::run(const ThreadWork& work) const {
-  if (workers_ == 0) return work(0, 1, nullptr);
-  Barrier barrier(1 + workers_);
-  Job job{&work, 1 + workers_, &barrier, workers_};
-  {
-    std::lock_guard<std::mutex> lock(pool_->mutex_);
-    for (int tid = 1; tid <= workers_; ++tid) pool_->tickets_.push_back({&job, tid});
-    pool_->pending_.fetch_add(workers_, std::memory_order_release);
+void WorkerPool::Lease::run(int threads, const ThreadWork& work) const {
+  WorkerPool& pool = *pool_;
+  int workers = 0;
+  if (threads > 1) {
+    std::lock_guard<std::mutex> lock(pool.mutex_);
+    workers = std::max(0, std::min({threads - 1, pool.cores_ - pool.usedSlots_, pool.idleWorkers_}));
+    pool.usedSlots_ += workers;
+    pool.idleWorkers_ -= workers;
   }
-  pool_->work_.notify_all();
-  work(0, 1 + workers_, &barrier);
-  std::unique_lock<std::mutex> lock(pool_->mutex_);
-  pool_->finished_.wait(lock, [&] { return job.remaining == 0; });
+  if (workers == 0) return work(0, 1);
+  Job job{&work, 1 + workers, {workers}};
+  {
+    std::lock_guard<std::mutex> lock(pool.mutex_);
+    for (int tid = 1; tid <= workers; ++tid) pool.tickets_.push_back({&job, tid});
+    pool.pending_.fetch_add(workers, std::memory_order_release);
+  }
+  pool.work_.notify_all();
+  work(0, 1 + workers);
+  auto done = [&] { return job.remaining.load(std::memory_order_acquire) == 0; };
+  spinUntil(done);
+  {
+    std::unique_lock<std::mutex> lock(pool.mutex_);
+    pool.finished_.wait(lock, done);
+    pool.usedSlots_ -= workers;
+    pool.idleWorkers_ += workers;
+  }
+  pool.slots_.notify_all();
 }
 
 }  // namespace birnn::detail

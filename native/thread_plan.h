@@ -27,9 +27,9 @@ struct PlanInput {
 };
 
 struct ThreadPlan {
-  int threads = 1;     // threads that run the call, the calling thread included
-  int chunks = 1;      // batch chunks per direction in the recurrence
-  int projChunks = 1;  // row chunks per direction in the input projection
+  int threads = 1;     // most threads any phase of the call runs on, the calling thread included
+  int chunks = 1;      // batch chunks per direction in the recurrence (D * chunks threads)
+  int projChunks = 1;  // row chunks per direction in the input projection (D * projChunks threads)
 };
 
 // A pure function of its input, so that its choices are tested without timing.
@@ -38,25 +38,9 @@ ThreadPlan planThreads(const PlanInput& in);
 // Threads the machine runs at once (at least 1).
 int hardwareThreads();
 
-// A reusable barrier for the threads of one call. Waiters spin with a pause instruction (the
-// phases it separates are often microseconds long, and a sleep and wake-up costs more), then
-// yield, then sleep.
-class Barrier {
- public:
-  explicit Barrier(int count) : count_(count) {}
-  void wait();
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  const int count_;
-  std::atomic<int> arrived_{0};
-  std::atomic<unsigned> generation_{0};
-};
-
-// work(tid, count, barrier) runs once on each of `count` threads, tid 0 on the calling thread;
-// barrier is null when count is 1.
-using ThreadWork = std::function<void(int tid, int count, Barrier* barrier)>;
+// work(tid, count) runs once on each of `count` threads, tid 0 on the calling thread: one phase
+// of a call, whose parts each write their own rows.
+using ThreadWork = std::function<void(int tid, int count)>;
 
 // One pool of hardwareThreads() - 1 threads for the whole process, shared by every Network and
 // every concurrent call, so that calls never start threads of their own and never oversubscribe
@@ -65,30 +49,29 @@ class WorkerPool {
   struct Job;
 
  public:
-  // The compute slots of one call: its calling thread's, and those of the idle workers it was
-  // granted. A call takes its lease before it allocates its work buffers, so that calls waiting
-  // for a slot hold no memory. The destructor gives the slots back.
+  // A call's compute slot for its calling thread, held for the whole call; each phase of the call
+  // then borrows idle workers for as long as that phase runs, so a phase that needs fewer threads
+  // (one sequence's recurrence) leaves the others to concurrent calls. A call takes its lease
+  // before it allocates its work buffers, so calls waiting for a slot hold no memory.
   class Lease {
    public:
-    Lease(Lease&& other) noexcept : pool_(other.pool_), workers_(other.workers_) { other.pool_ = nullptr; }
+    Lease(Lease&& other) noexcept : pool_(other.pool_) { other.pool_ = nullptr; }
     Lease(const Lease&) = delete;
     Lease& operator=(const Lease&) = delete;
     ~Lease();
-    // Threads that run() uses: the calling thread and the granted workers.
-    int threads() const { return 1 + workers_; }
-    // Runs `work` on every leased thread; returns when all are done.
-    void run(const ThreadWork& work) const;
+    // Runs `work` on this thread and on up to threads - 1 workers, as many as are idle and have
+    // a free slot; returns when all are done.
+    void run(int threads, const ThreadWork& work) const;
 
    private:
     friend class WorkerPool;
-    Lease(WorkerPool* pool, int workers) : pool_(pool), workers_(workers) {}
+    explicit Lease(WorkerPool* pool) : pool_(pool) {}
     WorkerPool* pool_;
-    int workers_;
   };
 
   static WorkerPool& shared();
-  // Waits for a slot for the calling thread, then takes up to threads - 1 idle workers.
-  Lease lease(int threads);
+  // Waits until a slot is free for the calling thread.
+  Lease lease();
 
  private:
   struct Ticket {

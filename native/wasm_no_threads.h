@@ -1,9 +1,9 @@
 // Force-included (-include) into every source of the WebAssembly build by scripts/build-wasm.mjs,
 // and nowhere else. The wasm32-wasi libc++ is built without threads (_LIBCPP_HAS_NO_THREADS), so
 // <mutex>, <condition_variable> and <thread> declare nothing; the kernel's sources use them
-// (workspace.h's pool lock, thread_plan's barrier and threads). This supplies single-threaded
+// (workspace.h's pool lock, thread_plan's worker pool). This supplies single-threaded
 // stand-ins, so those files compile unchanged: a wasm instance runs one call at a time on one
-// thread, and wasm_api.cc always asks for threads = 1, which starts no thread. Starting one
+// thread: hardware_concurrency() is 1, so the worker pool starts no thread. Starting one
 // anyway traps (std::thread's constructor) instead of running wrong.
 #pragma once
 

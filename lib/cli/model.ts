@@ -2,8 +2,8 @@
 // `info` can report what the loader found (prefix, tensors, stored dtypes) without reading the
 // file twice.
 
-import { openFile, type StateDictSource } from '../loading/source.js'
-import { readStateDict, type Weights } from '../loading/state-dict.js'
+import { openFile } from '../loading/source.js'
+import { readStateDict, type StateDictSource, type Weights } from '../loading/state-dict.js'
 import { createModel, type Model } from '../model/model.js'
 import { checkLoadOptions } from '../model/options.js'
 import type { ModelConfig } from '../types.js'

@@ -10,7 +10,7 @@ import protobuf from 'protobufjs/light.js'
 import { BirnnError } from '../errors.js'
 import type { Tensor } from '../types.js'
 import { toFloat32 } from './safetensors.js'
-import type { StateDictSource } from './source.js'
+import type { StateDictSource } from './state-dict.js'
 
 // The fields of onnx.proto (https://github.com/onnx/onnx/blob/main/onnx/onnx.proto) that birnn reads.
 const SCHEMA = {

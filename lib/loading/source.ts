@@ -10,20 +10,8 @@ import type { Tensor } from '../types.js'
 import { isOnnx, openOnnx } from './onnx.js'
 import { checkpointError } from './pickle.js'
 import { parseSafetensors, toFloat32 } from './safetensors.js'
+import type { StateDictSource } from './state-dict.js'
 import { isPickle, isZip, LEGACY_MESSAGE, openCheckpoint } from './torch.js'
-
-export interface StateDictSource {
-  /** Every tensor's name, in the order the source lists them. */
-  names: readonly string[]
-  /** A tensor's shape, without reading its data. */
-  shape(name: string): readonly number[]
-  /** A tensor as float32 in a fresh buffer; throws if it cannot be converted. */
-  read(name: string): Tensor
-  /** How the tensor is stored, e.g. 'F32', 'BF16'. */
-  dtype(name: string): string
-  /** What the file itself says of the module, where a state_dict could not (an ONNX graph). */
-  hints?: { nonlinearity?: 'tanh' | 'relu'; batchFirst?: boolean }
-}
 
 /** safetensors starts with its header length, then the JSON header's '{'. */
 const isSafetensors = (bytes: Uint8Array): boolean => bytes.length > 8 && bytes[8] === 0x7b

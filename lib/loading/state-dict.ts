@@ -5,8 +5,21 @@
 
 import { BirnnError, BirnnTypeError, formatShape, rangeError, shapeError } from '../errors.js'
 import { GATES } from '../spec.js'
-import type { LoadOptions, Mode, ModelConfig } from '../types.js'
-import type { StateDictSource } from './source.js'
+import type { LoadOptions, Mode, ModelConfig, Tensor } from '../types.js'
+
+/** A state_dict as readStateDict() reads it, whatever it came from (lib/loading/source.ts opens each kind). */
+export interface StateDictSource {
+  /** Every tensor's name, in the order the source lists them. */
+  names: readonly string[]
+  /** A tensor's shape, without reading its data. */
+  shape(name: string): readonly number[]
+  /** A tensor as float32 in a fresh buffer; throws if it cannot be converted. */
+  read(name: string): Tensor
+  /** How the tensor is stored, e.g. 'F32', 'BF16'. */
+  dtype(name: string): string
+  /** What the file itself says of the module, where a state_dict could not (an ONNX graph). */
+  hints?: { nonlinearity?: 'tanh' | 'relu'; batchFirst?: boolean }
+}
 
 /** One (layer, direction)'s parameters, row-major float32, owned by the model. */
 export interface LayerWeights {

@@ -21,7 +21,7 @@ import {
   unpickle,
 } from './pickle.js'
 import { toFloat32 } from './safetensors.js'
-import type { StateDictSource } from './source.js'
+import type { StateDictSource } from './state-dict.js'
 
 const FLOAT_DTYPES = ['F32', 'F16', 'BF16', 'F64']
 /** Deepest nesting of containers that is searched for tensors, and most containers visited. */

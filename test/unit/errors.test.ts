@@ -180,7 +180,7 @@ describe('load options', () => {
       { backend: 'gpu' },
       TypeError,
       'ERR_BIRNN_INVALID_ARG',
-      "options.backend: expected 'auto', 'native' or 'js', received the string \"gpu\"",
+      "options.backend: expected 'auto', 'native', 'wasm' or 'js', received the string \"gpu\"",
     ],
     [
       { threads: 0 },
