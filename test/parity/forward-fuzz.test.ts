@@ -30,11 +30,21 @@ interface Shape {
   D: number
   bias: boolean
   batchFirst: boolean
+  /** Big enough that the native kernel splits a call over its 4 threads (directions, batch rows). */
+  medium?: boolean
 }
 
-/** Small models, so that ten thousand calls take seconds on the JS engine too. */
+/**
+ * Small models, so that ten thousand calls take seconds on the JS engine too, and three medium
+ * ones (one call in 300) so that the native kernel's thread plan runs with these inputs as well.
+ */
 function shapes(r: Rng): Shape[] {
-  return Array.from({ length: 16 }, (_, i) => {
+  const medium: Shape[] = [
+    { mode: 'LSTM', I: 16, H: 48, P: 0, L: 2, D: 2, bias: true, batchFirst: false, medium: true },
+    { mode: 'GRU', I: 20, H: 40, P: 0, L: 1, D: 2, bias: true, batchFirst: true, medium: true },
+    { mode: 'LSTM', I: 12, H: 48, P: 24, L: 1, D: 2, bias: false, batchFirst: false, medium: true },
+  ]
+  const small = Array.from({ length: 16 }, (_, i): Shape => {
     const mode = MODES[i % 4]
     const H = r.int(1, 7)
     return {
@@ -48,6 +58,7 @@ function shapes(r: Rng): Shape[] {
       batchFirst: i % 3 === 0,
     }
   })
+  return [...small, ...medium]
 }
 
 /** What a call gave: a result, or the error it was refused with. */
@@ -186,9 +197,9 @@ function wrongShape(r: Rng, shape: number[]): number[] {
 
 /** One random call on a model of shape `c`: the input and the options, each possibly wrong. */
 function randomCall(r: Rng, c: Shape, tally: (k: string) => void): { input: unknown; options: unknown } {
-  const T = r.int(1, 6)
+  const T = c.medium ? r.int(8, 16) : r.int(1, 6)
   const unbatched = r.next() < 0.15
-  const N = unbatched ? 1 : r.int(1, 5)
+  const N = unbatched ? 1 : c.medium ? r.int(8, 10) : r.int(1, 5)
   const Hout = c.P || c.H
   const LD = c.L * c.D
   const special = r.next() < 0.08
@@ -328,13 +339,17 @@ describe('forward-call fuzzing: every engine agrees with the JS engine, or refus
         js: fromStateDict(tensors, { ...load, backend: 'js' }),
         others: others.map((e) => ({
           label: e.label,
-          model: fromStateDict(tensors, { ...load, ...e.options, threads: r.int(1, 3) }),
+          model: fromStateDict(tensors, { ...load, ...e.options, threads: c.medium ? 4 : r.int(1, 3) }),
         })),
       }
     })
+    const small = models.filter((m) => !m.c.medium)
+    const medium = models.filter((m) => m.c.medium)
     const failures: string[] = []
     for (let i = 0; i < CALLS && failures.length < 10; i++) {
-      const m = models[r.int(0, models.length - 1)]
+      const pool = r.next() < 0.003 ? medium : small
+      const m = pool[r.int(0, pool.length - 1)]
+      if (m.c.medium) count('medium model, 4 threads')
       const call = randomCall(r, m.c, count)
       // A disposed model refuses every call the same way.
       const disposed = r.next() < 0.005
