@@ -10,8 +10,19 @@ export const MODES = ['RNN_TANH', 'RNN_RELU', 'GRU', 'LSTM'] as const satisfies 
 /** Gate rows per hidden unit in PyTorch's weight_ih / weight_hh: [G*H, ·]. */
 export const GATES: Readonly<Record<Mode, number>> = { RNN_TANH: 1, RNN_RELU: 1, GRU: 3, LSTM: 4 }
 
-/** The kernel's instruction sets; an ISA's index is its id in the kernel (birnn::Isa). */
-export const ISAS = ['generic', 'avx2', 'avx512'] as const satisfies readonly Simd[]
+/**
+ * The kernel's instruction sets; an ISA's index is its id in the kernel (birnn::Isa). Ids are only
+ * appended, so they order the ISAs of one architecture (a higher id is better), not across them.
+ */
+export const ISAS = ['generic', 'avx2', 'avx512', 'neon'] as const satisfies readonly Simd[]
+
+/** The CPU architecture (process.arch) each ISA runs on; 'any' for the portable path. */
+export const ISA_ARCH: Readonly<Record<Simd, 'x64' | 'arm64' | 'any'>> = {
+  generic: 'any',
+  avx2: 'x64',
+  avx512: 'x64',
+  neon: 'arm64',
+}
 
 /** Most threads one call may ask for (`threads`). */
 export const MAX_THREADS = 4096

@@ -8,7 +8,7 @@ export interface Tensor {
 
 export type Mode = 'RNN_TANH' | 'RNN_RELU' | 'GRU' | 'LSTM'
 export type Backend = 'js' | 'wasm' | 'native'
-export type Simd = 'avx512' | 'avx2' | 'generic'
+export type Simd = 'avx512' | 'avx2' | 'neon' | 'generic'
 
 /** The module's hyper-parameters, as nn.RNN / nn.GRU / nn.LSTM would be constructed. */
 export interface ModelConfig {

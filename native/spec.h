@@ -9,9 +9,11 @@ namespace birnn {
 // The recurrent cell. The id is what the TypeScript layer passes as config.mode.
 enum class Mode : int { RnnTanh = 0, RnnRelu = 1, Gru = 2, Lstm = 3 };
 
-// Instruction sets the kernel is compiled for; all live in one binary and one is picked at run
-// time. A higher id is a wider ISA, preferred when the CPU has it.
-enum class Isa : int { Generic = 0, Avx2 = 1, Avx512 = 2 };
+// Instruction sets the kernel is compiled for; all of an architecture's live in one binary and
+// one is picked at run time: x86-64 has avx512, avx2 and generic, AArch64 neon and generic.
+// Ids are only ever appended; within one architecture a higher id is the better ISA, preferred
+// when the CPU has it (supportedIsas() lists them by id, highest first), and generic is last.
+enum class Isa : int { Generic = 0, Avx2 = 1, Avx512 = 2, Neon = 3 };
 
 namespace spec {
 
@@ -36,6 +38,7 @@ inline constexpr IsaInfo kIsas[] = {
     {Isa::Generic, "generic"},
     {Isa::Avx2, "avx2"},
     {Isa::Avx512, "avx512"},
+    {Isa::Neon, "neon"},
 };
 inline constexpr int kModeCount = sizeof kModes / sizeof kModes[0];
 inline constexpr int kIsaCount = sizeof kIsas / sizeof kIsas[0];
@@ -58,7 +61,7 @@ constexpr bool inIdOrder() {
 }
 // The tables are indexed by id: an entry out of place would give a mode another's gate count.
 static_assert(inIdOrder(), "spec: kModes and kIsas must list every enumerator in id order");
-static_assert(kModeCount == static_cast<int>(Mode::Lstm) + 1 && kIsaCount == static_cast<int>(Isa::Avx512) + 1,
+static_assert(kModeCount == static_cast<int>(Mode::Lstm) + 1 && kIsaCount == static_cast<int>(Isa::Neon) + 1,
               "spec: every enumerator needs an entry");
 
 }  // namespace spec

@@ -1,14 +1,18 @@
 // load() and fromStateDict() options: checked before any file is read, so a typo fails fast.
 
 import { checkKeys, isPositiveInteger, rangeError, typeError } from '../errors.js'
-import { ISAS, MAX_THREADS } from '../spec.js'
+import { ISA_ARCH, ISAS, MAX_THREADS } from '../spec.js'
 import type { LoadOptions } from '../types.js'
 
 const LOAD_OPTIONS = ['nonlinearity', 'batchFirst', 'prefix', 'backend', 'threads', 'simd']
 /** The values each choice option takes (the CLI offers the same). */
 export const BACKENDS = ['auto', 'native', 'wasm', 'js'] as const satisfies ReadonlyArray<LoadOptions['backend']>
 export const NONLINEARITIES = ['tanh', 'relu'] as const satisfies ReadonlyArray<LoadOptions['nonlinearity']>
-export const SIMD_CHOICES = ['auto', ...[...ISAS].reverse()] as ReadonlyArray<NonNullable<LoadOptions['simd']>>
+/** 'auto', then each architecture's paths best first (x86-64's, arm64's), then the portable one. */
+export const SIMD_CHOICES = [
+  'auto',
+  ...(['x64', 'arm64', 'any'] as const).flatMap((arch) => ISAS.filter((isa) => ISA_ARCH[isa] === arch).reverse()),
+] as ReadonlyArray<NonNullable<LoadOptions['simd']>>
 
 /** `'a', 'b' or 'c'`, for the messages. */
 export const choices = (values: readonly string[]): string =>

@@ -1,5 +1,8 @@
 // Run-time choice of instruction set and of the kernel that goes with it. Compiled without ISA
-// flags: it must run on every CPU. ISA names come from spec.h.
+// flags: it must run on every CPU. ISA names come from spec.h. Which ISAs an architecture has:
+//   x86-64   avx512, avx2 (cpuid and the OS's register state), generic (SSE2, the baseline)
+//   AArch64  neon (Advanced SIMD, the baseline: every arm64 CPU has it), generic
+//   other    generic
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -9,6 +12,9 @@
 #if defined(__x86_64__)
 #define BIRNN_X86 1
 #include <cpuid.h>
+#endif
+#if defined(__aarch64__)
+#define BIRNN_AARCH64 1
 #endif
 
 namespace birnn {
@@ -34,7 +40,10 @@ unsigned long long xcr0() {
 
 bool isaSupported(Isa isa) {
   if (isa == Isa::Generic) return true;
-#if BIRNN_X86
+#if BIRNN_AARCH64
+  return isa == Isa::Neon;
+#elif BIRNN_X86
+  if (isa != Isa::Avx2 && isa != Isa::Avx512) return false;
   const CpuidRegs l1 = cpuid(1, 0);
   const bool osxsave = l1.c & (1u << 27);
   if (!osxsave || !(l1.c & (1u << 28)) || !(l1.c & (1u << 12))) return false;  // AVX, FMA
@@ -85,6 +94,9 @@ const Kernels& kernelsFor(Isa isa) {
 #if BIRNN_X86
   if (isa == Isa::Avx512) return kernelsAvx512();
   if (isa == Isa::Avx2) return kernelsAvx2();
+#endif
+#if BIRNN_AARCH64
+  if (isa == Isa::Neon) return kernelsNeon();
 #endif
   return kernelsGeneric();
 }

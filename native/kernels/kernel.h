@@ -85,6 +85,9 @@ const Kernels& kernelsGeneric();
 const Kernels& kernelsAvx2();
 const Kernels& kernelsAvx512();
 #endif
+#if defined(__aarch64__)
+const Kernels& kernelsNeon();
+#endif
 const Kernels& kernelsFor(Isa isa);  // throws std::invalid_argument when the CPU lacks it
 
 // The panel geometry of a mode on an ISA with `lanes` floats per vector.

@@ -1,9 +1,10 @@
 // The kernel body, compiled once per instruction set: kernels/<isa>.cc includes its tuning
 // header (tuning_<isa>.h: lanes, registers, cache budgets) and defines
-//   BIRNN_ISA           the namespace of this copy (generic, avx2, avx512),
+//   BIRNN_ISA           the namespace of this copy (generic, avx2, avx512, neon),
 //   BIRNN_ISA_ENUM      its Isa enumerator, and BIRNN_KERNELS the accessor that returns its table,
 //   BIRNN_TUNING        its tuning struct,
-//   BIRNN_VECTOR_TYPES  1: GCC/Clang vector types (the AVX files, compiled with -mavx2/-mavx512f);
+//   BIRNN_VECTOR_TYPES  1: GCC/Clang vector types (the AVX files, compiled with -mavx2/-mavx512f,
+//                       and the NEON file, whose ISA is the AArch64 baseline);
 //                       0: plain C++ arrays in fixed-size loops that the compiler vectorizes,
 // then includes this file once. Every block size below is derived from the tuning, and
 // static_asserts hold the couplings. Everything here has internal linkage, and nothing here

@@ -24,7 +24,7 @@ describe.skipIf(missing)(`the addon${missing ? ` (skipped: ${missing})` : ''}`, 
   it('loads and is the default backend', async () => {
     const model = await load(modelPath(fixture('lstm_uni_l1_tm')))
     expect(model.backend).toBe('native')
-    expect(model.backendReason).toMatch(/^the native kernel \((avx512|avx2|generic)\) from .*birnn.*\.node$/)
+    expect(model.backendReason).toMatch(/^the native kernel \((avx512|avx2|neon|generic)\) from .*birnn.*\.node$/)
     expect(model.simd).toBe(native.addon!.isa().best)
   })
 })
@@ -211,7 +211,7 @@ describe.skipIf(missing)('the raw addon', () => {
       'an unknown isa',
       () => new addon.Network(config as never, weights(), 'sse9'),
       RangeError,
-      "isa: expected 'generic', 'avx2' or 'avx512', received string 'sse9'",
+      "isa: expected 'generic', 'avx2', 'avx512' or 'neon', received string 'sse9'",
     ],
   ])('construction: %s', (_, make, kind, message) => {
     expect(make).toThrow(new kind(`birnn internal: ${message}`))
@@ -257,7 +257,7 @@ describe.skipIf(missing)('choosing the SIMD path', () => {
   const path = modelPath(fixture('gru_bi_l3_tm'))
   const supported = nativeIsas()
 
-  it.each(['avx512', 'avx2', 'generic'] as const)(
+  it.each(['avx512', 'avx2', 'neon', 'generic'] as const)(
     'simd: %s runs where the CPU has it, and is a clear error where not',
     async (simd) => {
       if (supported.includes(simd)) {
@@ -283,7 +283,7 @@ describe.skipIf(missing)('choosing the SIMD path', () => {
         await rejection(load(path)),
         TypeError,
         'ERR_BIRNN_INVALID_ARG',
-        `BIRNN_SIMD: expected 'auto', 'avx512', 'avx2' or 'generic', received the string "sse2"`,
+        `BIRNN_SIMD: expected 'auto', 'avx512', 'avx2', 'neon' or 'generic', received the string "sse2"`,
       )
       // The JS engine needs no SIMD path, so the variable does not matter there.
       expect((await load(path, { backend: 'js' })).backend).toBe('js')

@@ -202,10 +202,10 @@ describe('load options', () => {
       "options.nonlinearity: expected 'tanh' or 'relu', received the string \"sigmoid\"",
     ],
     [
-      { simd: 'neon' },
+      { simd: 'sve' },
       TypeError,
       'ERR_BIRNN_INVALID_ARG',
-      "options.simd: expected 'auto', 'avx512', 'avx2' or 'generic', received the string \"neon\"",
+      "options.simd: expected 'auto', 'avx512', 'avx2', 'neon' or 'generic', received the string \"sve\"",
     ],
   ])('%o', async (options, kind, code, message) => {
     expectError(await rejection(load(path, options as never)), kind, code, message)
