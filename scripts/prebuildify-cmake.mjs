@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Stands in for node-gyp so that prebuildify builds through cmake-js:
-//   prebuildify --napi --strip --tag-libc --node-gyp scripts/prebuildify-cmake.mjs   (npm run prebuildify)
+// Stands in for node-gyp so that prebuildify builds through cmake-js, for prebuilds made on macOS
+// or Windows (the Linux ones come from `npm run prebuildify`, scripts/prebuild.mjs):
+//   npx prebuildify --napi --strip --node-gyp scripts/prebuildify-cmake.mjs
 // prebuildify calls `<this> rebuild --target=<version> --devdir=<dir> --arch=<arch> --release|--debug`,
 // then takes the first .node file in build/Release (build/Debug) and moves it to
 // prebuilds/<platform>-<arch>/birnn.<libc>.node, the name node-gyp-build looks for.
