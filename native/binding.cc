@@ -10,6 +10,7 @@
 // Network objects, so the addon loads in worker_threads and more than once per process.
 
 #include <napi.h>
+#include <sys/mman.h>
 
 #include <cmath>
 #include <cstddef>
@@ -309,29 +310,123 @@ birnn::Isa ReadIsa(const Napi::Value& value) {
 
 // ---- forward calls -------------------------------------------------------------------------------
 
+// The copies forward() makes of its inputs, kept for the next calls of the same network: a fresh
+// multi-MB copy costs a page fault per 4 KB, on the main thread, several times the memcpy
+// itself. Bounded like the kernel's work buffers; used on the main thread only (jobs are made
+// and freed there), so it needs no lock.
+class Staging {
+ public:
+  static constexpr size_t kKept = 16;  // 16 concurrent calls of one model stay warm
+  static constexpr size_t kMaxBytes = size_t(256) << 20;
+
+  // A copy of data[0, n), in the smallest kept buffer that holds it.
+  std::vector<float> copy(const float* data, size_t n) {
+    auto best = idle_.end();
+    for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+      if (it->capacity() >= n && (best == idle_.end() || it->capacity() < best->capacity())) best = it;
+    }
+    std::vector<float> out;
+    if (best != idle_.end()) {
+      out = std::move(*best);
+      idle_.erase(best);
+    }
+    out.assign(data, data + n);
+    return out;
+  }
+  void keep(std::vector<float>&& buffer) {
+    size_t bytes = buffer.capacity() * sizeof(float);
+    for (const auto& b : idle_) bytes += b.capacity() * sizeof(float);
+    if (idle_.size() < kKept && bytes <= kMaxBytes) idle_.push_back(std::move(buffer));
+  }
+  void clear() { idle_.clear(); }
+
+ private:
+  std::vector<std::vector<float>> idle_;
+};
+
+// An output's zero-filled memory, handed to a JS ArrayBuffer (which then frees it) when the call
+// is done. forward() allocates it on its libuv thread: a large output is mapped straight from the
+// OS, its pages are zero and are first touched by the kernel, off the main thread; V8's own
+// allocation would zero it with memset on the main thread once glibc serves such sizes from its
+// heap (its mmap threshold rises after the first few are freed).
+class OutputBuffer {
+ public:
+  OutputBuffer() = default;
+  OutputBuffer(const OutputBuffer&) = delete;
+  OutputBuffer& operator=(const OutputBuffer&) = delete;
+  ~OutputBuffer() { Free(data_, bytes_); }
+
+  // Throws std::bad_alloc.
+  float* Allocate(size_t length) {
+    bytes_ = length * sizeof(float);
+    void* memory = bytes_ >= kMapped ? mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                                     : std::calloc(length ? length : 1, sizeof(float));
+    if (memory == MAP_FAILED || memory == nullptr) throw std::bad_alloc();
+    data_ = static_cast<float*>(memory);
+    return data_;
+  }
+  // The JS array that owns the memory from now on.
+  Napi::Float32Array Release(Napi::Env env) {
+    const size_t bytes = bytes_;
+    auto buffer = Napi::ArrayBuffer::New(env, data_, bytes, [bytes](Napi::Env, void* p) { Free(p, bytes); });
+    data_ = nullptr;
+    return Napi::Float32Array::New(env, bytes / sizeof(float), buffer, 0);
+  }
+
+ private:
+  static constexpr size_t kMapped = size_t(1) << 20;
+  static void Free(void* p, size_t bytes) {
+    if (p == nullptr) return;
+    if (bytes >= kMapped) munmap(p, bytes);
+    else std::free(p);
+  }
+  float* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 // One forward call's arguments and results. The kernel reads and writes through `call`.
-// forwardSync reads the caller's arrays in place. forward() copies them (one memcpy each, small
-// next to the computation): Node-API cannot pin an ArrayBuffer, and one detached by a transfer
-// while the kernel runs could be freed under it; a reference would keep the array, not its memory.
+// forwardSync reads the caller's arrays in place. forward() copies them (one memcpy each, into
+// kept buffers): Node-API cannot pin an ArrayBuffer, and one detached by a transfer while the
+// kernel runs could be freed under it; a reference would keep the array, not its memory.
 struct Job {
   std::shared_ptr<const birnn::Network> network;
+  std::shared_ptr<Staging> staging;
   birnn::Call call;
   std::vector<int32_t> lengths;  // copied: validated here, so JS cannot change them mid-run
   std::vector<std::vector<float>> copies;
-  Napi::ObjectReference result;
-};
+  // The outputs' lengths, and their memory once allocated.
+  size_t outputLength = 0, stateLength = 0, cellLength = 0;
+  bool lstm = false, returnLayers = false;
+  OutputBuffer output, hN, cN, layers;
+  ~Job() {
+    for (auto& c : copies) staging->keep(std::move(c));
+  }
 
-Napi::Float32Array NewOutput(Napi::Env env, size_t length, float** data) {
-  auto array = Napi::Float32Array::New(env, length);
-  *data = array.Data();
-  return array;
-}
+  // Throws std::bad_alloc.
+  void AllocateOutputs() {
+    call.output = output.Allocate(outputLength);
+    call.hN = hN.Allocate(stateLength);
+    if (lstm) call.cN = cN.Allocate(cellLength);
+    if (returnLayers) call.layers = layers.Allocate(outputLength * layerCount);
+  }
+  size_t layerCount = 0;
+
+  // { output, hN, cN?, layers? }, the arrays now owned by JS.
+  Napi::Object Result(Napi::Env env) {
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("output", output.Release(env));
+    result.Set("hN", hN.Release(env));
+    if (lstm) result.Set("cN", cN.Release(env));
+    if (returnLayers) result.Set("layers", layers.Release(env));
+    return result;
+  }
+};
 
 // Checks `value` against the network and allocates fresh output arrays (zero-filled by V8).
 // With `copy` (an asynchronous run) the inputs are copied into the job.
 std::unique_ptr<Job> PrepareJob(const Napi::Value& value,
                                 const std::shared_ptr<const birnn::Network>& network,
-                                bool copy) {
+                                const std::shared_ptr<Staging>& staging, bool copy) {
   Napi::Env env = value.Env();
   const birnn::Config& config = network->config();
   const Sizes g(config);
@@ -339,6 +434,7 @@ std::unique_ptr<Job> PrepareJob(const Napi::Value& value,
 
   auto job = std::make_unique<Job>();
   job->network = network;
+  job->staging = staging;
   birnn::Call& call = job->call;
   call.seqLen = GetInt(object, "seqLen", "call.seqLen", 1, kMaxInt);
   call.batch = GetInt(object, "batch", "call.batch", 1, kMaxInt);
@@ -350,7 +446,7 @@ std::unique_ptr<Job> PrepareJob(const Napi::Value& value,
   const size_t in = g.in, H = g.H, Hout = g.Hout;
   auto keep = [&](const Napi::Float32Array& array) -> const float* {
     if (!copy) return array.Data();
-    job->copies.emplace_back(array.Data(), array.Data() + array.ElementLength());
+    job->copies.push_back(staging->copy(array.Data(), array.ElementLength()));
     return job->copies.back().data();
   };
 
@@ -392,13 +488,14 @@ std::unique_ptr<Job> PrepareJob(const Napi::Value& value,
   }
 
   // Fresh outputs, allocated before the run so the kernel writes into them directly.
-  const size_t outputLength = Mul(env, {T, N, D, Hout});
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("output", NewOutput(env, outputLength, &call.output));
-  result.Set("hN", NewOutput(env, Mul(env, {L, D, N, Hout}), &call.hN));
-  if (g.lstm) result.Set("cN", NewOutput(env, Mul(env, {L, D, N, H}), &call.cN));
-  if (returnLayers) result.Set("layers", NewOutput(env, Mul(env, {L, outputLength}), &call.layers));
-  job->result = Napi::Persistent(result);
+  // The outputs' sizes; the memory comes later (AllocateOutputs), on the thread that runs the call.
+  job->outputLength = Mul(env, {T, N, D, Hout});
+  job->stateLength = Mul(env, {L, D, N, Hout});
+  job->cellLength = Mul(env, {L, D, N, H});
+  Mul(env, {L, job->outputLength});  // checked here: layers must fit size_t too
+  job->lstm = g.lstm;
+  job->returnLayers = returnLayers;
+  job->layerCount = L;
   return job;
 }
 
@@ -413,6 +510,7 @@ class ForwardWorker : public Napi::AsyncWorker {
  protected:
   void Execute() override {
     try {
+      job_->AllocateOutputs();
       job_->network->forward(job_->call);
     } catch (const std::exception& e) {
       SetError(KernelError(e));
@@ -421,7 +519,7 @@ class ForwardWorker : public Napi::AsyncWorker {
     }
   }
 
-  void OnOK() override { deferred_.Resolve(job_->result.Value()); }
+  void OnOK() override { deferred_.Resolve(job_->Result(Env())); }
   void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
 
  private:
@@ -469,31 +567,37 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
 
   Napi::Value ForwardSync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    std::unique_ptr<Job> job = PrepareJob(info[0], Live(env), false);
+    std::unique_ptr<Job> job = PrepareJob(info[0], Live(env), staging_, false);
     try {
+      job->AllocateOutputs();
       job->network->forward(job->call);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, KernelError(e));
     }
-    return job->result.Value();
+    return job->Result(env);
   }
 
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    auto* worker = new ForwardWorker(env, PrepareJob(info[0], Live(env), true));
+    auto* worker = new ForwardWorker(env, PrepareJob(info[0], Live(env), staging_, true));
     Napi::Promise promise = worker->Promise();
     worker->Queue();  // the worker deletes itself after OnOK/OnError
     return promise;
   }
 
-  // Frees the work buffers kept between calls; a no-op once disposed.
+  // Frees the work buffers and input copies kept between calls; a no-op once disposed.
   void Trim(const Napi::CallbackInfo&) {
+    staging_->clear();
     if (network_) network_->trim();
   }
 
-  void Dispose(const Napi::CallbackInfo&) { network_.reset(); }
+  void Dispose(const Napi::CallbackInfo&) {
+    staging_->clear();
+    network_.reset();
+  }
 
   std::shared_ptr<const birnn::Network> network_;
+  std::shared_ptr<Staging> staging_ = std::make_shared<Staging>();
 };
 
 // ---- addon -----------------------------------------------------------------------------------------

@@ -4,6 +4,12 @@
 #include <algorithm>
 #include <system_error>
 
+#if defined(__linux__)
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define BIRNN_PAUSE() _mm_pause()
@@ -29,6 +35,8 @@ constexpr std::ptrdiff_t kMinProjectionRows = 16;
 // short, and a sleep and wake-up costs more), then yields, then a sleep.
 constexpr int kSpins = 2000;
 constexpr int kYields = 50;
+// The pool's threads run at this nice value (Linux), below the threads that call in.
+constexpr int kWorkerNice = 5;
 
 // Spins, then yields, until done() or the budget runs out; true when done() came true.
 template <typename Done>
@@ -71,13 +79,13 @@ WorkerPool& WorkerPool::shared() {
   return *pool;
 }
 
-WorkerPool::WorkerPool() : cores_(hardwareThreads()) {
+WorkerPool::WorkerPool() {
   std::lock_guard<std::mutex> lock(mutex_);
-  for (int i = 1; i < cores_; ++i) {
+  for (int i = 0; i < hardwareThreads(); ++i) {
     try {
       threads_.emplace_back([this] { serve(); });
     } catch (const std::system_error&) {
-      break;  // the process may not start more threads: the calls run on fewer
+      break;  // the process may not start more threads: calls run on fewer, or on their own
     }
     ++idleWorkers_;
   }
@@ -86,10 +94,15 @@ WorkerPool::WorkerPool() : cores_(hardwareThreads()) {
 struct WorkerPool::Job {
   const ThreadWork* work;
   int count;
-  std::atomic<int> remaining;  // workers still running it
+  std::atomic<int> remaining;  // threads still running it
 };
 
 void WorkerPool::serve() {
+#if defined(__linux__)
+  // Below the threads that call in (the event loop's above all): on a busy machine a compute
+  // thread yields the core to them at once, and computes at full speed whenever they are idle.
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kWorkerNice);
+#endif
   for (;;) {
     Ticket ticket{};
     {
@@ -111,8 +124,9 @@ void WorkerPool::serve() {
 
 WorkerPool::Lease WorkerPool::lease() {
   std::unique_lock<std::mutex> lock(mutex_);
-  slots_.wait(lock, [&] { return usedSlots_ < cores_; });
-  ++usedSlots_;
+  if (threads_.empty()) return Lease(nullptr);  // no worker could be started: run on the caller
+  slots_.wait(lock, [&] { return idleWorkers_ > 0; });
+  --idleWorkers_;
   return Lease(this);
 }
 
@@ -120,38 +134,37 @@ WorkerPool::Lease::~Lease() {
   if (pool_ == nullptr) return;
   {
     std::lock_guard<std::mutex> lock(pool_->mutex_);
-    --pool_->usedSlots_;
+    ++pool_->idleWorkers_;
   }
   pool_->slots_.notify_one();
 }
 
 void WorkerPool::Lease::run(int threads, const ThreadWork& work) const {
+  if (pool_ == nullptr) return work(0, 1);
   WorkerPool& pool = *pool_;
-  int workers = 0;
-  if (threads > 1) {
-    std::lock_guard<std::mutex> lock(pool.mutex_);
-    workers = std::max(0, std::min({threads - 1, pool.cores_ - pool.usedSlots_, pool.idleWorkers_}));
-    pool.usedSlots_ += workers;
-    pool.idleWorkers_ -= workers;
-  }
-  if (workers == 0) return work(0, 1);
-  Job job{&work, 1 + workers, {workers}};
+  int extra = 0;
   {
     std::lock_guard<std::mutex> lock(pool.mutex_);
-    for (int tid = 1; tid <= workers; ++tid) pool.tickets_.push_back({&job, tid});
-    pool.pending_.fetch_add(workers, std::memory_order_release);
+    extra = std::max(0, std::min(threads - 1, pool.idleWorkers_));
+    pool.idleWorkers_ -= extra;
   }
-  pool.work_.notify_all();
-  work(0, 1 + workers);
+  // Every part runs on a worker (the leased one and the borrowed ones); this thread only waits.
+  Job job{&work, 1 + extra, {1 + extra}};
+  {
+    std::lock_guard<std::mutex> lock(pool.mutex_);
+    for (int tid = 0; tid <= extra; ++tid) pool.tickets_.push_back({&job, tid});
+    pool.pending_.fetch_add(1 + extra, std::memory_order_release);
+  }
+  if (extra == 0) pool.work_.notify_one();
+  else pool.work_.notify_all();
   auto done = [&] { return job.remaining.load(std::memory_order_acquire) == 0; };
   spinUntil(done);
   {
     std::unique_lock<std::mutex> lock(pool.mutex_);
     pool.finished_.wait(lock, done);
-    pool.usedSlots_ -= workers;
-    pool.idleWorkers_ += workers;
+    pool.idleWorkers_ += extra;
   }
-  pool.slots_.notify_all();
+  if (extra > 0) pool.slots_.notify_all();
 }
 
 }  // namespace birnn::detail

@@ -42,25 +42,26 @@ int hardwareThreads();
 // of a call, whose parts each write their own rows.
 using ThreadWork = std::function<void(int tid, int count)>;
 
-// One pool of hardwareThreads() - 1 threads for the whole process, shared by every Network and
-// every concurrent call, so that calls never start threads of their own and never oversubscribe
-// the cores: at most hardwareThreads() threads compute at once, the callers' own included.
+// One pool of hardwareThreads() threads for the whole process, shared by every Network and every
+// concurrent call: calls never start threads of their own, and never oversubscribe the cores, as
+// all computing happens on the pool's threads (the calling thread only waits). They run at a
+// lower priority than the threads that call in, so a busy kernel never starves the event loop.
 class WorkerPool {
   struct Job;
 
  public:
-  // A call's compute slot for its calling thread, held for the whole call; each phase of the call
-  // then borrows idle workers for as long as that phase runs, so a phase that needs fewer threads
-  // (one sequence's recurrence) leaves the others to concurrent calls. A call takes its lease
-  // before it allocates its work buffers, so calls waiting for a slot hold no memory.
+  // One worker held for a call's whole run; each phase of the call then borrows idle workers for
+  // as long as that phase runs, so a phase that needs fewer threads (one sequence's recurrence)
+  // leaves the others to concurrent calls. A call takes its lease before it allocates its work
+  // buffers, so calls waiting for a worker hold no memory. The destructor gives the worker back.
   class Lease {
    public:
     Lease(Lease&& other) noexcept : pool_(other.pool_) { other.pool_ = nullptr; }
     Lease(const Lease&) = delete;
     Lease& operator=(const Lease&) = delete;
     ~Lease();
-    // Runs `work` on this thread and on up to threads - 1 workers, as many as are idle and have
-    // a free slot; returns when all are done.
+    // Runs `work` on the held worker and up to threads - 1 idle ones (on this thread when the
+    // pool has no thread at all); returns when all are done.
     void run(int threads, const ThreadWork& work) const;
 
    private:
@@ -70,7 +71,7 @@ class WorkerPool {
   };
 
   static WorkerPool& shared();
-  // Waits until a slot is free for the calling thread.
+  // Waits until a worker is idle, and holds it.
   Lease lease();
 
  private:
@@ -85,8 +86,6 @@ class WorkerPool {
   std::condition_variable work_, slots_, finished_;
   std::deque<Ticket> tickets_;
   std::atomic<int> pending_{0};  // tickets queued, read without the lock by spinning workers
-  int cores_;
-  int usedSlots_ = 0;
   int idleWorkers_ = 0;
   std::vector<std::thread> threads_;
 };
