@@ -22,7 +22,7 @@ const DTYPES = {
   '<i4': { bytes: 4, stored: 'I32', name: 'int32' },
   '<i8': { bytes: 8, stored: 'I64', name: 'int64' },
 } as const
-type NpyDtype = keyof typeof DTYPES
+export type NpyDtype = keyof typeof DTYPES
 const FLOAT_DTYPES: readonly NpyDtype[] = ['<f4', '<f8', '<f2']
 const INT_DTYPES: readonly NpyDtype[] = ['<i4', '<i8']
 
@@ -42,29 +42,16 @@ export const npyDtypeName = (dtype: NpyDtype): string => DTYPES[dtype].name
 export const formatNpyShape = (shape: readonly number[]): string =>
   `(${shape.join(', ')}${shape.length === 1 ? ',' : ''})`
 
-/** Reads and checks the header of the open file `fd`, of `fileSize` bytes; `path` names it in errors. */
-function parseNpyHeader(path: string, fd: number, fileSize: number): NpyHeader {
-  const fail = (why: string): never => {
-    throw new RunError(`${path}: not a readable .npy file: ${why}`)
-  }
-  const pre = Buffer.alloc(12)
-  const got = readSync(fd, pre, 0, 12, 0)
-  if (got < 10 || !isNpy(pre)) fail('it does not start with the .npy magic "\\x93NUMPY"')
-  const major = pre[6]
-  if (major !== 1 && major !== 2 && major !== 3) fail(`format version ${major}.${pre[7]} is unknown (1, 2 and 3 are)`)
-  const lengthBytes = major === 1 ? 2 : 4
-  const headerLength = major === 1 ? pre.readUInt16LE(8) : pre.readUInt32LE(8)
-  const dataOffset = 8 + lengthBytes + headerLength
-  if (dataOffset > fileSize) fail(`the header claims ${headerLength} bytes but the file has ${fileSize}`)
-  const raw = Buffer.alloc(headerLength)
-  readSync(fd, raw, 0, headerLength, 8 + lengthBytes)
-  const text = raw.toString(major === 3 ? 'utf8' : 'latin1')
-
+/**
+ * The dtype and shape of a header's dict literal, checked: C order, a dtype we read, a tuple of
+ * sizes. `fail` throws the caller's error (the CLI's for a file, the server's for a body).
+ */
+export function parseNpyDict(text: string, fail: (why: string) => never): { dtype: NpyDtype; shape: number[] } {
   const descr = /['"]descr['"]\s*:\s*['"]([^'"]*)['"]/.exec(text)?.[1]
   const fortran = /['"]fortran_order['"]\s*:\s*(True|False)/.exec(text)?.[1]
   const shapeText = /['"]shape['"]\s*:\s*\(([^)]*)\)/.exec(text)?.[1]
   if (descr === undefined || fortran === undefined || shapeText === undefined) {
-    fail(`its header ${JSON.stringify(text.trim())} lacks 'descr', 'fortran_order' or 'shape'`)
+    fail(`its header ${JSON.stringify(text.trim().slice(0, 200))} lacks 'descr', 'fortran_order' or 'shape'`)
   }
   if (fortran === 'True') {
     fail(
@@ -91,6 +78,28 @@ function parseNpyHeader(path: string, fd: number, fileSize: number): NpyHeader {
     .filter((d) => d !== '')
   const shape = dims.map((d) => (/^\d+L?$/.test(d) ? Number.parseInt(d, 10) : Number.NaN))
   if (shape.some((d) => !Number.isSafeInteger(d))) fail(`its shape (${shapeText}) is not a tuple of sizes`)
+  return { dtype, shape }
+}
+
+/** Reads and checks the header of the open file `fd`, of `fileSize` bytes; `path` names it in errors. */
+function parseNpyHeader(path: string, fd: number, fileSize: number): NpyHeader {
+  const fail = (why: string): never => {
+    throw new RunError(`${path}: not a readable .npy file: ${why}`)
+  }
+  const pre = Buffer.alloc(12)
+  const got = readSync(fd, pre, 0, 12, 0)
+  if (got < 10 || !isNpy(pre)) fail('it does not start with the .npy magic "\\x93NUMPY"')
+  const major = pre[6]
+  if (major !== 1 && major !== 2 && major !== 3) fail(`format version ${major}.${pre[7]} is unknown (1, 2 and 3 are)`)
+  const lengthBytes = major === 1 ? 2 : 4
+  const headerLength = major === 1 ? pre.readUInt16LE(8) : pre.readUInt32LE(8)
+  const dataOffset = 8 + lengthBytes + headerLength
+  if (dataOffset > fileSize) fail(`the header claims ${headerLength} bytes but the file has ${fileSize}`)
+  const raw = Buffer.alloc(headerLength)
+  readSync(fd, raw, 0, headerLength, 8 + lengthBytes)
+  const text = raw.toString(major === 3 ? 'utf8' : 'latin1')
+
+  const { dtype, shape } = parseNpyDict(text, fail)
   const bytes = shape.reduce((a, b) => a * b, 1) * DTYPES[dtype].bytes
   if (dataOffset + bytes > fileSize) {
     fail(
@@ -202,7 +211,7 @@ export class NpyReader {
 }
 
 /** The bytes of a version 1.0 header for a C-order float32 array, padded to 64 bytes as NumPy does. */
-function npyHeader(shape: readonly number[]): Buffer {
+export function npyHeader(shape: readonly number[]): Buffer {
   const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': ${formatNpyShape(shape)}, }`
   const unpadded = MAGIC.length + 2 + 2 + dict.length + 1
   const padding = (64 - (unpadded % 64)) % 64

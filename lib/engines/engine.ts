@@ -35,3 +35,18 @@ export interface Engine {
   trim?(): void
   dispose(): void
 }
+
+/** A kernel's results (every layer's output in one array) as a RawResult (one array per layer). */
+export function rawResult(
+  numLayers: number,
+  result: { output: Float32Array; hN: Float32Array; cN?: Float32Array; layers?: Float32Array },
+): RawResult {
+  const out: RawResult = { output: result.output, hN: result.hN }
+  if (result.cN) out.cN = result.cN
+  if (result.layers) {
+    const size = result.output.length
+    const all = result.layers
+    out.layers = Array.from({ length: numLayers }, (_, l) => all.subarray(l * size, (l + 1) * size))
+  }
+  return out
+}

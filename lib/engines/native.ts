@@ -9,7 +9,7 @@ import { simdFromEnvironment } from '../model/options.js'
 import { MODES } from '../spec.js'
 import type { Simd } from '../types.js'
 import { loadAddon, type NativeCall, type NativeResult } from './addon.js'
-import type { Engine, Plan, RawResult } from './engine.js'
+import { type Engine, type Plan, type RawResult, rawResult } from './engine.js'
 
 /** How long a model may sit idle before the kernel's work buffers are freed. */
 export const IDLE_TRIM_MS = 2000
@@ -81,15 +81,7 @@ export function nativeEngine(weights: Weights, options: { threads: number; simd:
     returnLayers: plan.returnLayers,
     threads: options.threads,
   })
-  const raw = (result: NativeResult): RawResult => {
-    const out: RawResult = { output: result.output, hN: result.hN }
-    if (result.cN) out.cN = result.cN
-    if (result.layers) {
-      const size = result.output.length
-      out.layers = Array.from({ length: config.numLayers }, (_, l) => result.layers!.subarray(l * size, (l + 1) * size))
-    }
-    return out
-  }
+  const raw = (result: NativeResult): RawResult => rawResult(config.numLayers, result)
   // The kernel keeps the work buffers of recent calls for the next ones (bounded in C++); a model
   // idle for IDLE_TRIM_MS gives them back.
   let idle: NodeJS.Timeout | undefined

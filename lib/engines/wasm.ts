@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { BirnnError } from '../errors.js'
 import type { Weights } from '../loading/state-dict.js'
 import { MODES } from '../spec.js'
-import type { Engine, Plan, RawResult } from './engine.js'
+import { type Engine, type Plan, type RawResult, rawResult } from './engine.js'
 import { type WasmCall, type WasmConfig, type WasmKernel, type WasmResult, wasmKernel } from './wasm-kernel.js'
 import { type PoolModel, poolFree, poolRun } from './wasm-pool.js'
 
@@ -102,15 +102,7 @@ export function wasmEngine(weights: Weights): WasmChoice {
     lengths: plan.lengths,
     returnLayers: plan.returnLayers,
   })
-  const raw = (result: WasmResult): RawResult => {
-    const out: RawResult = { output: result.output, hN: result.hN }
-    if (result.cN) out.cN = result.cN
-    if (result.layers) {
-      const size = result.output.length
-      out.layers = Array.from({ length: config.numLayers }, (_, l) => result.layers!.subarray(l * size, (l + 1) * size))
-    }
-    return out
-  }
+  const raw = (result: WasmResult): RawResult => rawResult(config.numLayers, result)
   const engine: Engine = {
     runSync: (plan) => {
       try {

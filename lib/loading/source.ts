@@ -6,7 +6,6 @@
 
 import { readFile } from 'node:fs/promises'
 import { checkTensor, typeError } from '../errors.js'
-import type { Tensor } from '../types.js'
 import { isOnnx, openOnnx } from './onnx.js'
 import { checkpointError } from './pickle.js'
 import { parseSafetensors, toFloat32 } from './safetensors.js'

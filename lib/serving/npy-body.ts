@@ -1,8 +1,8 @@
 // .npy request and response bodies, in memory: the server reads one array from a request body and
-// answers with one. The format and its checks are those of lib/cli/npy.ts (which reads files piece
-// by piece through a file descriptor); this is the same header grammar over a Buffer.
+// answers with one. The header's grammar and checks are lib/cli/npy.ts's (which reads files piece
+// by piece through a file descriptor); this reads the framing of a whole Buffer.
 
-import { formatNpyShape, isNpy } from '../cli/npy.js'
+import { formatNpyShape, isNpy, npyHeader, parseNpyDict } from '../cli/npy.js'
 import { toFloat32 } from '../loading/safetensors.js'
 
 /** A request body the server refuses (400), with what was wrong. */
@@ -35,25 +35,13 @@ export function parseNpyBody(body: Buffer): { data: Float32Array; shape: number[
   const dataOffset = 8 + lengthBytes + headerLength
   if (dataOffset > body.length) fail(`the header claims ${headerLength} bytes but the body has ${body.length}`)
   const text = body.subarray(8 + lengthBytes, dataOffset).toString(major === 3 ? 'utf8' : 'latin1')
-  const descr = /['"]descr['"]\s*:\s*['"]([^'"]*)['"]/.exec(text)?.[1]
-  const fortran = /['"]fortran_order['"]\s*:\s*(True|False)/.exec(text)?.[1]
-  const shapeText = /['"]shape['"]\s*:\s*\(([^)]*)\)/.exec(text)?.[1]
-  if (descr === undefined || fortran === undefined || shapeText === undefined) {
-    fail(`its header ${JSON.stringify(text.trim().slice(0, 200))} lacks 'descr', 'fortran_order' or 'shape'`)
-  }
-  if (fortran === 'True') fail('it is in Fortran order; send a C-order array (np.ascontiguousarray)')
-  const dtype = descr!.replace(/^[=|]/, '<') as keyof typeof FLOATS
+  const { dtype, shape } = parseNpyDict(text, fail)
   if (!(dtype in FLOATS)) {
-    fail(`its dtype '${descr}' is not supported (little-endian float32 '<f4', float64 '<f8' or float16 '<f2')`)
+    fail(`its dtype '${dtype}' is not supported (little-endian float32 '<f4', float64 '<f8' or float16 '<f2')`)
   }
-  const shape = shapeText!
-    .split(',')
-    .map((d) => d.trim())
-    .filter((d) => d !== '')
-    .map((d) => (/^\d+L?$/.test(d) ? Number.parseInt(d, 10) : Number.NaN))
-  if (shape.some((d) => !Number.isSafeInteger(d))) fail(`its shape (${shapeText}) is not a tuple of sizes`)
   const count = shape.reduce((a, b) => a * b, 1)
-  const bytes = count * FLOATS[dtype].bytes
+  const stored = FLOATS[dtype as keyof typeof FLOATS]
+  const bytes = count * stored.bytes
   if (dataOffset + bytes !== body.length) {
     fail(`shape ${formatNpyShape(shape)} needs ${bytes} bytes of data, but the body holds ${body.length - dataOffset}`)
   }
@@ -61,19 +49,10 @@ export function parseNpyBody(body: Buffer): { data: Float32Array; shape: number[
   if (dtype === '<f4' && (raw.byteOffset & 3) === 0) {
     return { data: new Float32Array(raw.buffer, raw.byteOffset, count), shape }
   }
-  return { data: toFloat32('body', { dtype: FLOATS[dtype].stored, shape, bytes: raw }).data, shape }
+  return { data: toFloat32('body', { dtype: stored.stored, shape, bytes: raw }).data, shape }
 }
 
 /** An .npy version 1.0 float32 array, as the pieces of a response: the header, then the data's bytes. */
 export function npyBody(data: Float32Array, shape: readonly number[]): Buffer[] {
-  const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': ${formatNpyShape(shape)}, }`
-  const padding = (64 - ((10 + dict.length + 1) % 64)) % 64
-  const text = `${dict}${' '.repeat(padding)}\n`
-  const head = Buffer.alloc(10 + text.length)
-  head.write('\x93NUMPY', 0, 'latin1')
-  head[6] = 1
-  head[7] = 0
-  head.writeUInt16LE(text.length, 8)
-  head.write(text, 10, 'latin1')
-  return [head, Buffer.from(data.buffer, data.byteOffset, data.byteLength)]
+  return [npyHeader(shape), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]
 }
