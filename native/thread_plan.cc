@@ -35,8 +35,10 @@ constexpr std::ptrdiff_t kMinProjectionRows = 16;
 // short, and a sleep and wake-up costs more), then yields, then a sleep.
 constexpr int kSpins = 2000;
 constexpr int kYields = 50;
-// The pool's threads run at this nice value (Linux), below the threads that call in.
+#if defined(__linux__)
+// The pool's threads run at this nice value, below the threads that call in.
 constexpr int kWorkerNice = 5;
+#endif
 
 // Spins, then yields, until done() or the budget runs out; true when done() came true.
 template <typename Done>
