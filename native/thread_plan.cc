@@ -83,7 +83,9 @@ WorkerPool& WorkerPool::shared() {
 
 WorkerPool::WorkerPool() {
   std::lock_guard<std::mutex> lock(mutex_);
-  for (int i = 0; i < hardwareThreads(); ++i) {
+  // hardware_concurrency() is 0 where threads are unknown or absent (the wasm build): no workers,
+  // and every call runs on its own thread.
+  for (unsigned i = 0; i < std::thread::hardware_concurrency(); ++i) {
     try {
       threads_.emplace_back([this] { serve(); });
     } catch (const std::system_error&) {

@@ -3,7 +3,7 @@
 // <mutex>, <condition_variable> and <thread> declare nothing; the kernel's sources use them
 // (workspace.h's pool lock, thread_plan's worker pool). This supplies single-threaded
 // stand-ins, so those files compile unchanged: a wasm instance runs one call at a time on one
-// thread: hardware_concurrency() is 1, so the worker pool starts no thread. Starting one
+// thread: hardware_concurrency() is 0, so the worker pool starts no thread. Starting one
 // anyway traps (std::thread's constructor) instead of running wrong.
 #pragma once
 
@@ -56,8 +56,8 @@ class thread {
   }
   bool joinable() const { return false; }
   void join() {}
-  // One thread: the worker pool (thread_plan.cc) then starts none, and every call runs inline.
-  static unsigned hardware_concurrency() noexcept { return 1; }
+  // No threads to run on: the worker pool (thread_plan.cc) starts none, and every call runs inline.
+  static unsigned hardware_concurrency() noexcept { return 0; }
 };
 
 namespace this_thread {

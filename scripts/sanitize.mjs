@@ -47,6 +47,8 @@ const env = {
   ASAN_OPTIONS: 'detect_leaks=0',
   UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1',
   BIRNN_NATIVE_PATH: addon,
+  // Tests that measure memory (RSS) skip: the sanitizer's shadow memory and quarantine inflate it.
+  BIRNN_SANITIZED: '1',
   // The forward-call fuzz (test/parity/forward-fuzz.test.ts) at a reduced count: every call runs
   // through the instrumented addon, several times slower.
   BIRNN_FUZZ_CALLS: process.env.BIRNN_FUZZ_CALLS ?? '2000',
