@@ -289,6 +289,7 @@ describe('fuzzing the unpickler', () => {
     )
     expect(outcomes.get('read') ?? 0).toBeGreaterThan(FUZZ_CASES / 50)
     expect(outcomes.size).toBeGreaterThan(15)
-    expect(grown).toBeLessThan(256)
+    // Under the sanitizer (npm run test:sanitize) its shadow memory and quarantine inflate RSS.
+    if (!process.env.BIRNN_SANITIZED) expect(grown).toBeLessThan(256)
   })
 })

@@ -281,6 +281,7 @@ describe('structured fuzzing of .pt archives', () => {
       expect(reached.get(check) ?? 0, check).toBeGreaterThan(0)
     }
     expect(loaded).toBeGreaterThan(FUZZ_CASES / 100)
-    expect(grown).toBeLessThan(512)
+    // Under the sanitizer (npm run test:sanitize) its shadow memory and quarantine inflate RSS.
+    if (!process.env.BIRNN_SANITIZED) expect(grown).toBeLessThan(512)
   })
 })
