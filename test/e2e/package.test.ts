@@ -1,10 +1,11 @@
 // The package as users get it: `npm pack`, installed into a fresh project, imported by name, its
 // type declarations compiled against, and its `birnn` command run. The native build is skipped
-// there (BIRNN_SKIP_BUILD=1), so this also checks the fallback to the JS engine and its reason.
+// there (BIRNN_SKIP_BUILD=1) and no prebuild is packed, so this also checks the fallback (to the
+// WebAssembly engine where its module is built, else to JS) and its reason.
 // Nothing is written into the repository: the package is packed from a copy in a temporary folder,
 // built there, with npm's scripts off (its `prepare` would build into the repository's dist/).
 import { execFileSync } from 'node:child_process'
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join, relative } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -28,7 +29,9 @@ const pack = (...args: string[]) =>
 function source(path: string): boolean {
   const rel = relative(root, path)
   return !(
-    ['.git', 'node_modules', 'dist', 'bench/node_modules', 'bench/out'].includes(rel) ||
+    // prebuilds/ too: this is the package without a binary for its platform (prebuild.test.ts
+    // installs the one with them).
+    ['.git', 'node_modules', 'dist', 'bench/node_modules', 'bench/out', 'prebuilds'].includes(rel) ||
     /^build(-|$)/.test(rel) ||
     basename(rel).endsWith('.tgz')
   )
@@ -63,7 +66,7 @@ describe('the packed package', () => {
     expect(files.filter((f) => f.startsWith('test/') || f.includes('/test/') || f.includes('.test.'))).toEqual([])
   })
 
-  it('imports by name and runs a model on the JS engine, saying why', () => {
+  it('imports by name and, with no native binary, runs a model on the next engine, saying why', () => {
     const path = modelPath(fixture('lstm_bi_l1_tm_packed'))
     writeFileSync(
       join(dir, 'use.mjs'),
@@ -74,8 +77,10 @@ describe('the packed package', () => {
        console.log(JSON.stringify({ backend: model.backend, reason: model.backendReason, shape: out.output.shape }))`,
     )
     const result = JSON.parse(run('node', ['use.mjs']))
-    expect(result.backend).toBe('js')
-    expect(result.reason).toMatch(/^the JS engine, since the native addon did not load: /)
+    // The WebAssembly engine where the package ships its module (npm run build:wasm), else JS.
+    const wasm = existsSync(join(stage, 'wasm', 'birnn.wasm'))
+    expect(result.backend).toBe(wasm ? 'wasm' : 'js')
+    expect(result.reason).toMatch(/, since the native addon did not load: /)
     expect(result.shape).toEqual([3, 4, 2 * 9]) // bidirectional, hidden 9
   })
 
