@@ -31,8 +31,8 @@ using idx = std::ptrdiff_t;
 // still running, [0, active(t)), at packed rows offset(t) .. offset(t) + active(t). The input
 // projection, the recurrence and every layer's output only ever touch the sum of the lengths.
 // Time-major input with no padding is already in that order and is read and written in place;
-// otherwise the input is gathered once and each wanted output scattered once, with its padded
-// steps set to 0.
+// otherwise the input is gathered once and each wanted output scattered once (its padded steps
+// are left as the caller's zeros).
 class Pass {
  public:
   // Sizes every buffer in `ws` before any thread starts, so that no thread allocates or throws.
@@ -46,8 +46,9 @@ class Pass {
   void project(int l, int d, int chunk) const;
   // Direction d's recurrence of batch chunk `chunk` of layer l: every step, then hN and cN.
   void recur(int l, int d, int chunk) const;
-  // Part `part` of `parts` of layer l's output moved to where the caller wants it, padded steps
-  // set to 0 (nothing to do when it was computed in place, or when the caller does not want it).
+  // Part `part` of `parts` of layer l's output moved to where the caller wants it (nothing to do
+  // when it was computed in place, or when the caller does not want it). Padded steps are not
+  // touched: the caller's arrays arrive zero-filled (birnn.h), and their pages stay unmapped.
   void scatter(int l, int part, int parts) const;
   // When the caller asked for every layer's output, the last one is also the output.
   void finish() const;
@@ -253,10 +254,9 @@ void Pass::scatter(int l, int part, int parts) const {
   if (out == nullptr || out == packed) return;
   const std::size_t bytes = sizeof(float) * outWidth_;
   for (int t = T_ * part / parts; t < T_ * (part + 1) / parts; ++t) {
-    for (int rank = 0; rank < N_; ++rank) {
+    for (int rank = 0; rank < active_[t]; ++rank) {
       float* dst = out + rowOf(t, order_[rank]) * outWidth_;
-      if (rank < active_[t]) std::memcpy(dst, packed + packedRow(t, rank) * outWidth_, bytes);
-      else std::memset(dst, 0, bytes);
+      std::memcpy(dst, packed + packedRow(t, rank) * outWidth_, bytes);
     }
   }
 }
@@ -294,15 +294,17 @@ void Network::Impl::run(const Call& call) const {
   // Phase by phase, each on the threads it can use (borrowed from the pool for that phase only):
   // the gather of the input; per layer the projections of all rows (alongside the scatter of the
   // previous layer's output, which reads the same rows), then the recurrence; the last scatter.
-  const int projThreads = D * plan.projChunks, recurThreads = D * plan.chunks;
+  // A phase's tasks, each on its own thread where the plan allows that many.
+  const int projTasks = D * plan.projChunks, recurTasks = D * plan.chunks;
+  const int projThreads = std::min(plan.threads, projTasks), recurThreads = std::min(plan.threads, recurTasks);
   if (pass.gathers()) lease.run(plan.threads, [&](int tid, int count) { pass.gather(tid, count); });
   for (int l = 0; l < cfg.numLayers; ++l) {
     lease.run(projThreads, [&](int tid, int count) {
-      for (int task = tid; task < projThreads; task += count) pass.project(l, task % D, task / D);
+      for (int task = tid; task < projTasks; task += count) pass.project(l, task % D, task / D);
       if (l > 0) pass.scatter(l - 1, tid, count);
     });
     lease.run(recurThreads, [&](int tid, int count) {
-      for (int task = tid; task < recurThreads; task += count) pass.recur(l, task % D, task / D);
+      for (int task = tid; task < recurTasks; task += count) pass.recur(l, task % D, task / D);
     });
   }
   lease.run(plan.threads, [&](int tid, int count) { pass.scatter(cfg.numLayers - 1, tid, count); });

@@ -155,5 +155,11 @@ void birnnNetworkForward(const birnn::Network* network, const int32_t* sizes, co
   call.cN = cN;
   call.layers = layers;
   call.threads = 1;
+  // The kernel leaves padded steps as it finds them (birnn.h): these come from malloc.
+  const birnn::Config& c = network->config();
+  const std::size_t outputFloats = static_cast<std::size_t>(call.seqLen) * call.batch * (c.bidirectional ? 2 : 1) *
+                                   (c.projSize > 0 ? c.projSize : c.hiddenSize);
+  std::memset(output, 0, outputFloats * sizeof(float));
+  if (layers) std::memset(layers, 0, outputFloats * c.numLayers * sizeof(float));
   network->forward(call);
 }
