@@ -10,8 +10,8 @@
 // Network objects, so the addon loads in worker_threads and more than once per process.
 
 #include <napi.h>
-#include <sys/mman.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -310,30 +310,70 @@ birnn::Isa ReadIsa(const Napi::Value& value) {
 
 // ---- forward calls -------------------------------------------------------------------------------
 
+// Zero-filled floats from birnn::allocateFloats (large ones mapped, on huge pages where the OS
+// offers them), owned until handed to a JS ArrayBuffer, which then frees them.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Buffer&& other) noexcept { *this = std::move(other); }
+  Buffer& operator=(Buffer&& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(length_, other.length_);
+    std::swap(capacity_, other.capacity_);
+    return *this;
+  }
+  ~Buffer() { birnn::freeFloats(data_, capacity_); }
+
+  // Throws std::bad_alloc.
+  float* Allocate(size_t length) {
+    birnn::freeFloats(data_, capacity_);
+    data_ = nullptr;
+    data_ = birnn::allocateFloats(length, capacity_);
+    length_ = length;
+    return data_;
+  }
+  float* data() const { return data_; }
+  size_t capacity() const { return capacity_; }
+  // The JS array of `length` floats that owns the memory from now on.
+  Napi::Float32Array Release(Napi::Env env) {
+    const size_t capacity = capacity_;
+    auto buffer = Napi::ArrayBuffer::New(env, data_, length_ * sizeof(float), [capacity](Napi::Env, void* p) {
+      birnn::freeFloats(static_cast<float*>(p), capacity);
+    });
+    data_ = nullptr;
+    return Napi::Float32Array::New(env, length_, buffer, 0);
+  }
+
+ private:
+  float* data_ = nullptr;
+  size_t length_ = 0, capacity_ = 0;
+};
+
 // The copies forward() makes of its inputs, kept for the next calls of the same network: a fresh
-// multi-MB copy costs a page fault per 4 KB, on the main thread, several times the memcpy
-// itself. Bounded like the kernel's work buffers; used on the main thread only (jobs are made
-// and freed there), so it needs no lock.
+// multi-MB copy costs page faults on the main thread. Bounded like the kernel's work buffers;
+// used on the main thread only (jobs are made and freed there), so it needs no lock.
 class Staging {
  public:
   static constexpr size_t kKept = 16;  // 16 concurrent calls of one model stay warm
   static constexpr size_t kMaxBytes = size_t(256) << 20;
 
   // A copy of data[0, n), in the smallest kept buffer that holds it.
-  std::vector<float> copy(const float* data, size_t n) {
+  Buffer copy(const float* data, size_t n) {
     auto best = idle_.end();
     for (auto it = idle_.begin(); it != idle_.end(); ++it) {
       if (it->capacity() >= n && (best == idle_.end() || it->capacity() < best->capacity())) best = it;
     }
-    std::vector<float> out;
+    Buffer out;
     if (best != idle_.end()) {
       out = std::move(*best);
       idle_.erase(best);
+    } else {
+      out.Allocate(n);
     }
-    out.assign(data, data + n);
+    std::copy(data, data + n, out.data());
     return out;
   }
-  void keep(std::vector<float>&& buffer) {
+  void keep(Buffer&& buffer) {
     size_t bytes = buffer.capacity() * sizeof(float);
     for (const auto& b : idle_) bytes += b.capacity() * sizeof(float);
     if (idle_.size() < kKept && bytes <= kMaxBytes) idle_.push_back(std::move(buffer));
@@ -341,47 +381,7 @@ class Staging {
   void clear() { idle_.clear(); }
 
  private:
-  std::vector<std::vector<float>> idle_;
-};
-
-// An output's zero-filled memory, handed to a JS ArrayBuffer (which then frees it) when the call
-// is done. forward() allocates it on its libuv thread: a large output is mapped straight from the
-// OS, its pages are zero and are first touched by the kernel, off the main thread; V8's own
-// allocation would zero it with memset on the main thread once glibc serves such sizes from its
-// heap (its mmap threshold rises after the first few are freed).
-class OutputBuffer {
- public:
-  OutputBuffer() = default;
-  OutputBuffer(const OutputBuffer&) = delete;
-  OutputBuffer& operator=(const OutputBuffer&) = delete;
-  ~OutputBuffer() { Free(data_, bytes_); }
-
-  // Throws std::bad_alloc.
-  float* Allocate(size_t length) {
-    bytes_ = length * sizeof(float);
-    void* memory = bytes_ >= kMapped ? mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-                                     : std::calloc(length ? length : 1, sizeof(float));
-    if (memory == MAP_FAILED || memory == nullptr) throw std::bad_alloc();
-    data_ = static_cast<float*>(memory);
-    return data_;
-  }
-  // The JS array that owns the memory from now on.
-  Napi::Float32Array Release(Napi::Env env) {
-    const size_t bytes = bytes_;
-    auto buffer = Napi::ArrayBuffer::New(env, data_, bytes, [bytes](Napi::Env, void* p) { Free(p, bytes); });
-    data_ = nullptr;
-    return Napi::Float32Array::New(env, bytes / sizeof(float), buffer, 0);
-  }
-
- private:
-  static constexpr size_t kMapped = size_t(1) << 20;
-  static void Free(void* p, size_t bytes) {
-    if (p == nullptr) return;
-    if (bytes >= kMapped) munmap(p, bytes);
-    else std::free(p);
-  }
-  float* data_ = nullptr;
-  size_t bytes_ = 0;
+  std::vector<Buffer> idle_;
 };
 
 // One forward call's arguments and results. The kernel reads and writes through `call`.
@@ -393,11 +393,13 @@ struct Job {
   std::shared_ptr<Staging> staging;
   birnn::Call call;
   std::vector<int32_t> lengths;  // copied: validated here, so JS cannot change them mid-run
-  std::vector<std::vector<float>> copies;
+  std::vector<Buffer> copies;
   // The outputs' lengths, and their memory once allocated.
   size_t outputLength = 0, stateLength = 0, cellLength = 0;
   bool lstm = false, returnLayers = false;
-  OutputBuffer output, hN, cN, layers;
+  // forward() allocates them on its libuv thread (AllocateOutputs), so their pages are touched off
+  // the main thread; forwardSync() writes into V8 arrays instead.
+  Buffer output, hN, cN, layers;
   ~Job() {
     for (auto& c : copies) staging->keep(std::move(c));
   }
@@ -422,7 +424,7 @@ struct Job {
   }
 };
 
-// Checks `value` against the network and allocates fresh output arrays (zero-filled by V8).
+// Checks `value` against the network; the outputs are allocated later (Job::AllocateOutputs).
 // With `copy` (an asynchronous run) the inputs are copied into the job.
 std::unique_ptr<Job> PrepareJob(const Napi::Value& value,
                                 const std::shared_ptr<const birnn::Network>& network,
@@ -487,8 +489,7 @@ std::unique_ptr<Job> PrepareJob(const Napi::Value& value,
     call.lengths = job->lengths.data();
   }
 
-  // Fresh outputs, allocated before the run so the kernel writes into them directly.
-  // The outputs' sizes; the memory comes later (AllocateOutputs), on the thread that runs the call.
+  // The outputs' sizes; the memory comes later, on the thread that runs the call.
   job->outputLength = Mul(env, {T, N, D, Hout});
   job->stateLength = Mul(env, {L, D, N, Hout});
   job->cellLength = Mul(env, {L, D, N, H});
@@ -565,16 +566,29 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
     return network_;
   }
 
+  // The outputs of forwardSync are V8's own arrays: memory handed to an external array is freed
+  // only in a later turn of the event loop (Node defers the finalizer), so a loop of forwardSync()
+  // calls that never yields would keep every output it made.
   Napi::Value ForwardSync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     std::unique_ptr<Job> job = PrepareJob(info[0], Live(env), staging_, false);
+    birnn::Call& call = job->call;
+    Napi::Object result = Napi::Object::New(env);
+    auto output = [&](const char* name, size_t length) {
+      Napi::Float32Array array = Napi::Float32Array::New(env, length);
+      result.Set(name, array);
+      return array.Data();
+    };
+    call.output = output("output", job->outputLength);
+    call.hN = output("hN", job->stateLength);
+    if (job->lstm) call.cN = output("cN", job->cellLength);
+    if (job->returnLayers) call.layers = output("layers", job->outputLength * job->layerCount);
     try {
-      job->AllocateOutputs();
-      job->network->forward(job->call);
+      job->network->forward(call);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, KernelError(e));
     }
-    return job->Result(env);
+    return result;
   }
 
   Napi::Value Forward(const Napi::CallbackInfo& info) {
@@ -585,15 +599,18 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
     return promise;
   }
 
-  // Frees the work buffers and input copies kept between calls; a no-op once disposed.
+  // Frees the work buffers and input copies kept between calls, and the process's cache of freed
+  // output memory (birnn::trimFloats).
   void Trim(const Napi::CallbackInfo&) {
     staging_->clear();
     if (network_) network_->trim();
+    birnn::trimFloats();
   }
 
   void Dispose(const Napi::CallbackInfo&) {
     staging_->clear();
     network_.reset();
+    birnn::trimFloats();
   }
 
   std::shared_ptr<const birnn::Network> network_;

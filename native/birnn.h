@@ -3,6 +3,7 @@
 // tested and benchmarked from C++ alone. native/binding.cc is the only file that knows Node.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -45,6 +46,15 @@ struct LayerWeights {
   const float* bHh = nullptr;  // [G*H], null when !bias
   const float* wHr = nullptr;  // [Hout, H], null when projSize == 0
 };
+
+// Zero-filled memory for at least n floats, as a Call's outputs need it (and for copies of its
+// inputs); sets `capacity` to what was allocated, which freeFloats takes back. Large sizes are
+// mapped from the OS (on huge pages where it offers them) and, once freed, kept process-wide (up
+// to 64 MiB) for later allocations of about their size; trimFloats() returns those to the OS.
+// Throws std::bad_alloc.
+float* allocateFloats(std::size_t n, std::size_t& capacity);
+void freeFloats(float* p, std::size_t capacity);
+void trimFloats();
 
 // One forward call. All pointers are caller-owned and must stay valid for the call.
 struct Call {

@@ -1,7 +1,9 @@
 // Building a Network: the configuration checks and the packing of PyTorch's weights into the
 // kernel's panel layout (kernels/kernel.h), once at construction; and the per-call argument
-// checks of forward(). The forward pass itself is forward.cc.
+// checks of forward(); allocateFloats. The forward pass itself is forward.cc.
 #include <algorithm>
+#include <cstdlib>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -138,6 +140,39 @@ void Network::forward(const Call& call) const {
     }
   }
   n.run(call);
+}
+
+float* allocateFloats(std::size_t n, std::size_t& capacity) {
+#if BIRNN_MMAP
+  if (const std::size_t bytes = n * sizeof(float); bytes >= detail::kMappedBytes) {
+    float* p = static_cast<float*>(detail::PageCache::instance().take(bytes, capacity));
+    capacity /= sizeof(float);
+    return p;
+  }
+#endif
+  void* p = std::calloc(n ? n : 1, sizeof(float));
+  if (p == nullptr) throw std::bad_alloc();
+  capacity = n;
+  return static_cast<float*>(p);
+}
+
+void freeFloats(float* p, std::size_t capacity) {
+  if (p == nullptr) return;
+#if BIRNN_MMAP
+  if (capacity * sizeof(float) >= detail::kMappedBytes) {
+    detail::PageCache::instance().give(p, capacity * sizeof(float));
+    return;
+  }
+#else
+  (void)capacity;
+#endif
+  std::free(p);
+}
+
+void trimFloats() {
+#if BIRNN_MMAP
+  detail::PageCache::instance().trim();
+#endif
 }
 
 }  // namespace birnn

@@ -10,39 +10,28 @@
 #include <utility>
 #include <vector>
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <sys/mman.h>
-#define BIRNN_MMAP 1
-#else
-#define BIRNN_MMAP 0
-#endif
+#include "pages.h"
 
 namespace birnn::detail {
 
-// Storage on 64-byte boundaries (a cache line, a full AVX-512 vector). Large buffers are mapped
-// straight from the OS and unmapped when freed: the work buffers of one call can be tens of MB,
-// and glibc would otherwise keep them in the arenas of the libuv threads that freed them.
+// Storage on 64-byte boundaries (a cache line, a full AVX-512 vector); large buffers are mapped
+// (pages.h): the work buffers of one call can be tens of MB.
 template <typename T>
 struct Aligned {
   using value_type = T;
-  static constexpr std::size_t kMapped = std::size_t(1) << 20;
   Aligned() = default;
   template <typename U>
   Aligned(const Aligned<U>&) {}
   T* allocate(std::size_t n) {
 #if BIRNN_MMAP
-    if (n * sizeof(T) >= kMapped) {
-      void* p = mmap(nullptr, n * sizeof(T), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (p == MAP_FAILED) throw std::bad_alloc();
-      return static_cast<T*>(p);
-    }
+    if (n * sizeof(T) >= kMappedBytes) return static_cast<T*>(mapPages(n * sizeof(T)));
 #endif
     return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64)));
   }
   void deallocate(T* p, std::size_t n) {
 #if BIRNN_MMAP
-    if (n * sizeof(T) >= kMapped) {
-      munmap(p, n * sizeof(T));
+    if (n * sizeof(T) >= kMappedBytes) {
+      unmapPages(p, n * sizeof(T));
       return;
     }
 #endif
