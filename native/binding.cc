@@ -310,8 +310,8 @@ birnn::Isa ReadIsa(const Napi::Value& value) {
 
 // ---- forward calls -------------------------------------------------------------------------------
 
-// Zero-filled floats from birnn::allocateFloats (large ones mapped, on huge pages where the OS
-// offers them), owned until handed to a JS ArrayBuffer, which then frees them.
+// Zero-filled floats from birnn::allocateFloats, owned until handed to a JS ArrayBuffer, which
+// then frees them.
 class Buffer {
  public:
   Buffer() = default;

@@ -1,17 +1,18 @@
 // Large zero-filled buffers straight from the OS: the kernel's work buffers, and (through
-// birnn::allocateOutput) the binding's output arrays and input copies. Mapped memory goes back
+// birnn::allocateFloats) the binding's output arrays and input copies. Mapped memory goes back
 // to the OS when freed, where glibc would keep it in the arenas of whichever thread freed it.
-// Buffers of 2 MiB and more start on a 2 MiB boundary and ask for transparent huge pages: a
-// fresh buffer then costs one page fault per 2 MiB instead of one per 4 KiB, which on a VM is
-// 2-3 ms per 3 MB (the whole input copy of a W-b64 call, or most of a small model's call).
+// Fresh pages are dear (a fault and the OS's zeroing: ~0.65 ms per MB on this VM, whether 4 KiB
+// or transparent huge pages, which also vary 10x from run to run), hence PageCache.
 #pragma once
 
 #include <cstddef>
-#include <cstdint>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <mutex>
 #include <new>
+#include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -28,38 +29,28 @@ namespace birnn::detail {
 constexpr std::size_t kMappedBytes = std::size_t(1) << 20;
 
 #if BIRNN_MMAP
-constexpr std::size_t kHugePage = std::size_t(2) << 20;
 constexpr std::size_t kPage = 4096;
+inline std::size_t mappedSize(std::size_t bytes) { return (bytes + kPage - 1) & ~(kPage - 1); }
 
-// Zero-filled memory of `bytes` (>= kMappedBytes); throws std::bad_alloc.
+// Zero-filled memory of mappedSize(bytes) bytes (bytes >= kMappedBytes); throws std::bad_alloc.
 inline void* mapPages(std::size_t bytes) {
-  const std::size_t length = (bytes + kPage - 1) & ~(kPage - 1);
-  const bool huge = length >= kHugePage;
-  // Over-map by one huge page, then give back the unaligned head and the tail.
-  const std::size_t mapped = huge ? length + kHugePage : length;
-  void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* p = mmap(nullptr, mappedSize(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
-  if (!huge) return p;
-  const auto base = reinterpret_cast<std::uintptr_t>(p);
-  const std::uintptr_t start = (base + kHugePage - 1) & ~(kHugePage - 1);
-  if (start > base) munmap(p, start - base);
-  if (base + mapped > start + length) munmap(reinterpret_cast<void*>(start + length), base + mapped - start - length);
-#ifdef MADV_HUGEPAGE
-  madvise(reinterpret_cast<void*>(start), length, MADV_HUGEPAGE);  // advice only: failure is fine
-#endif
-  return reinterpret_cast<void*>(start);
+  return p;
 }
-inline void unmapPages(void* p, std::size_t bytes) {
-  munmap(p, (bytes + kPage - 1) & ~(kPage - 1));
-}
+inline void unmapPages(void* p, std::size_t bytes) { munmap(p, mappedSize(bytes)); }
 
 // Mapped blocks freed by their last owner (a JS array collected, an input copy no longer kept),
 // kept for the next allocation of about their size: zeroing memory already mapped costs a memset,
-// where fresh pages cost a fault and the OS's own zeroing (on this VM ~0.7 ms per MB, 15% of a
-// small model's call). Bounded by bytes, oldest evicted first; trim() gives them all back.
+// where fresh pages were 15% of a small model's call. Bounded by bytes, oldest evicted first.
+// Blocks are given back on the main thread (JS finalizers) and unmapping 13 MB costs ~2 ms, so
+// a thread of the cache's own unmaps what is evicted or trimmed (inline if it cannot start).
 class PageCache {
  public:
   static constexpr std::size_t kMaxBytes = std::size_t(64) << 20;
+  // Larger blocks are not kept: fresh pages matter most to small models' calls, and a large
+  // idle block would outlast the calls that needed it (test/native/memory.test.ts).
+  static constexpr std::size_t kMaxBlock = std::size_t(8) << 20;
 
   static PageCache& instance() {
     static PageCache* cache = new PageCache;  // never destroyed: blocks may be freed at exit
@@ -68,54 +59,85 @@ class PageCache {
   // A zeroed block of at least `bytes` (at most twice that, so a small request does not pin a
   // large block); sets `capacity` to its size. Throws std::bad_alloc.
   void* take(std::size_t bytes, std::size_t& capacity) {
+    void* found = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       for (auto it = blocks_.begin(); it != blocks_.end(); ++it) {
         if (it->second >= bytes && it->second <= 2 * bytes) {
-          auto [p, size] = *it;
+          found = it->first;
+          capacity = it->second;
+          held_ -= it->second;
           blocks_.erase(it);
-          held_ -= size;
-          capacity = size;
-          std::memset(p, 0, bytes);
-          return p;
+          break;
         }
       }
     }
-    capacity = bytes;
+    if (found) return std::memset(found, 0, bytes);
+    capacity = mappedSize(bytes);
     return mapPages(bytes);
   }
   void give(void* p, std::size_t capacity) {
-    std::vector<std::pair<void*, std::size_t>> evicted;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (capacity > kMaxBytes / 4) {
-        evicted.emplace_back(p, capacity);
-      } else {
-        blocks_.emplace_back(p, capacity);
-        held_ += capacity;
-        while (held_ > kMaxBytes) {
-          evicted.push_back(blocks_.front());
-          held_ -= blocks_.front().second;
-          blocks_.pop_front();
-        }
-      }
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (capacity > kMaxBlock) {
+      unmap_.emplace_back(p, capacity);
+      reclaim(lock);
+      return;
     }
-    for (auto [q, size] : evicted) unmapPages(q, size);
+    blocks_.emplace_back(p, capacity);
+    held_ += capacity;
+    while (held_ > kMaxBytes) {
+      held_ -= blocks_.front().second;
+      unmap_.push_back(blocks_.front());
+      blocks_.pop_front();
+    }
+    reclaim(lock);
   }
   void trim() {
-    std::deque<std::pair<void*, std::size_t>> freed;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      freed.swap(blocks_);
-      held_ = 0;
-    }
-    for (auto [q, size] : freed) unmapPages(q, size);
+    std::unique_lock<std::mutex> lock(mutex_);
+    unmap_.insert(unmap_.end(), blocks_.begin(), blocks_.end());
+    blocks_.clear();
+    held_ = 0;
+    reclaim(lock);
   }
 
  private:
+  using Block = std::pair<void*, std::size_t>;
+
+  // Hands unmap_ to the reclaiming thread, or unmaps it here when that thread cannot start.
+  void reclaim(std::unique_lock<std::mutex>& lock) {
+    if (unmap_.empty()) return;
+    if (!reclaimer_) {
+      try {
+        std::thread([this] { reclaimLoop(); }).detach();
+        reclaimer_ = true;
+      } catch (const std::system_error&) {
+        std::vector<Block> now;
+        now.swap(unmap_);
+        lock.unlock();
+        for (auto [q, size] : now) unmapPages(q, size);
+        return;
+      }
+    }
+    wake_.notify_one();
+  }
+  void reclaimLoop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [this] { return !unmap_.empty(); });
+      std::vector<Block> now;
+      now.swap(unmap_);
+      lock.unlock();
+      for (auto [q, size] : now) unmapPages(q, size);
+      lock.lock();
+    }
+  }
+
   std::mutex mutex_;
-  std::deque<std::pair<void*, std::size_t>> blocks_;
+  std::condition_variable wake_;
+  std::deque<Block> blocks_;
+  std::vector<Block> unmap_;
   std::size_t held_ = 0;
+  bool reclaimer_ = false;
 };
 #endif
 
