@@ -32,7 +32,9 @@ using idx = std::ptrdiff_t;
 // projection, the recurrence and every layer's output only ever touch the sum of the lengths.
 // Time-major input with no padding is already in that order and is read and written in place;
 // otherwise the input is gathered once and each wanted output scattered once (its padded steps
-// are left as the caller's zeros).
+// are left as the caller's zeros). When the lengths differ, the backward direction's step s
+// reads a different time step of each sequence: its input projection is computed in reversed
+// packed order (that of the reversed sequences), so that each step still reads adjacent rows.
 class Pass {
  public:
   // Sizes every buffer in `ws` before any thread starts, so that no thread allocates or throws.
@@ -42,6 +44,10 @@ class Pass {
   bool gathers() const { return !inPlace_; }
   // Part `part` of `parts` of the input, gathered into packed order.
   void gather(int part, int parts) const;
+  // Whether the backward direction reads a reversed copy of each layer's input.
+  bool reverses() const { return reversed_; }
+  // Part `part` of `parts` of layer l's input, copied into reversed packed order.
+  void reverse(int l, int part, int parts) const;
   // Direction d's input projection (with the summed biases) of row chunk `chunk` of layer l.
   void project(int l, int d, int chunk) const;
   // Direction d's recurrence of batch chunk `chunk` of layer l: every step, then hN and cN.
@@ -64,6 +70,9 @@ class Pass {
     return call_.batchFirst ? static_cast<idx>(b) * T_ + t : static_cast<idx>(t) * N_ + b;
   }
   idx packedRow(int t, int rank) const { return offset_[t] + rank; }
+  // The row of (t, rank) in reversed packed order: step t of a sequence is step len - 1 - t of
+  // its reverse.
+  idx reversedRow(int t, int rank) const { return packedRow(len_[order_[rank]] - 1 - t, rank); }
 
   const detail::PackedNetwork& net_;
   const Call& call_;
@@ -83,6 +92,7 @@ class Pass {
   std::vector<int> active_;    // [T]: ranks still running at step t
   std::vector<idx> offset_;    // [T + 1]: first packed row of step t; offset_[T] = sum of lengths
   bool inPlace_;               // time-major and unpadded: packed order is the caller's layout
+  bool reversed_;              // bidirectional, and the lengths differ
 };
 
 Pass::Pass(const detail::PackedNetwork& net, const Call& call, const detail::ThreadPlan& plan, Workspace& ws)
@@ -113,11 +123,13 @@ Pass::Pass(const detail::PackedNetwork& net, const Call& call, const detail::Thr
   for (int t = 0; t < T_; ++t) offset_[t + 1] = offset_[t] + active_[t];
   const idx rows = offset_[T_];
   inPlace_ = !call.batchFirst && rows == static_cast<idx>(T_) * N_;
+  reversed_ = net.D == 2 && *std::min_element(len_.begin(), len_.end()) != *std::max_element(len_.begin(), len_.end());
 
   // Written in full before they are read.
   const int D = net.D;
   const idx packedSize = rows * outWidth_;
   if (!inPlace_) ws.input.resize(static_cast<std::size_t>(rows * net.cfg.inputSize));
+  if (reversed_) ws.reversed.resize(static_cast<std::size_t>(rows * std::max(net.cfg.inputSize, outWidth_)));
   ws.P.resize(D);
   for (auto& p : ws.P) p.resize(static_cast<std::size_t>(rows * ldP_));
   // Packed layer outputs in the workspace, alternating: layer l + 2 overwrites layer l only
@@ -152,9 +164,23 @@ void Pass::gather(int part, int parts) const {
   }
 }
 
+void Pass::reverse(int l, int part, int parts) const {
+  const float* X = l > 0 ? packedOutput(l - 1) : ws_.input.data();
+  const int width = l > 0 ? outWidth_ : net_.cfg.inputSize;
+  for (int t = T_ * part / parts; t < T_ * (part + 1) / parts; ++t) {
+    for (int rank = 0; rank < active_[t]; ++rank) {
+      std::memcpy(ws_.reversed.data() + reversedRow(t, rank) * width, X + packedRow(t, rank) * width,
+                  sizeof(float) * width);
+    }
+  }
+}
+
 void Pass::project(int l, int d, int chunk) const {
   const PackedLayer& w = net_.layers[l * net_.D + d];
-  const float* X = l > 0 ? packedOutput(l - 1) : inPlace_ ? call_.input : ws_.input.data();
+  const float* X = d == 1 && reversed_ ? ws_.reversed.data()
+                   : l > 0             ? packedOutput(l - 1)
+                   : inPlace_          ? call_.input
+                                       : ws_.input.data();
   const idx rows = offset_[T_];
   const idx r0 = rows * chunk / plan_.projChunks, r1 = rows * (chunk + 1) / plan_.projChunks;
   detail::GemmArgs g;
@@ -200,18 +226,19 @@ void Pass::recur(int l, int d, int chunk) const {
     }
   };
   // The packed row of rank a + i at step s: the forward direction reads step s, the backward
-  // one step len - 1 - s of each sequence.
+  // one step len - 1 - s of each sequence; its projections are in reversed order when reversed_.
   auto rowAt = [&](int s, int i) {
     const int t = d == 0 ? s : len_[order_[a + i]] - 1 - s;
     return packedRow(t, a + i);
   };
+  const bool reversedP = d == 1 && reversed_;
   int cur = 0, m = nb;
   const int steps = len_[order_[a]];
   for (int s = 0; s < steps; ++s) {
     const int active = std::max(0, std::min(nb, active_[s] - a));
     retire(active, m, h[cur].data());
     m = active;
-    for (int i = 0; i < m; ++i) prow[i] = P + rowAt(s, i) * ldP_;
+    for (int i = 0; i < m; ++i) prow[i] = P + (reversedP ? packedRow(s, a + i) : rowAt(s, i)) * ldP_;
     detail::StepArgs st;
     st.mode = net_.cfg.mode;
     st.geo = net_.geo;
@@ -299,6 +326,7 @@ void Network::Impl::run(const Call& call) const {
   const int projThreads = std::min(plan.threads, projTasks), recurThreads = std::min(plan.threads, recurTasks);
   if (pass.gathers()) lease.run(plan.threads, [&](int tid, int count) { pass.gather(tid, count); });
   for (int l = 0; l < cfg.numLayers; ++l) {
+    if (pass.reverses()) lease.run(plan.threads, [&](int tid, int count) { pass.reverse(l, tid, count); });
     lease.run(projThreads, [&](int tid, int count) {
       for (int task = tid; task < projTasks; task += count) pass.project(l, task % D, task / D);
       if (l > 0) pass.scatter(l - 1, tid, count);

@@ -63,6 +63,7 @@ struct Workspace {
     std::vector<const float*> prow;
   };
   Floats input;           // the input in packed order, when it is not already
+  Floats reversed;        // a layer's input in reversed packed order, for the backward direction
   std::vector<Floats> P;  // per direction: the input projection of every real step
   Floats layerOut[2];     // packed layer outputs, alternating, when not written in place
   std::vector<Rows> rows;
@@ -72,6 +73,7 @@ struct Workspace {
     std::size_t floats = 0;
     auto add = [&](const Floats& f) { floats += used ? f.size() : f.capacity(); };
     add(input);
+    add(reversed);
     for (const Floats& p : P) add(p);
     for (const Floats& o : layerOut) add(o);
     for (const Rows& r : rows) {
