@@ -81,8 +81,7 @@ export async function convert(input: string, output: string, options: ConvertOpt
       )
     }
   } catch (error) {
-    pending?.discard()
-    throw error
+    throw pending ? pending.abandon(error) : error
   } finally {
     stopSignals()
   }

@@ -63,8 +63,7 @@ export async function join(output: string, parts: string[], options: JoinOptions
       )
     }
   } catch (error) {
-    pending?.discard()
-    throw error
+    throw pending ? pending.abandon(error) : error
   } finally {
     for (const reader of readers) reader.close()
     stopSignals()

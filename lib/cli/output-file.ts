@@ -122,6 +122,19 @@ export class PendingOutput {
     this.#done = true
   }
 
+  /**
+   * Discards the file after `error`, and returns the error to throw: a failed write, sync or
+   * rename (a full disk) says which output it was, not just the system call.
+   */
+  abandon(error: unknown): unknown {
+    this.discard()
+    const failed = error as NodeJS.ErrnoException
+    if (error instanceof Error && typeof failed.syscall === 'string' && (!failed.path || failed.path === this.temp)) {
+      return new RunError(`output ${this.path}: cannot write it: ${fsReason(error)}; no output written`)
+    }
+    return error
+  }
+
   discard(): void {
     if (this.#done) return
     this.#done = true

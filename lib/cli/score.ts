@@ -109,8 +109,7 @@ export async function score(modelPath: string, options: ScoreOptions): Promise<v
     }
     output!.commit()
   } catch (error) {
-    output?.discard()
-    throw error
+    throw output ? output.abandon(error) : error
   } finally {
     job?.close()
     bar.stop()

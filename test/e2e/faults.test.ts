@@ -120,7 +120,10 @@ describe('a full disk while writing the output', () => {
       { encoding: 'utf8', cwd: where, env },
     )
     expect(result.status).toBe(1)
-    expect(result.stderr).toMatch(/^birnn: .*no space left on the device\n$/)
+    // It names the output, not only the system call that failed.
+    expect(result.stderr).toBe(
+      `birnn: output ${output}: cannot write it: no space left on the device; no output written\n`,
+    )
     expect(readFileSync(output, 'utf8')).toBe('the previous output')
     expect(readdirSync(where).sort()).toEqual([`in.${kind}`, `out.${kind}`])
     console.log(`disk full after ${limit} bytes (${kind}): exit ${result.status}, ${result.stderr.trim()}`)
@@ -145,7 +148,9 @@ describe('a full disk while writing the output', () => {
         dir,
       )
       expect(result.code).toBe(1)
-      expect(result.stderr).toMatch(/^birnn: .*no space left on the device\n$/)
+      expect(result.stderr).toMatch(
+        /^birnn: output .*out\.npy: cannot write it: no space left on the device; no output written\n$/,
+      )
       expect(readFileSync(output, 'utf8')).toBe('the previous output')
       expect(readdirSync(mountPoint)).toEqual(['out.npy'])
       // And a job that fits runs there.
