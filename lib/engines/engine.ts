@@ -5,6 +5,8 @@
 //   h0/hN  (numLayers*D, N, Hout), c0/cN (numLayers*D, N, hiddenSize),
 //          ordered layer-major, direction-minor: l0 fwd, l0 bwd, l1 fwd, ...
 
+import { BirnnError } from '../errors.js'
+
 /** A checked forward call (lib/model/forward-args.ts makes it). The engine owns its arrays. */
 export interface Plan {
   T: number
@@ -49,4 +51,17 @@ export function rawResult(
     out.layers = Array.from({ length: numLayers }, (_, l) => all.subarray(l * size, (l + 1) * size))
   }
   return out
+}
+
+/**
+ * A failure inside the C++ kernel (the addon's or the WebAssembly module's) as a library error,
+ * `which` naming the kernel; with `site`, its stack is the caller's, not the worker's.
+ */
+export function kernelError(which: 'native' | 'wasm', error: unknown, site?: Error): BirnnError {
+  const wrapped = new BirnnError(
+    'ERR_BIRNN_NATIVE',
+    `${which} kernel: ${error instanceof Error ? error.message : String(error)}`,
+  )
+  if (site?.stack) wrapped.stack = `Error: ${wrapped.message}${site.stack.slice(site.stack.indexOf('\n'))}`
+  return wrapped
 }

@@ -9,28 +9,18 @@ import { simdFromEnvironment } from '../model/options.js'
 import { MODES } from '../spec.js'
 import type { Simd } from '../types.js'
 import { loadAddon, type NativeCall, type NativeResult } from './addon.js'
-import { type Engine, type Plan, type RawResult, rawResult } from './engine.js'
+import { type Engine, kernelError, type Plan, type RawResult, rawResult } from './engine.js'
 
 /** How long a model may sit idle before the kernel's work buffers are freed. */
 export const IDLE_TRIM_MS = 2000
 
 export type NativeChoice = { engine: Engine; reason: string; simd: Simd } | { reason: string }
 
-/** An addon failure as a library error; with `site`, its stack is the caller's. */
-function nativeError(error: unknown, site?: Error): BirnnError {
-  const wrapped = new BirnnError(
-    'ERR_BIRNN_NATIVE',
-    `native kernel: ${error instanceof Error ? error.message : String(error)}`,
-  )
-  if (site?.stack) wrapped.stack = `Error: ${wrapped.message}${site.stack.slice(site.stack.indexOf('\n'))}`
-  return wrapped
-}
-
 function guarded<T>(fn: () => T): T {
   try {
     return fn()
   } catch (error) {
-    throw nativeError(error)
+    throw kernelError('native', error)
   }
 }
 
@@ -98,7 +88,7 @@ export function nativeEngine(weights: Weights, options: { threads: number; simd:
       return guarded(() => network.forward(call(plan))).then(
         (result) => done(raw(result)),
         (error: unknown) => {
-          throw nativeError(error, site)
+          throw kernelError('native', error, site)
         },
       )
     },

@@ -9,10 +9,9 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { BirnnError } from '../errors.js'
 import type { Weights } from '../loading/state-dict.js'
 import { MODES } from '../spec.js'
-import { type Engine, type Plan, type RawResult, rawResult } from './engine.js'
+import { type Engine, kernelError, type Plan, type RawResult, rawResult } from './engine.js'
 import { type WasmCall, type WasmConfig, type WasmKernel, type WasmResult, wasmKernel } from './wasm-kernel.js'
 import { type PoolModel, poolFree, poolRun } from './wasm-pool.js'
 
@@ -50,15 +49,6 @@ function compile(): WasmLoad {
 /** The main thread's instance, for forwardSync() of every wasm-engine model. */
 let syncKernel: WasmKernel | undefined
 let nextModel = 0
-
-function wasmError(error: unknown, site?: Error): BirnnError {
-  const wrapped = new BirnnError(
-    'ERR_BIRNN_NATIVE',
-    `wasm kernel: ${error instanceof Error ? error.message : String(error)}`,
-  )
-  if (site?.stack) wrapped.stack = `Error: ${wrapped.message}${site.stack.slice(site.stack.indexOf('\n'))}`
-  return wrapped
-}
 
 export function wasmEngine(weights: Weights): WasmChoice {
   const wasm = loadWasm()
@@ -109,7 +99,7 @@ export function wasmEngine(weights: Weights): WasmChoice {
         syncKernel ??= wasmKernel(module)
         return raw(syncKernel.forward(syncHandle(syncKernel), call(plan)))
       } catch (error) {
-        throw wasmError(error)
+        throw kernelError('wasm', error)
       }
     },
     run: (plan) => {
@@ -122,7 +112,7 @@ export function wasmEngine(weights: Weights): WasmChoice {
       if (plan.c0) own.c0 = plan.c0.slice()
       if (plan.lengths) own.lengths = plan.lengths.slice()
       return poolRun(module, model, own).then(raw, (error: unknown) => {
-        throw wasmError(error, site)
+        throw kernelError('wasm', error, site)
       })
     },
     dispose: () => {
