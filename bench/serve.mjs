@@ -9,7 +9,9 @@
 // In process: 64 concurrent callers of batcher.forward() against 64 of model.forward(), the same
 // inputs in the same order. Over HTTP: autocannon (npm, bench/'s devDependency) against
 // `birnn serve` on loopback with .npy bodies of random lengths, ?output=last, at 1, 16, 64 and 256
-// connections, batching vs --no-batching; a spot check first that the answers equal forwardSync.
+// connections, batching vs --no-batching vs onnxruntime-node per request (contenders/ort-server.mjs,
+// the same handler shape on the ONNX export of the same weights, made by export-onnx.py with
+// PyTorch); a spot check first that the answers equal forwardSync (ORT's within 1e-4).
 // The load generator runs in this process, on the same 2 cores as the server: its own cost is in
 // the figures (a /healthz run shows the ceiling node:http plus autocannon reach here).
 
@@ -18,6 +20,7 @@ import { createHash } from 'node:crypto'
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { availableParallelism, loadavg } from 'node:os'
 import { join } from 'node:path'
+import { ortMissing } from './contenders/onnxruntime.mjs'
 import { BENCH, ROOT } from './lib/common.mjs'
 
 const args = process.argv.slice(2)
@@ -117,6 +120,21 @@ function modelFile(name) {
   const path = join(OUT, `serve-${name}.safetensors`)
   if (!existsSync(path)) writeFileSync(path, safetensors(stateDict(name, MODELS[name])))
   return path
+}
+
+/** The ONNX export of a model file's weights ({ onnx }), remade when stale, or why there is none ({ skip }). */
+function onnxFile(path) {
+  const skip = ortMissing()
+  if (skip) return { skip }
+  const onnx = path.replace(/\.safetensors$/, '.onnx')
+  if (!existsSync(onnx) || statSync(onnx).mtimeMs < statSync(path).mtimeMs) {
+    const r = spawnSync('/usr/bin/python3', [join(BENCH, 'export-onnx.py'), path], { encoding: 'utf8' })
+    if (r.status !== 0) {
+      const why = r.error?.message ?? r.stderr.trim().split('\n').pop()
+      return { skip: `the ONNX export needs PyTorch for /usr/bin/python3 (bench/export-onnx.py): ${why}` }
+    }
+  }
+  return { onnx }
 }
 
 /** Random-length unbatched sequences (T in 20..100), the same for every contender. */
@@ -238,8 +256,12 @@ function fromNpy(bytes) {
   return data
 }
 
-function startServer(path, extra) {
-  const child = spawn(process.execPath, [join(DIST, 'cli', 'main.js'), 'serve', path, '--port', '0', ...extra], {
+const CLI = join(DIST, 'cli', 'main.js')
+const ORT_SERVER = join(BENCH, 'contenders', 'ort-server.mjs')
+
+/** Starts a server script (`birnn serve`, or ort-server.mjs) on a free loopback port. */
+function startServer(argv) {
+  const child = spawn(process.execPath, [...argv, '--port', '0'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: process.env,
   })
@@ -255,7 +277,7 @@ function startServer(path, extra) {
       const m = /listening on (http:\/\/\S+)/.exec(out)
       if (m) resolve({ child, url: m[1], line: out.trim(), exit })
     })
-    exit.then((code) => reject(new Error(`birnn serve exited ${code}: ${err}`)))
+    exit.then((code) => reject(new Error(`${argv.slice(0, 2).join(' ')} exited ${code}: ${err}`)))
   })
 }
 
@@ -301,13 +323,18 @@ async function autocannonRun(autocannon, url, bodies, connections, seconds, path
 async function http(name, path, model, xs, autocannon) {
   const rows = []
   const bodies = xs.map(npy)
-  for (const [label, extra] of [
-    ['birnn serve (batching)', []],
-    ['birnn serve --concurrency 2', ['--concurrency', '2']],
-    ['birnn serve --no-batching', ['--no-batching']],
-  ]) {
-    const server = await startServer(path, extra)
+  // [label, server argv, largest |difference| from forwardSync allowed: birnn's answers are bit-identical]
+  const contenders = [
+    ['birnn serve (batching)', [CLI, 'serve', path], 0],
+    ['birnn serve --concurrency 2', [CLI, 'serve', path, '--concurrency', '2'], 0],
+    ['birnn serve --no-batching', [CLI, 'serve', path, '--no-batching'], 0],
+  ]
+  const { onnx, skip } = onnxFile(path)
+  if (onnx) contenders.push(['onnxruntime-node per request', [ORT_SERVER, onnx], 1e-4])
+  for (const [label, argv, tolerance] of contenders) {
+    const server = await startServer(argv)
     // Spot check: the answers are forwardSync's for those inputs.
+    let worst = 0
     for (let k = 0; k < 4; k++) {
       const res = await fetch(`${server.url}/v1/forward?output=last`, {
         method: 'POST',
@@ -323,8 +350,13 @@ async function http(name, path, model, xs, autocannon) {
         D: 2,
         batchFirst: true,
       })
-      if (!Buffer.from(got.buffer).equals(Buffer.from(want.buffer))) throw new Error(`${label}: answer ${k} differs`)
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i])) // NaN if short
+      const same = tolerance
+        ? got.length === want.length && worst <= tolerance
+        : Buffer.from(got.buffer).equals(Buffer.from(want.buffer))
+      if (!same) throw new Error(`${label}: answer ${k} differs from forwardSync`)
     }
+    if (tolerance) say(`  ${label}: spot check max |difference| from forwardSync ${worst.toExponential(1)}`)
     await autocannonRun(autocannon, server.url, bodies, 16, Math.min(1, SECONDS / 2)) // warm-up
     for (const connections of CONNECTIONS) {
       const cpu0 = cpuSeconds(server.child.pid)
@@ -339,9 +371,7 @@ async function http(name, path, model, xs, autocannon) {
     const code = await server.exit
     if (code !== 0) throw new Error(`${label}: exit ${code} after SIGTERM`)
   }
-  say(
-    '  onnxruntime-node per request: skipped (onnxruntime-node is not installed in bench/node_modules, and its .onnx exports need PyTorch, which this machine lacks)',
-  )
+  if (skip) say(`  onnxruntime-node per request: skipped (${skip})`)
   return rows
 }
 
@@ -385,7 +415,7 @@ for (const name of names) {
 }
 if (autocannon) {
   // The ceiling of node:http plus the load generator on this machine: an endpoint that does nothing.
-  const server = await startServer(modelFile(names[0]), [])
+  const server = await startServer([CLI, 'serve', modelFile(names[0])])
   results.ceiling = await autocannonRun(autocannon, server.url, [], 64, SECONDS, '/healthz')
   say(
     `\nGET /healthz at 64 connections (no model work): ${results.ceiling.rps.toFixed(0)} req/s, p50 ${results.ceiling.p50} ms`,
