@@ -1,5 +1,6 @@
-// node prebuild-fixtures.mjs <installed birnn package dir> <fixtures dir>: every PyTorch fixture
-// through the installed package's native engine, on every SIMD path this CPU has. Plain JavaScript
+// node prebuild-fixtures.mjs <installed birnn package dir> <fixtures dir> [auto]: every PyTorch
+// fixture through the installed package's native engine, on every SIMD path this CPU has; with
+// `auto`, through whichever engine the package picks by itself (backend 'auto'). Plain JavaScript
 // so that any Node runs it: test/e2e/prebuild.test.ts runs it in this Node (linux-x64) and in the
 // arm64 Node under qemu-user (linux-arm64). Prints one JSON object: the architecture, what each
 // load said about its backend, and per fixture and path the largest difference from PyTorch
@@ -8,7 +9,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 
-const [pkg, fixtures] = process.argv.slice(2)
+const [pkg, fixtures, mode] = process.argv.slice(2)
 const { load } = await import(pathToFileURL(join(pkg, 'dist', 'index.js')).href)
 const { parseSafetensors, toFloat32 } = await import(
   pathToFileURL(join(pkg, 'dist', 'loading', 'safetensors.js')).href
@@ -30,21 +31,27 @@ function diff(a, b) {
 }
 
 const reasons = new Set()
+const backends = new Set()
 const results = []
+// A path is a SIMD choice of the native engine, or null: the package's own choice of engine.
 const paths = []
-for (const simd of ['avx512', 'avx2', 'neon', 'generic']) {
+for (const simd of mode === 'auto' ? [null] : ['avx512', 'avx2', 'neon', 'generic']) {
   try {
-    const model = await load(join(fixtures, cases[0].model), { ...cases[0].options, backend: 'native', simd })
+    const model = await load(join(fixtures, cases[0].model), loadOptions(cases[0], simd))
     reasons.add(model.backendReason)
+    backends.add(model.backend)
     model.dispose()
     paths.push(simd)
   } catch (error) {
     if (error.code !== 'ERR_BIRNN_BACKEND') throw error
   }
 }
+function loadOptions(c, simd) {
+  return simd === null ? c.options : { ...c.options, backend: 'native', simd }
+}
 for (const simd of paths) {
   for (const c of cases) {
-    const model = await load(join(fixtures, c.model), { ...c.options, backend: 'native', simd })
+    const model = await load(join(fixtures, c.model), loadOptions(c, simd))
     const io = read(c.io)
     const options = { returnLayers: true }
     if (io.h0) options.h0 = io.h0
@@ -56,8 +63,8 @@ for (const simd of paths) {
     r.layers.forEach((layer, l) => {
       worst = Math.max(worst, diff(layer.data, io[`layer${l}`].data))
     })
-    results.push({ name: c.name, simd, diff: worst })
+    results.push({ name: c.name, simd: simd ?? model.backend, diff: worst })
     model.dispose()
   }
 }
-console.log(JSON.stringify({ arch: process.arch, reasons: [...reasons], paths, results }))
+console.log(JSON.stringify({ arch: process.arch, backends: [...backends], reasons: [...reasons], paths, results }))

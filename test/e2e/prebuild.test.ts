@@ -28,6 +28,7 @@ const TOLERANCE = 1e-5
 
 interface FixtureRun {
   arch: string
+  backends: string[]
   reasons: string[]
   paths: string[]
   results: Array<{ name: string; simd: string; diff: number }>
@@ -143,5 +144,25 @@ describe.skipIf(missing)(`the prebuilds${missing ? ` (skipped: ${missing})` : ''
       for (const r of result.results) expect(r.diff, `${r.name} on ${r.simd}`).toBeLessThanOrEqual(TOLERANCE)
     },
     600_000,
+  )
+
+  // Last: it removes the installed package's prebuilds.
+  it.skipIf(!existsSync(join(root, 'wasm', 'birnn.wasm')))(
+    'with the prebuilds removed and no compiler, the package runs every fixture on the WebAssembly engine',
+    () => {
+      rmSync(join(installed, 'prebuilds'), { recursive: true })
+      const run = spawnSync(
+        process.execPath,
+        [join(import.meta.dirname, 'prebuild-fixtures.mjs'), installed, fixturesDir, 'auto'],
+        { cwd: consumer, encoding: 'utf8' },
+      )
+      expect(run.status, run.stderr).toBe(0)
+      const result: FixtureRun = JSON.parse(run.stdout)
+      expect(result.backends).toEqual(['wasm'])
+      expect(result.reasons[0]).toMatch(/since the native addon did not load/)
+      expect(result.results.length).toBeGreaterThan(0)
+      for (const r of result.results) expect(r.diff, `${r.name} on ${r.simd}`).toBeLessThanOrEqual(TOLERANCE)
+    },
+    300_000,
   )
 })
