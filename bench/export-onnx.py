@@ -11,7 +11,6 @@ strict, so weights that do not fit the module fail here rather than in a compari
 """
 
 import importlib.util
-import json
 import os
 import re
 import sys
@@ -22,30 +21,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location("make_models", os.path.join(HERE, "make-models.py"))
 make_models = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(make_models)  # its export_onnx and CLS; nothing runs on import
+spec = importlib.util.spec_from_file_location("torch_runner", os.path.join(HERE, "contenders", "torch-runner.py"))
+torch_runner = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(torch_runner)  # its read_safetensors; it runs nothing on import either
 
 MODES = {1: "RNN_TANH", 3: "GRU", 4: "LSTM"}
 
 
-def load_safetensors(path):
-    """name -> float32 tensor (a safetensors file of F32 tensors, as serve.mjs and generate.py write)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
-    tensors = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        if t["dtype"] != "F32":
-            raise ValueError("%s: %s is %s, expected F32" % (path, name, t["dtype"]))
-        a, b = t["data_offsets"]
-        data = bytearray(raw[8 + n + a:8 + n + b])  # writable: torch.frombuffer warns on bytes
-        tensors[name] = torch.frombuffer(data, dtype=torch.float32).reshape(t["shape"])
-    return tensors
-
-
 def export(path):
-    state = load_safetensors(path)
+    state = torch_runner.read_safetensors(path)
     H = state["weight_hh_l0"].shape[1]
     mode = MODES[state["weight_hh_l0"].shape[0] // H]
     I = state["weight_ih_l0"].shape[1]
