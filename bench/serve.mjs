@@ -21,7 +21,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileS
 import { availableParallelism, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { ortMissing } from './contenders/onnxruntime.mjs'
-import { BENCH, ROOT } from './lib/common.mjs'
+import { BENCH, mulberry32, ROOT, safetensorsBytes } from './lib/common.mjs'
 
 const args = process.argv.slice(2)
 const flag = (name) => args.includes(`--${name}`)
@@ -61,18 +61,6 @@ const { reduceOutput } = await import(join(DIST, 'cli', 'pooling.js'))
 const git = (...a) => spawnSync('git', a, { cwd: ROOT, encoding: 'utf8' }).stdout.trim()
 const commit = git('log', '-1', '--format=%h %s').slice(0, 90)
 
-/** Deterministic uniform numbers (mulberry32). */
-function random(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 const GATES = { RNN_TANH: 1, GRU: 3, LSTM: 4 }
 const MODELS = {
   small: { mode: 'LSTM', I: 32, H: 64, L: 1, D: 2, label: 'small LSTM (bi, 1 layer, I32 H64)' },
@@ -82,7 +70,7 @@ const MODELS = {
 
 /** A PyTorch-initialised state_dict (uniform ±1/√H), seeded by the model's name. */
 function stateDict(name, { mode, I, H, L, D }) {
-  const u = random(name.length * 7919 + I * 31 + H)
+  const u = mulberry32(name.length * 7919 + I * 31 + H)
   const k = 1 / Math.sqrt(H)
   const tensors = {}
   const add = (key, shape) => {
@@ -102,23 +90,9 @@ function stateDict(name, { mode, I, H, L, D }) {
   return tensors
 }
 
-function safetensors(tensors) {
-  const header = {}
-  let offset = 0
-  for (const [name, t] of Object.entries(tensors)) {
-    header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] }
-    offset += t.data.byteLength
-  }
-  let json = JSON.stringify(header)
-  json += ' '.repeat((8 - (json.length % 8)) % 8)
-  const head = Buffer.alloc(8)
-  head.writeBigUInt64LE(BigInt(json.length))
-  return Buffer.concat([head, Buffer.from(json), ...Object.values(tensors).map((t) => Buffer.from(t.data.buffer))])
-}
-
 function modelFile(name) {
   const path = join(OUT, `serve-${name}.safetensors`)
-  if (!existsSync(path)) writeFileSync(path, safetensors(stateDict(name, MODELS[name])))
+  if (!existsSync(path)) writeFileSync(path, safetensorsBytes(stateDict(name, MODELS[name])))
   return path
 }
 
@@ -139,7 +113,7 @@ function onnxFile(path) {
 
 /** Random-length unbatched sequences (T in 20..100), the same for every contender. */
 function inputs(I, count, seed) {
-  const u = random(seed)
+  const u = mulberry32(seed)
   return Array.from({ length: count }, () => {
     const T = 20 + Math.floor(u() * 81)
     const data = new Float32Array(T * I)

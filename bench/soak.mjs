@@ -17,6 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
+import { mulberry32, safetensorsBytes } from './lib/common.mjs'
 
 // Two things that would read as growth without being held by anyone are pinned: V8's young
 // generation, which grows in steps (8 → 12 → 20 MB of heap) as it sees fit, is fixed; and glibc,
@@ -55,16 +56,9 @@ function options(argv) {
 
 // ---- The work, the same on the main thread and in workers ------------------------------------
 
-/** Deterministic pseudo-random numbers (mulberry32). */
+/** Seeded random numbers, integers and float arrays. */
 function rng(seed) {
-  let a = seed >>> 0
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  const next = mulberry32(seed)
   const int = (lo, hi) => lo + Math.floor(next() * (hi - lo + 1))
   const floats = (n, scale = 1) => Float32Array.from({ length: n }, () => (next() * 2 - 1) * scale)
   return { next, int, floats }
@@ -96,26 +90,6 @@ function stateDict(r, { mode, I, H, P = 0, L, D }) {
     }
   }
   return tensors
-}
-
-/** A safetensors file of the tensors, so the cycles go through load() and its parser too. */
-function safetensors(tensors) {
-  const header = {}
-  let offset = 0
-  for (const [name, t] of Object.entries(tensors)) {
-    header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] }
-    offset += t.data.byteLength
-  }
-  const json = Buffer.from(JSON.stringify(header))
-  const bytes = new Uint8Array(8 + json.length + offset)
-  new DataView(bytes.buffer).setBigUint64(0, BigInt(json.length), true)
-  bytes.set(json, 8)
-  let at = 8 + json.length
-  for (const t of Object.values(tensors)) {
-    bytes.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at)
-    at += t.data.byteLength
-  }
-  return bytes
 }
 
 const SHAPES = [
@@ -200,9 +174,10 @@ async function loadCycles(lib, r, files, cycles) {
 async function setup(dist, seed) {
   const lib = await import(pathToFileURL(`${dist}/index.js`).href)
   const r = rng(seed)
+  // Each model also as a safetensors file, so the cycles go through load() and its parser too.
   const files = SHAPES.map((shape) => {
     const tensors = stateDict(r, shape)
-    return { shape, tensors, bytes: safetensors(tensors) }
+    return { shape, tensors, bytes: safetensorsBytes(tensors) }
   })
   const models = files.map(({ shape, tensors }) => ({
     shape,

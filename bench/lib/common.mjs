@@ -27,6 +27,39 @@ export function readSafetensors(path) {
   return out
 }
 
+/** Deterministic uniform numbers in [0, 1) (mulberry32). */
+export function mulberry32(seed) {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** A safetensors file of float32 tensors ({ name: { data: Float32Array, shape } }), in order. */
+export function safetensorsBytes(tensors) {
+  const header = {}
+  let offset = 0
+  for (const [name, t] of Object.entries(tensors)) {
+    header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] }
+    offset += t.data.byteLength
+  }
+  let json = JSON.stringify(header)
+  json += ' '.repeat((8 - (json.length % 8)) % 8) // the data starts 8-byte aligned
+  const bytes = new Uint8Array(8 + json.length + offset)
+  new DataView(bytes.buffer).setBigUint64(0, BigInt(json.length), true)
+  bytes.set(Buffer.from(json), 8)
+  let at = 8 + json.length
+  for (const t of Object.values(tensors)) {
+    bytes.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at)
+    at += t.data.byteLength
+  }
+  return bytes
+}
+
 /** Deterministic standard normal floats (xorshift32 + Box–Muller), for sweep inputs. */
 export function randn(count, seed = 1) {
   let s = seed >>> 0 || 1
