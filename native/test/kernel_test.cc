@@ -1,8 +1,9 @@
 // Plain C++ tests of one kernel, or of every kernel this CPU has:
 //  - vectorized tanh and sigmoid against double precision over the whole float range;
 //  - the Network against a double-precision scalar reference, for every mode and option;
-//  - the same bits for every thread count.
-// Usage: birnn_kernel_test [generic|avx2|avx512|neon|wide16]; wide16 is the AVX-512 geometry in
+//  - the same bits for every thread count;
+//  - the thread plan's choices (`plan`) and allocateFloats' reuse of freed memory (`memory`).
+// Usage: birnn_kernel_test [generic|avx2|avx512|neon|wide16|plan|memory]; wide16 is the AVX-512 geometry in
 // portable code. Prints `ok   <name>` or `FAIL <name>: detail` per test, then `N passed, N
 // failed`; exits 77 (a skip for ctest) when the CPU lacks the requested ISA. No argument: every
 // ISA the CPU has, then wide16.
@@ -320,6 +321,35 @@ void plans() {
          "not monotone");
 }
 
+// allocateFloats: what it returns is zero, also when it reuses a block freed with data in it (the
+// kernel leaves padded output steps as they are); a block is reused only for a request of at
+// least half its size; small sizes come from the C heap, zeroed too.
+void memory() {
+  auto zeros = [](const float* p, std::size_t n) { return std::all_of(p, p + n, [](float v) { return v == 0.0f; }); };
+  const std::size_t n = (std::size_t(3) << 20) / sizeof(float);  // 3 MiB: mapped, and kept once freed
+  std::size_t capacity = 0;
+  float* a = allocateFloats(n, capacity);
+  report(capacity >= n && zeros(a, n), "memory: a fresh mapped block is zero", "not zero");
+  std::fill(a, a + capacity, 1.0f);
+  freeFloats(a, capacity);
+  std::size_t again = 0;
+  float* b = allocateFloats(n - 1000, again);
+  report(b == a && again == capacity && zeros(b, n - 1000), "memory: a freed block is reused, zeroed",
+         b == a ? "not zero" : "not reused");
+  std::fill(b, b + again, 1.0f);
+  freeFloats(b, again);
+  std::size_t smallCapacity = 0;
+  float* c = allocateFloats(n / 3 + 1, smallCapacity);  // over 1 MiB, but under half the kept block
+  report(c != b && zeros(c, n / 3 + 1), "memory: a block is not reused for a request under half its size",
+         c == b ? "reused" : "not zero");
+  freeFloats(c, smallCapacity);
+  std::size_t tinyCapacity = 0;
+  float* d = allocateFloats(100, tinyCapacity);
+  report(tinyCapacity == 100 && zeros(d, 100), "memory: a small allocation is zero", "not zero");
+  freeFloats(d, tinyCapacity);
+  trimFloats();
+}
+
 void test(const Target& target) {
   std::mt19937 rng(1234);
   activations(target);
@@ -329,7 +359,7 @@ void test(const Target& target) {
 }  // namespace
 
 int usage(const char* program) {
-  std::fprintf(stderr, "usage: %s [generic|avx2|avx512|neon|wide16|plan]\n", program);
+  std::fprintf(stderr, "usage: %s [generic|avx2|avx512|neon|wide16|plan|memory]\n", program);
   return 2;
 }
 
@@ -339,8 +369,11 @@ int main(int argc, char** argv) {
   if (argc > 2) return usage(argv[0]);
   if (argc == 2 && std::string(argv[1]) == "plan") {
     plans();
+  } else if (argc == 2 && std::string(argv[1]) == "memory") {
+    memory();
   } else if (argc == 1) {
     plans();
+    memory();
     for (const spec::IsaInfo& info : spec::kIsas) {
       if (isaSupported(info.isa)) {
         test({info.name, &detail::kernelsFor(info.isa)});
