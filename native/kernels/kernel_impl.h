@@ -35,7 +35,6 @@ using idx = std::ptrdiff_t;
 
 #if BIRNN_VECTOR_TYPES
 typedef float V __attribute__((vector_size(kLanes * sizeof(float))));
-typedef int32_t VI __attribute__((vector_size(kLanes * sizeof(float))));
 inline V load(const float* p) { V v; std::memcpy(&v, p, sizeof v); return v; }
 inline void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
 // One vbroadcastss: GCC builds neither `V{} + x` (an add) nor a lane loop (inserts) into one,
@@ -46,19 +45,11 @@ inline V splatLanes(float x, std::index_sequence<I...>) {
 }
 inline V splat(float x) { return splatLanes(x, std::make_index_sequence<kLanes>()); }
 inline V fma(V a, V b, V c) { return a * b + c; }  // contracted to one FMA (-ffp-contract=fast)
-inline V vmin(V a, V b) { return a < b ? a : b; }
-inline V vmax(V a, V b) { return a > b ? a : b; }
 inline V relu(V x) { return x < 0.0f ? splat(0.0f) : x; }  // NaN stays NaN, as torch.relu
-inline V absv(V x) { return x < 0.0f ? -x : x; }
-inline V withSignOf(V x, V r) { return x < 0.0f ? -r : r; }
-inline V nanPassing(V x, V r) { return x != x ? x : r; }
-inline V infAbove(V x, float limit, V r) { return x > limit ? splat(__builtin_inff()) : r; }
-// 2^n for integral n in [-126, 127].
-inline V pow2(V n) {
-  VI bits = (__builtin_convertvector(n, VI) + 127) << 23;
-  V r;
-  std::memcpy(&r, &bits, sizeof r);
-  return r;
+// x clamped to [lo, hi], NaN passed on (each comparison is false for NaN).
+inline V clampPassingNaN(V x, float lo, float hi) {
+  x = splat(lo) > x ? splat(lo) : x;
+  return splat(hi) < x ? splat(hi) : x;
 }
 #else
 struct V { float v[kLanes]; };
@@ -70,52 +61,50 @@ inline V operator+(V a, V b) { BIRNN_MAP(a.v[i] + b.v[i]); }
 inline V operator-(V a, V b) { BIRNN_MAP(a.v[i] - b.v[i]); }
 inline V operator*(V a, V b) { BIRNN_MAP(a.v[i] * b.v[i]); }
 inline V operator/(V a, V b) { BIRNN_MAP(a.v[i] / b.v[i]); }
-inline V operator-(V a) { BIRNN_MAP(-a.v[i]); }
 inline V fma(V a, V b, V c) { BIRNN_MAP(a.v[i] * b.v[i] + c.v[i]); }
-inline V vmin(V a, V b) { BIRNN_MAP(a.v[i] < b.v[i] ? a.v[i] : b.v[i]); }
-inline V vmax(V a, V b) { BIRNN_MAP(a.v[i] > b.v[i] ? a.v[i] : b.v[i]); }
 inline V relu(V x) { BIRNN_MAP(x.v[i] < 0 ? 0.0f : x.v[i]); }
-inline V absv(V x) { BIRNN_MAP(x.v[i] < 0 ? -x.v[i] : x.v[i]); }
-inline V withSignOf(V x, V r) { BIRNN_MAP(x.v[i] < 0 ? -r.v[i] : r.v[i]); }
-inline V nanPassing(V x, V r) { BIRNN_MAP(x.v[i] != x.v[i] ? x.v[i] : r.v[i]); }
-inline V infAbove(V x, float limit, V r) { BIRNN_MAP(x.v[i] > limit ? __builtin_inff() : r.v[i]); }
-inline V pow2(V n) {
-  V r;
-  for (int i = 0; i < kLanes; ++i) {
-    int32_t bits = (static_cast<int32_t>(n.v[i]) + 127) * (1 << 23);
-    std::memcpy(&r.v[i], &bits, sizeof bits);
-  }
-  return r;
-}
+inline V clampPassingNaN(V x, float lo, float hi) { BIRNN_MAP(lo > x.v[i] ? lo : hi < x.v[i] ? hi : x.v[i]); }
 #undef BIRNN_MAP
 #endif
 
-// exp(x): x = n ln2 + r with |r| <= ln2/2 (ln2 split in two for an exact n ln2), then a degree-7
-// Taylor polynomial for e^r (relative error < 1e-8 before rounding) times 2^n. Rounding to the
-// nearest integer adds and subtracts 1.5 * 2^23. Below -87 the result stays at e^-87 (callers
-// only add it to 1); above 88 it is +inf, so 1 / (1 + e^x) saturates to exactly 0.
-inline V vexp(V xIn) {
-  const V x = vmin(vmax(xIn, splat(-87.0f)), splat(88.0f));
-  const V n = (x * splat(1.44269504088896341f) + splat(12582912.0f)) - splat(12582912.0f);
-  V r = fma(n, splat(-0.693145751953125f), x);
-  r = fma(n, splat(-1.428606765330187045e-06f), r);
-  V p = splat(1.0f / 5040);
-  p = fma(p, r, splat(1.0f / 720));
-  p = fma(p, r, splat(1.0f / 120));
-  p = fma(p, r, splat(1.0f / 24));
-  p = fma(p, r, splat(1.0f / 6));
-  p = fma(p, r, splat(0.5f));
-  p = fma(p, r, splat(1.0f));
-  p = fma(p, r, splat(1.0f));
-  return infAbove(xIn, 88.0f, p * pow2(n));
-}
+// tanh(x) = x P(x^2) / Q(x^2) for |x| <= 10, a rational minimax fit of relative error 2e-8
+// (native/test/fit_tanh.py derives these coefficients). In float, with the roundings of Horner's
+// scheme, the error is at most 4e-7 on every path (kernel_test checks them against double), and
+// relative near 0. Half the work of 1 - 2 / (e^2x + 1): one division, no exponent arithmetic.
+// The fit's target rises 1e-6 above tanh towards x = 10 (the script says how), so that the
+// result, capped at ±1, saturates to exactly ±1 there and beyond, whatever the rounding: an
+// LSTM's saturated forget gate must be exactly 1, as in PyTorch, or the cell state would decay.
+constexpr double kTanhP[7] = {0.9999999800995477,     0.13038407809840127,   0.003053238675750391,
+                              1.0631556334937478e-05, -1.8162589031064414e-08, 4.3226375648367865e-11,
+                              -6.141905041953167e-14};
+constexpr double kTanhQ[4] = {1.0, 0.4637172370862369, 0.02429257376243695, 0.00024727138087532024};
+constexpr float kTanhLimit = 10.0f;
+// sigmoid(x) = 1/2 + tanh(x/2) / 2 = 1/2 + x P'(x^2) / Q'(x^2), P'_i = P_i / (4 4^i) and
+// Q'_i = Q_i / 4^i: the same fit, scaled at compile time, its odd part capped at ±1/2.
+constexpr double pow4(int i) { return i == 0 ? 1.0 : 4.0 * pow4(i - 1); }
+constexpr float sigmoidP(int i) { return static_cast<float>(kTanhP[i] / (4.0 * pow4(i))); }
+constexpr float sigmoidQ(int i) { return static_cast<float>(kTanhQ[i] / pow4(i)); }
 
-// Max abs error about 1e-7 over the whole float range (kernel_test checks it against double);
-// large |x| saturates to exactly 0, 1 or ±1; NaN in gives NaN out.
-inline V vsigmoid(V x) { return nanPassing(x, splat(1.0f) / (splat(1.0f) + vexp(-x))); }
+// x P(x^2) / Q(x^2) for x clamped to [-limit, limit], capped at ±cap.
+inline V oddRational(V x, float limit, const float (&p)[7], const float (&q)[4], float cap) {
+  const V xc = clampPassingNaN(x, -limit, limit);
+  const V y = xc * xc;
+  V num = splat(p[6]);
+  for (int i = 5; i >= 0; --i) num = fma(num, y, splat(p[i]));
+  V den = splat(q[3]);
+  for (int i = 2; i >= 0; --i) den = fma(den, y, splat(q[i]));
+  return clampPassingNaN(num * xc / den, -cap, cap);
+}
 inline V vtanh(V x) {
-  const V t = splat(1.0f) - splat(2.0f) / (vexp(absv(x) + absv(x)) + splat(1.0f));
-  return nanPassing(x, withSignOf(x, t));
+  static constexpr float p[7] = {kTanhP[0], kTanhP[1], kTanhP[2], kTanhP[3], kTanhP[4], kTanhP[5], kTanhP[6]};
+  static constexpr float q[4] = {kTanhQ[0], kTanhQ[1], kTanhQ[2], kTanhQ[3]};
+  return oddRational(x, kTanhLimit, p, q, 1.0f);
+}
+inline V vsigmoid(V x) {
+  static constexpr float p[7] = {sigmoidP(0), sigmoidP(1), sigmoidP(2), sigmoidP(3),
+                                 sigmoidP(4), sigmoidP(5), sigmoidP(6)};
+  static constexpr float q[4] = {sigmoidQ(0), sigmoidQ(1), sigmoidQ(2), sigmoidQ(3)};
+  return splat(0.5f) + oddRational(x, 2 * kTanhLimit, p, q, 0.5f);
 }
 
 // ---- block sizes, each derived from the tuning -------------------------------------------------
@@ -303,6 +292,20 @@ inline void cellUpdate(const StepArgs& s, int i0, int p, const float* g, idx ldg
   }
 }
 
+// The cell update reads each row's input projection once per step, from the projections of
+// every step (megabytes, in L3 or memory): without this, its first load of each row stalls
+// (perf: a fifth of the LSTM cell update at H = 64). Panel p of rows [i0, i0 + rows) is
+// fetched into L2 while that panel's recurrent GEMM runs.
+template <int W>
+inline void prefetchProjections(const StepArgs& s, int i0, int rows, int p) {
+  constexpr int kLineFloats = 64 / sizeof(float);
+  for (int r = 0; r < rows; ++r) {
+    const float* P = s.P[i0 + r] + p * W;
+    for (int o = 0; o < W; o += kLineFloats) __builtin_prefetch(P + o, 0, 2);
+    __builtin_prefetch(P + W - 1, 0, 2);  // the last line, when the slice straddles one more
+  }
+}
+
 // One step, by blocks of MB rows: for each panel, the recurrent GEMM of the block runs K block
 // by K block (each slice of W_hh reused by every row tile from L1) into a small scratch, and the
 // cell update runs on it while it is still in L1. Rows past the last full tile use several
@@ -326,6 +329,7 @@ void stepPanels(const StepArgs& s) {
     const int full = rows - rows % MR;
     const float* A = s.hPrev + b0 * s.ldh;
     for (int p = 0; full > 0 && p < s.geo.panels; ++p) {
+      prefetchProjections<W>(s, b0, rows, p);
       const float* B = s.Whh + p * panelStride;
       for (int k0 = 0; k0 < s.K; k0 += KC) {
         const int kc = s.K - k0 < KC ? s.K - k0 : KC;
@@ -344,6 +348,7 @@ void stepPanels(const StepArgs& s) {
       for (int p = 0; p < s.geo.panels; p += PA) {
         withCount<PA>(s.geo.panels - p < PA ? s.geo.panels - p : PA, [&](auto group) {
           constexpr int GP = decltype(group)::value;
+          for (int q = 0; q < GP; ++q) prefetchProjections<W>(s, b0 + full, R, p + q);
           for (int k0 = 0; k0 < s.K; k0 += KC) {
             const int kc = s.K - k0 < KC ? s.K - k0 : KC;
             registerTile<R, NV, GP>(kc, A + full * s.ldh + k0, s.ldh,

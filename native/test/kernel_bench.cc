@@ -1,8 +1,9 @@
-// Times the kernel alone, from C++ (no Node): process CPU time per forward (the work runs on the
-// worker pool, not the calling thread), best of many runs, so a busy shared machine shows as noise. Usage: birnn_kernel_bench [generic|avx2|avx512] [workload name filter]
-#include <time.h>
-
+// Times the kernel alone, from C++ (no Node): wall time per forward, best of many runs, so a
+// busy shared machine shows as noise. Not CPU time: the work runs on the worker pool, and the
+// process clock accounts a thread still running on another core only at its next tick (runs
+// of a few ms then read as impossibly fast). Usage: birnn_kernel_bench [generic|avx2|avx512] [workload name filter]
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -14,10 +15,8 @@ using namespace birnn;
 
 namespace {
 
-double cpuSeconds() {
-  timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
+double seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 struct Workload {
@@ -59,12 +58,12 @@ void run(const Workload& w, Isa isa) {
   double flops = 0;
   for (int l = 0; l < w.L; ++l) flops += 2.0 * w.T * w.N * G * w.H * ((l ? D * w.H : w.I) + w.H) * D;
   double best = 1e9;
-  const double until = cpuSeconds() + 2.0;
+  const double until = seconds() + 2.0;
   int runs = 0;
-  while (cpuSeconds() < until || runs < 5) {
-    const double start = cpuSeconds();
+  while (seconds() < until || runs < 5) {
+    const double start = seconds();
     net.forward(call);
-    best = std::min(best, cpuSeconds() - start);
+    best = std::min(best, seconds() - start);
     ++runs;
   }
   std::printf("%-10s %-8s %10.1f us  %6.1f GFLOP/s (1 thread, %d runs)\n", w.name, isaName(isa), best * 1e6,

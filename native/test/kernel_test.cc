@@ -70,7 +70,7 @@ void activations(const Target& target) {
   ys.resize(x.size());
   k.tanh(x.data(), yt.data(), x.size());
   k.sigmoid(x.data(), ys.data(), x.size());
-  double maxTanh = 0, maxSigmoid = 0;
+  double maxTanh = 0, maxSigmoid = 0, maxTanhRelative = 0;
   std::size_t nanMisses = 0;
   for (std::size_t i = 0; i < x.size(); ++i) {
     if (std::isnan(x[i])) {
@@ -80,20 +80,28 @@ void activations(const Target& target) {
     const double t = std::tanh(static_cast<double>(x[i]));
     const double s = 1.0 / (1.0 + std::exp(-static_cast<double>(x[i])));
     maxTanh = std::max(maxTanh, std::fabs(yt[i] - t));
+    if (t != 0) maxTanhRelative = std::max(maxTanhRelative, std::fabs(yt[i] - t) / std::fabs(t));
     maxSigmoid = std::max(maxSigmoid, std::fabs(ys[i] - s));
   }
   const std::string prefix = target.name + " ";
   report(nanMisses == 0, prefix + "NaN in gives NaN out", format("%.0f NaN inputs gave a number", static_cast<double>(nanMisses)));
-  report(maxTanh <= 1e-6, prefix + "tanh max abs error <= 1e-6", format("%.3g", maxTanh));
-  report(maxSigmoid <= 1e-6, prefix + "sigmoid max abs error <= 1e-6", format("%.3g", maxSigmoid));
-  const float big[4] = {1e30f, -1e30f, INFINITY, -INFINITY};
-  float ot[4], os[4];
-  k.tanh(big, ot, 4);
-  k.sigmoid(big, os, 4);
-  report(ot[0] == 1 && ot[1] == -1 && ot[2] == 1 && ot[3] == -1, prefix + "tanh saturates to +-1",
-         format("tanh(1e30) = %g", ot[0]));
-  report(os[0] == 1 && os[1] == 0 && os[2] == 1 && os[3] == 0, prefix + "sigmoid saturates to 0 and 1",
-         format("sigmoid(-1e30) = %g", os[1]));
+  report(maxTanh <= 4e-7, prefix + "tanh max abs error <= 4e-7", format("%.3g", maxTanh));
+  report(maxTanhRelative <= 4e-7, prefix + "tanh max relative error <= 4e-7 (also near 0)", format("%.3g", maxTanhRelative));
+  report(maxSigmoid <= 3e-7, prefix + "sigmoid max abs error <= 3e-7", format("%.3g", maxSigmoid));
+  // Where tanh rounds to ±1 in float (|x| >= 9.1), so must ours: a saturated LSTM forget gate
+  // (sigmoid = tanh(x/2)/2 + 1/2) of exactly 1 keeps the cell state, as in PyTorch.
+  const float big[6] = {9.5f, 10.0f, 12.0f, 1e30f, INFINITY, 3.4e38f};
+  bool tanhSaturates = true, sigmoidSaturates = true;
+  for (float b : big) {
+    const float in[4] = {b, -b, 2 * b, -2 * b};
+    float ot[4], os[4];
+    k.tanh(in, ot, 4);
+    k.sigmoid(in + 2, os, 2);
+    tanhSaturates = tanhSaturates && ot[0] == 1 && ot[1] == -1;
+    sigmoidSaturates = sigmoidSaturates && os[0] == 1 && os[1] == 0;
+  }
+  report(tanhSaturates, prefix + "tanh is exactly +-1 from |x| = 9.5", "");
+  report(sigmoidSaturates, prefix + "sigmoid is exactly 0 and 1 from |x| = 19", "");
 }
 
 // Straightforward double-precision reference of one forward pass (no lengths, time-major).
