@@ -59,6 +59,17 @@ export class Model {
   }
 
   /**
+   * @internal The batcher's call: forward() of a batch in batch-first layout (N, T, inputSize)
+   * whatever `config.batchFirst` says, so that each request's sequence is one block of it. Every
+   * engine gives each sequence the same bits in either layout.
+   */
+  async forwardBatchFirst(input: Tensor, options?: ForwardOptions): Promise<ForwardResult> {
+    const config = this.config.batchFirst ? this.config : { ...this.config, batchFirst: true }
+    const plan = planForward(config, input, options)
+    return shapeResult(config, plan, await this.#live().run(plan))
+  }
+
+  /**
    * A batcher over this model: concurrent `batcher.forward()` requests are run together in one
    * forward call, each getting the bits `forward()` of it alone gives (docs/serving.md).
    */

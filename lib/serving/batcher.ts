@@ -32,7 +32,10 @@ import type {
 /** What a batcher needs of a model (a Model is one): its configuration and forward(). */
 export interface BatchTarget {
   readonly config: Readonly<ModelConfig>
+  /** A lone request runs as it came. */
   forward(input: Tensor, options?: ForwardOptions): Promise<ForwardResult>
+  /** A batch is (N, T, inputSize) whatever the model's layout (Model.forwardBatchFirst). */
+  forwardBatchFirst(input: Tensor, options?: ForwardOptions): Promise<ForwardResult>
 }
 
 const BATCHER_OPTIONS = ['maxBatch', 'maxBatchTokens', 'maxDelayMs', 'maxQueue', 'concurrency']
@@ -343,7 +346,7 @@ export class Batcher {
         return
       }
       const joined = join(this.#target.config, batch)
-      const result = await this.#target.forward(joined.input, joined.options)
+      const result = await this.#target.forwardBatchFirst(joined.input, joined.options)
       const results = split(this.#target.config, batch, result)
       this.#counts.completed += batch.length
       for (let i = 0; i < batch.length; i++) batch[i].resolve(results[i])
@@ -357,11 +360,13 @@ export class Batcher {
 
 // --- Joining requests into one batch, and splitting its result -----------------------------------
 //
-// Requests have the model's layout (or are unbatched, one sequence: N = 1 in either layout), so
-// with row offset o in the batch, T the batch's steps and N its sequences:
-//   batch-first: sequence n of a request is one block of T_r·F values, at row (o + n)·T
-//   time-major:  step t of a request is one block of N_r·F values, at row t·N + o
-// and the states (LD, N_r, F) are one block of N_r·F per layer and direction, at ld·N + o.
+// The batch is batch-first (N, T, F) whatever the model's layout, so that a sequence is one
+// block of it: with row offset o in the batch and T its steps, sequence n of a request is T_r·F
+// values at row (o + n)·T. A request has the model's layout: batch-first, or unbatched (one
+// sequence), is one block per sequence; time-major with N_r > 1 sequences is one block of F
+// values per step and sequence (a time-major batch would need that for every request: one copy
+// per step, most of the batcher's own time on a small model). The states (LD, N_r, F) are one
+// block of N_r·F per layer and direction, at ld·N + o.
 
 interface Slot {
   /** First sequence of the request in the batch. */
@@ -384,21 +389,25 @@ function slots(batch: Entry[]): { slots: Slot[]; T: number; N: number } {
 
 /** Copies a request's sequence tensor (F values per step) into the batch's, or back (toBatch false). */
 function moveSequence(
-  batchFirst: boolean,
+  requestBatchFirst: boolean,
   F: number,
   slot: Slot,
   T: number,
-  N: number,
   request: Float32Array,
   batchData: Float32Array,
   toBatch: boolean,
 ): void {
-  const blocks = batchFirst ? slot.N : slot.T
-  const size = (batchFirst ? slot.T : slot.N) * F
-  for (let b = 0; b < blocks; b++) {
-    const at = (batchFirst ? (slot.offset + b) * T : b * N + slot.offset) * F
-    if (toBatch) batchData.set(request.subarray(b * size, (b + 1) * size), at)
-    else request.set(batchData.subarray(at, at + size), b * size)
+  const move = (at: number, from: number, size: number) => {
+    if (toBatch) batchData.set(request.subarray(from, from + size), at)
+    else request.set(batchData.subarray(at, at + size), from)
+  }
+  if (requestBatchFirst || slot.N === 1) {
+    const size = slot.T * F
+    for (let n = 0; n < slot.N; n++) move((slot.offset + n) * T * F, n * size, size)
+    return
+  }
+  for (let n = 0; n < slot.N; n++) {
+    for (let t = 0; t < slot.T; t++) move(((slot.offset + n) * T + t) * F, (t * slot.N + n) * F, F)
   }
 }
 
@@ -426,7 +435,6 @@ function join(config: Readonly<ModelConfig>, batch: Entry[]): { input: Tensor; o
   const LD = config.numLayers * directions(config)
   const Hout = outputSize(config)
   const H = config.hiddenSize
-  const bf = config.batchFirst
   const input = new Float32Array(T * N * I)
   const lengths = new Int32Array(N)
   let padded = false
@@ -438,7 +446,7 @@ function join(config: Readonly<ModelConfig>, batch: Entry[]): { input: Tensor; o
   let returnLayers = false
   batch.forEach(({ plan }, r) => {
     const slot = at[r]
-    moveSequence(bf, I, slot, T, N, plan.input, input, true)
+    moveSequence(plan.batchFirst, I, slot, T, plan.input, input, true)
     for (let n = 0; n < slot.N; n++) {
       const length = plan.lengths ? plan.lengths[n] : plan.T
       lengths[slot.offset + n] = length
@@ -453,7 +461,7 @@ function join(config: Readonly<ModelConfig>, batch: Entry[]): { input: Tensor; o
   if (h0) options.h0 = { data: h0, shape: [LD, N, Hout] }
   if (c0) options.c0 = { data: c0, shape: [LD, N, H] }
   if (returnLayers) options.returnLayers = true
-  return { input: { data: input, shape: bf ? [N, T, I] : [T, N, I] }, options }
+  return { input: { data: input, shape: [N, T, I] }, options }
 }
 
 function split(config: Readonly<ModelConfig>, batch: Entry[], result: ForwardResult): ForwardResult[] {
@@ -462,12 +470,11 @@ function split(config: Readonly<ModelConfig>, batch: Entry[], result: ForwardRes
   const Hout = outputSize(config)
   const H = config.hiddenSize
   const W = directions(config) * Hout
-  const bf = config.batchFirst
   return batch.map(({ plan }, r) => {
     const slot = at[r]
     const sequence = (data: Float32Array) => {
       const out = new Float32Array(slot.T * slot.N * W)
-      moveSequence(bf, W, slot, T, N, out, data, false)
+      moveSequence(plan.batchFirst, W, slot, T, out, data, false)
       return out
     }
     const state = (data: Float32Array, F: number) => {

@@ -109,17 +109,19 @@ export class Metrics {
 
   /** Wraps a model so that each call it makes (a batch) is counted and timed. */
   observe(target: Model): BatchTarget {
+    const timed = async (batchFirst: boolean, run: () => Promise<ForwardResult>, shape: readonly number[]) => {
+      this.batchSize.observe(shape.length === 2 ? 1 : shape[batchFirst ? 0 : 1])
+      const end = this.batchSeconds.startTimer()
+      try {
+        return await run()
+      } finally {
+        end()
+      }
+    }
     return {
       config: target.config,
-      forward: async (input, options) => {
-        this.batchSize.observe(input.shape.length === 2 ? 1 : input.shape[target.config.batchFirst ? 0 : 1])
-        const end = this.batchSeconds.startTimer()
-        try {
-          return await target.forward(input, options)
-        } finally {
-          end()
-        }
-      },
+      forward: (input, options) => timed(target.config.batchFirst, () => target.forward(input, options), input.shape),
+      forwardBatchFirst: (input, options) => timed(true, () => target.forwardBatchFirst(input, options), input.shape),
     }
   }
 }

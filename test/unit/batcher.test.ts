@@ -16,22 +16,29 @@ const model = fromStateDict(randomStateDict(rng(7), { mode: 'LSTM', I, H: 4, L: 
 interface Call {
   input: Tensor
   options: ForwardOptions
+  /** A batch: (N, T, I) whatever the model's layout; a lone request comes as it was sent. */
+  batchFirst: boolean
   release(error?: unknown): void
 }
 
 /** A target whose forward calls wait for release(); `fail` makes the call reject with that error. */
 function gated() {
   const calls: Call[] = []
-  const target: BatchTarget = {
-    config: model.config,
-    forward: (input, options = {}) =>
+  const call =
+    (batchFirst: boolean, run: typeof model.forward) =>
+    (input: Tensor, options: ForwardOptions = {}) =>
       new Promise<ForwardResult>((resolve, reject) => {
         calls.push({
           input,
           options,
-          release: (error) => (error ? reject(error) : resolve(model.forwardSync(input, options))),
+          batchFirst,
+          release: (error) => (error ? reject(error) : resolve(run.call(model, input, options))),
         })
-      }),
+      })
+  const target: BatchTarget = {
+    config: model.config,
+    forward: call(false, model.forward),
+    forwardBatchFirst: call(true, model.forwardBatchFirst),
   }
   return { calls, target, make: (options?: BatcherOptions) => new Batcher(target, options) }
 }
@@ -44,8 +51,8 @@ const batch = (T: number, N: number): Tensor => ({ data: new Float32Array(T * N 
 /** Lets microtasks and immediate callbacks run. */
 const tick = () => new Promise((resolve) => setImmediate(resolve))
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-/** Sequences in a forward call (time-major input). */
-const sequencesOf = (call: Call) => call.input.shape[1]
+/** Sequences in a batch's forward call. */
+const sequencesOf = (call: Call) => call.input.shape[0]
 
 describe('batching policy', () => {
   it('sends a lone request straight through, as it came', async () => {
@@ -75,7 +82,8 @@ describe('batching policy', () => {
     await tick()
     // 1 + 2 + 1 = 4 sequences; the next request (1 sequence) would make 5.
     expect(calls).toHaveLength(2)
-    expect(calls[1].input.shape).toEqual([6, 4, I])
+    expect(calls[1].batchFirst).toBe(true)
+    expect(calls[1].input.shape).toEqual([4, 6, I])
     expect(calls[1].options.lengths).toEqual(Int32Array.from([2, 4, 4, 6]))
     calls[1].release()
     await tick()
@@ -106,8 +114,8 @@ describe('batching policy', () => {
     // 10 and 10 (2 × 10 = 20; a third would make 30); then 10 and 12 (2 × 12 = 24; with 40, 3 × 40);
     // then 40 alone, which exceeds the bound but still runs.
     expect(calls.map((c) => c.input.shape)).toEqual([
-      [10, 2, I],
-      [12, 2, I],
+      [2, 10, I],
+      [2, 12, I],
       [40, I],
     ])
   })
@@ -165,8 +173,8 @@ describe('batching policy', () => {
     const all = Array.from({ length: 6 }, () => b.forward(seq(2)))
     await tick()
     expect(calls.map((c) => c.input.shape)).toEqual([
-      [2, 3, I],
-      [2, 3, I],
+      [3, 2, I],
+      [3, 2, I],
     ])
     for (const call of calls) call.release()
     await Promise.all(all)
@@ -179,7 +187,7 @@ describe('batching policy', () => {
     await tick()
     expect(calls.map((c) => c.input.shape)).toEqual([
       [2, 2, I],
-      [9, 2, I],
+      [2, 9, I],
     ])
     expect(calls.map((c) => c.options.lengths)).toEqual([Int32Array.from([1, 2]), Int32Array.from([8, 9])])
     for (const call of calls) call.release()
