@@ -70,6 +70,10 @@ class Pass {
     return call_.batchFirst ? static_cast<idx>(b) * T_ + t : static_cast<idx>(t) * N_ + b;
   }
   idx packedRow(int t, int rank) const { return offset_[t] + rank; }
+  // Steps [first, second) of part `part` of `parts` of a copy phase (gather, reverse, scatter):
+  // cut by packed rows, not by steps, as the steps' rows vary with the lengths (20..100 of T =
+  // 100: the first half of the steps holds 5 times the rows of the second).
+  std::pair<int, int> steps(int part, int parts) const;
   // The row of (t, rank) in reversed packed order: step t of a sequence is step len - 1 - t of
   // its reverse.
   idx reversedRow(int t, int rank) const { return packedRow(len_[order_[rank]] - 1 - t, rank); }
@@ -149,6 +153,15 @@ Pass::Pass(const detail::PackedNetwork& net, const Call& call, const detail::Thr
   }
 }
 
+std::pair<int, int> Pass::steps(int part, int parts) const {
+  const auto firstStep = [&](int p) {
+    if (p == parts) return T_;
+    const idx row = offset_[T_] * p / parts;
+    return static_cast<int>(std::lower_bound(offset_.begin(), offset_.begin() + T_, row) - offset_.begin());
+  };
+  return {firstStep(part), firstStep(part + 1)};
+}
+
 float* Pass::wanted(int l) const {
   if (call_.layers) return call_.layers + l * outSize_;
   return l == L_ - 1 ? call_.output : nullptr;
@@ -156,7 +169,8 @@ float* Pass::wanted(int l) const {
 
 void Pass::gather(int part, int parts) const {
   const int I = net_.cfg.inputSize;
-  for (int t = T_ * part / parts; t < T_ * (part + 1) / parts; ++t) {
+  const auto [first, end] = steps(part, parts);
+  for (int t = first; t < end; ++t) {
     for (int rank = 0; rank < active_[t]; ++rank) {
       std::memcpy(ws_.input.data() + packedRow(t, rank) * I, call_.input + rowOf(t, order_[rank]) * I,
                   sizeof(float) * I);
@@ -167,7 +181,8 @@ void Pass::gather(int part, int parts) const {
 void Pass::reverse(int l, int part, int parts) const {
   const float* X = l > 0 ? packedOutput(l - 1) : ws_.input.data();
   const int width = l > 0 ? outWidth_ : net_.cfg.inputSize;
-  for (int t = T_ * part / parts; t < T_ * (part + 1) / parts; ++t) {
+  const auto [first, end] = steps(part, parts);
+  for (int t = first; t < end; ++t) {
     for (int rank = 0; rank < active_[t]; ++rank) {
       std::memcpy(ws_.reversed.data() + reversedRow(t, rank) * width, X + packedRow(t, rank) * width,
                   sizeof(float) * width);
@@ -280,7 +295,8 @@ void Pass::scatter(int l, int part, int parts) const {
   const float* packed = packedOutput(l);
   if (out == nullptr || out == packed) return;
   const std::size_t bytes = sizeof(float) * outWidth_;
-  for (int t = T_ * part / parts; t < T_ * (part + 1) / parts; ++t) {
+  const auto [first, end] = steps(part, parts);
+  for (int t = first; t < end; ++t) {
     for (int rank = 0; rank < active_[t]; ++rank) {
       float* dst = out + rowOf(t, order_[rank]) * outWidth_;
       std::memcpy(dst, packed + packedRow(t, rank) * outWidth_, bytes);
