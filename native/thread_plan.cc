@@ -147,10 +147,12 @@ void WorkerPool::Lease::run(int threads, const ThreadWork& work) const {
   if (pool_ == nullptr) return work(0, 1);
   WorkerPool& pool = *pool_;
   int extra = 0;
+  bool coreFree = false;
   {
     std::lock_guard<std::mutex> lock(pool.mutex_);
     extra = std::max(0, std::min(threads - 1, pool.idleWorkers_));
     pool.idleWorkers_ -= extra;
+    coreFree = pool.idleWorkers_ > 0;  // the pool has a thread per core
   }
   // Every part runs on a worker (the leased one and the borrowed ones); this thread only waits.
   Job job{&work, 1 + extra, {1 + extra}};
@@ -162,7 +164,10 @@ void WorkerPool::Lease::run(int threads, const ThreadWork& work) const {
   if (extra == 0) pool.work_.notify_one();
   else pool.work_.notify_all();
   auto done = [&] { return job.remaining.load(std::memory_order_acquire) == 0; };
-  spinUntil(done);
+  // Spinning here takes a core from a worker (which runs at a lower priority) unless one is
+  // free: with every core computing, this thread sleeps at once (bi-RNN at batch 64 on 2 cores,
+  // 14 phases a call: 3-11% faster).
+  if (coreFree) spinUntil(done);
   {
     std::unique_lock<std::mutex> lock(pool.mutex_);
     pool.finished_.wait(lock, done);
