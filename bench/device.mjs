@@ -1,0 +1,117 @@
+// The many-core figures of issues #9 and #10, for the lent machine (../shared/device/README.md):
+//   node bench/device.mjs            (after `npm run build`; random weights, same shapes as run.mjs)
+// 1. Thread sweep: W-b1 and W-b64 (bi, 2 layers, I128 H256, T = 100) for LSTM, GRU and RNN at
+//    threads 1, 2, 4, 8, 16 and the default, forwardSync, median of repeats (ms).
+// 2. Concurrency: 16 concurrent W-b1 LSTM forward() calls, default threads vs threads: 1.
+// 3. Serving in process: 64 concurrent callers, one sequence each (T uniform in 20..100), on the
+//    standard LSTM: model.forward() per request vs the batcher (concurrency 1 and 2), seq/s.
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { mulberry32, ROOT } from './lib/common.mjs'
+
+const { fromStateDict } = await import(pathToFileURL(join(ROOT, 'dist', 'index.js')).href)
+const GATES = { RNN_TANH: 1, GRU: 3, LSTM: 4 }
+const I = 128
+const H = 256
+
+function weights(mode, seed) {
+  const u = mulberry32(seed)
+  const tensors = {}
+  const add = (name, shape) => {
+    const n = shape.reduce((a, b) => a * b)
+    tensors[name] = { data: Float32Array.from({ length: n }, () => (u() - 0.5) / 8), shape }
+  }
+  for (let l = 0; l < 2; l++) {
+    for (const s of ['', '_reverse']) {
+      add(`weight_ih_l${l}${s}`, [GATES[mode] * H, l ? 2 * H : I])
+      add(`weight_hh_l${l}${s}`, [GATES[mode] * H, H])
+      add(`bias_ih_l${l}${s}`, [GATES[mode] * H])
+      add(`bias_hh_l${l}${s}`, [GATES[mode] * H])
+    }
+  }
+  return tensors
+}
+const input = (T, N, seed) => {
+  const u = mulberry32(seed)
+  return { data: Float32Array.from({ length: T * N * I }, () => u() * 2 - 1), shape: [T, N, I] }
+}
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+const fmt = (ms) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(2))
+
+console.log('## Thread sweep (forwardSync, median ms)\n')
+console.log('| workload | 1 | 2 | 4 | 8 | 16 | default |')
+console.log('|---|---|---|---|---|---|---|')
+for (const N of [1, 64]) {
+  for (const mode of ['LSTM', 'GRU', 'RNN_TANH']) {
+    const tensors = weights(mode, 7)
+    const x = input(100, N, 3)
+    const reps = N === 1 ? 31 : 5
+    const cells = []
+    for (const threads of [1, 2, 4, 8, 16, undefined]) {
+      const model = fromStateDict(tensors, { backend: 'native', ...(threads ? { threads } : {}) })
+      model.forwardSync(x)
+      const times = []
+      for (let r = 0; r < reps; r++) {
+        const t0 = performance.now()
+        model.forwardSync(x)
+        times.push(performance.now() - t0)
+      }
+      cells.push(fmt(median(times)))
+      model.dispose()
+    }
+    console.log(`| W-b${N} ${mode === 'RNN_TANH' ? 'RNN' : mode} | ${cells.join(' | ')} |`)
+  }
+}
+
+console.log('\n## 16 concurrent W-b1 LSTM forward() calls (calls/s, best of 5 rounds)\n')
+{
+  const tensors = weights('LSTM', 7)
+  const xs = Array.from({ length: 16 }, (_, i) => input(100, 1, 10 + i))
+  for (const threads of [undefined, 1]) {
+    const model = fromStateDict(tensors, { backend: 'native', ...(threads ? { threads } : {}) })
+    await Promise.all(xs.map((x) => model.forward(x)))
+    let best = 0
+    for (let round = 0; round < 5; round++) {
+      const t0 = performance.now()
+      for (let k = 0; k < 4; k++) await Promise.all(xs.map((x) => model.forward(x)))
+      best = Math.max(best, (64 * 1000) / (performance.now() - t0))
+    }
+    console.log(`- threads ${threads ?? 'default'}: ${best.toFixed(0)} calls/s`)
+    model.dispose()
+  }
+}
+
+console.log('\n## Serving in process: 64 callers, standard LSTM, T in 20..100 (seq/s, 3 s each)\n')
+{
+  const model = fromStateDict(weights('LSTM', 7), { backend: 'native' })
+  const u = mulberry32(5)
+  const xs = Array.from({ length: 512 }, (_, i) => {
+    const T = 20 + Math.floor(u() * 81)
+    const x = input(T, 1, 100 + i)
+    return { data: x.data, shape: [T, I] }
+  })
+  for (const [name, options] of [
+    ['model.forward() per request', null],
+    ['batcher, concurrency 1', { concurrency: 1 }],
+    ['batcher, concurrency 2', { concurrency: 2 }],
+  ]) {
+    const batcher = options ? model.batcher(options) : null
+    const forward = batcher ? (x) => batcher.forward(x) : (x) => model.forward(x)
+    await Promise.all(xs.slice(0, 64).map(forward))
+    let next = 0
+    let done = 0
+    const end = performance.now() + 3000
+    const t0 = performance.now()
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        while (performance.now() < end) {
+          await forward(xs[next++ % xs.length])
+          done++
+        }
+      }),
+    )
+    console.log(`- ${name}: ${((done * 1000) / (performance.now() - t0)).toFixed(0)} seq/s`)
+    await batcher?.close()
+  }
+  model.dispose()
+}
