@@ -50,8 +50,11 @@ class Pass {
   void reverse(int l, int part, int parts) const;
   // Direction d's input projection (with the summed biases) of row chunk `chunk` of layer l.
   void project(int l, int d, int chunk) const;
-  // Direction d's recurrence of batch chunk `chunk` of layer l: every step, then hN and cN.
-  void recur(int l, int d, int chunk) const;
+  // Column part `part` of `parts` of direction d's recurrence of batch chunk `chunk` of layer l:
+  // every step, then hN and cN. The parts of a chunk run at once, each on its own thread, and
+  // meet at `barrier` after each step (and after each cell update, with a projection); a part
+  // computes only its own panels of W_hh (and of W_hr), and writes only their columns.
+  void recur(int l, int d, int chunk, int part, int parts, detail::StepBarrier& barrier) const;
   // Part `part` of `parts` of layer l's output moved to where the caller wants it (nothing to do
   // when it was computed in place, or when the caller does not want it). Padded steps are not
   // touched: the caller's arrays arrive zero-filled (birnn.h), and their pages stay unmapped.
@@ -149,7 +152,7 @@ Pass::Pass(const detail::PackedNetwork& net, const Call& call, const detail::Thr
     for (auto& hh : rs.h) hh.resize(static_cast<std::size_t>(nb) * ldh_);
     rs.c.resize(lstm_ ? static_cast<std::size_t>(nb) * Hp_ : 0);
     rs.cellOut.resize(proj_ ? static_cast<std::size_t>(nb) * Hp_ : 0);
-    rs.prow.resize(nb);
+    rs.prow.resize(static_cast<std::size_t>(nb) * plan.columnParts);
   }
 }
 
@@ -212,7 +215,7 @@ void Pass::project(int l, int d, int chunk) const {
   if (g.m > 0) net_.k->gemm(g);
 }
 
-void Pass::recur(int l, int d, int chunk) const {
+void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarrier& barrier) const {
   const PackedLayer& w = net_.layers[l * net_.D + d];
   const int D = net_.D, H = net_.H, Hout = net_.Hout;
   const int a = N_ * chunk / plan_.chunks, b = N_ * (chunk + 1) / plan_.chunks, nb = b - a;
@@ -224,20 +227,34 @@ void Pass::recur(int l, int d, int chunk) const {
   Floats(&h)[2] = rs.h;
   Floats& c = rs.c;
   Floats& cellOut = rs.cellOut;
-  std::vector<const float*>& prow = rs.prow;
-  std::fill(h[0].begin(), h[0].end(), 0.0f);
-  std::fill(c.begin(), c.end(), 0.0f);
+  const float** prow = rs.prow.data() + static_cast<std::size_t>(part) * nb;
+  // This part's panels of W_hh, whose hidden units (columns of c) it updates, and its columns of
+  // h: those units, or with a projection its panels of W_hr.
+  const int U = net_.geo.units, panels = net_.geo.panels;
+  const int p0 = panels * part / parts, p1 = panels * (part + 1) / parts;
+  const int u0 = p0 * U, u1 = p1 * U;
+  const int q0 = proj_ ? net_.projPanels * part / parts : p0, q1 = proj_ ? net_.projPanels * (part + 1) / parts : p1;
+  const int qw = proj_ ? net_.projWidth : U;
+  const int hc0 = q0 * qw, hc1 = q1 * qw;
+  const int hr0 = std::min(hc0, Hout), cr0 = std::min(u0, H);  // clipped to the model's columns
+  const std::size_t hBytes = sizeof(float) * (std::min(hc1, Hout) - hr0), cBytes = sizeof(float) * (std::min(u1, H) - cr0);
   for (int i = 0; i < nb; ++i) {
     const idx sn = static_cast<idx>(state) * N_ + order_[a + i];
-    if (call_.h0) std::memcpy(&h[0][i * ldh_], call_.h0 + sn * Hout, sizeof(float) * Hout);
-    if (call_.c0) std::memcpy(&c[i * Hp_], call_.c0 + sn * H, sizeof(float) * H);
+    float* hi = &h[0][i * ldh_];
+    std::fill(hi + hc0, hi + hc1, 0.0f);
+    if (call_.h0) std::memcpy(hi + hr0, call_.h0 + sn * Hout + hr0, hBytes);
+    if (!lstm_) continue;
+    float* ci = &c[i * Hp_];
+    std::fill(ci + u0, ci + u1, 0.0f);
+    if (call_.c0) std::memcpy(ci + cr0, call_.c0 + sn * H + cr0, cBytes);
   }
+  if (parts > 1) barrier.arriveAndWait(parts);  // the first step reads every part's columns of h0
   // A row's final state is saved when it leaves the running prefix, or at the end.
   auto retire = [&](int from, int to, const float* hLast) {
     for (int i = from; i < to; ++i) {
       const idx sn = static_cast<idx>(state) * N_ + order_[a + i];
-      std::memcpy(call_.hN + sn * Hout, hLast + i * ldh_, sizeof(float) * Hout);
-      if (lstm_ && call_.cN) std::memcpy(call_.cN + sn * H, &c[i * Hp_], sizeof(float) * H);
+      std::memcpy(call_.hN + sn * Hout + hr0, hLast + i * ldh_ + hr0, hBytes);
+      if (lstm_ && call_.cN) std::memcpy(call_.cN + sn * H + cr0, &c[i * Hp_ + cr0], cBytes);
     }
   };
   // The packed row of rank a + i at step s: the forward direction reads step s, the backward
@@ -257,12 +274,14 @@ void Pass::recur(int l, int d, int chunk) const {
     detail::StepArgs st;
     st.mode = net_.cfg.mode;
     st.geo = net_.geo;
+    st.panelBegin = p0;
+    st.panelEnd = p1;
     st.m = m;
     st.K = Hout;
     st.hPrev = h[cur].data();
     st.ldh = ldh_;
     st.Whh = w.whh.data();
-    st.P = prow.data();
+    st.P = prow;
     st.bhn = w.bhn.empty() ? nullptr : w.bhn.data();
     st.c = lstm_ ? c.data() : nullptr;
     st.ldc = Hp_;
@@ -270,21 +289,24 @@ void Pass::recur(int l, int d, int chunk) const {
     st.ldn = proj_ ? Hp_ : ldh_;
     net_.k->step(st);
     if (proj_) {
+      if (parts > 1) barrier.arriveAndWait(parts);  // W_hr reads every part's units
       detail::GemmArgs g;
       g.m = m;
       g.K = H;
       g.A = cellOut.data();
       g.lda = Hp_;
-      g.B = w.whr.data();
-      g.panels = net_.projPanels;
-      g.width = net_.projWidth;
-      g.C = h[1 - cur].data();
+      g.B = w.whr.data() + static_cast<idx>(q0) * H * qw;
+      g.panels = q1 - q0;
+      g.width = qw;
+      g.C = h[1 - cur].data() + hc0;
       g.ldc = ldh_;
-      net_.k->gemm(g);
+      if (g.panels > 0) net_.k->gemm(g);
     }
+    // The next step reads every part's columns of the new state, and overwrites the old one.
+    if (parts > 1) barrier.arriveAndWait(parts);
     cur = 1 - cur;
     for (int i = 0; i < m; ++i) {
-      std::memcpy(Y + rowAt(s, i) * outWidth_ + d * Hout, &h[cur][i * ldh_], sizeof(float) * Hout);
+      std::memcpy(Y + rowAt(s, i) * outWidth_ + d * Hout + hr0, &h[cur][i * ldh_ + hr0], hBytes);
     }
   }
   retire(0, m, h[cur].data());
@@ -321,6 +343,8 @@ detail::PlanInput planInput(const detail::PackedNetwork& net, const Call& call, 
   const double perRow = 2.0 * net.geo.G * net.H * net.D;
   in.recurrenceFlops = rows * (perRow * net.Hout + 2.0 * net.cfg.projSize * net.H * net.D);
   in.layerFlops = in.recurrenceFlops + rows * perRow * std::max(net.cfg.inputSize, net.D * net.Hout);
+  in.stepFlops = call.batch * (perRow * net.Hout + 2.0 * net.cfg.projSize * net.H * net.D) / net.D;
+  in.panels = net.geo.panels;
   return in;
 }
 
@@ -339,7 +363,11 @@ void Network::Impl::run(const Call& call) const {
   // previous layer's output, which reads the same rows), then the recurrence; the last scatter.
   // A phase's tasks, each on its own thread where the plan allows that many.
   const int projTasks = D * plan.projChunks, recurTasks = D * plan.chunks;
-  const int projThreads = std::min(plan.threads, projTasks), recurThreads = std::min(plan.threads, recurTasks);
+  const int projThreads = std::min(plan.threads, projTasks);
+  const int recurThreads = std::min(plan.threads, recurTasks * plan.columnParts);
+  // One per recurrence task, for its column parts (reused by every layer: each layer's phase
+  // ends with every round of its barriers complete).
+  const std::unique_ptr<detail::StepBarrier[]> barriers(new detail::StepBarrier[recurTasks]);
   if (pass.gathers()) lease.run(plan.threads, [&](int tid, int count) { pass.gather(tid, count); });
   for (int l = 0; l < cfg.numLayers; ++l) {
     if (pass.reverses()) lease.run(plan.threads, [&](int tid, int count) { pass.reverse(l, tid, count); });
@@ -348,7 +376,14 @@ void Network::Impl::run(const Call& call) const {
       if (l > 0) pass.scatter(l - 1, tid, count);
     });
     lease.run(recurThreads, [&](int tid, int count) {
-      for (int task = tid; task < recurTasks; task += count) pass.recur(l, task % D, task / D);
+      // Column parts need all of a chunk's parts running at once: as many as the threads lent.
+      const int parts = count >= recurTasks ? std::min(plan.columnParts, count / recurTasks) : 1;
+      if (parts == 1) {
+        for (int task = tid; task < recurTasks; task += count) pass.recur(l, task % D, task / D, 0, 1, barriers[0]);
+      } else if (tid < recurTasks * parts) {
+        const int task = tid / parts;
+        pass.recur(l, task % D, task / D, tid % parts, parts, barriers[task]);
+      }
     });
   }
   lease.run(plan.threads, [&](int tid, int count) { pass.scatter(cfg.numLayers - 1, tid, count); });

@@ -2,9 +2,11 @@
 #include "thread_plan.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <system_error>
 
 #if defined(__linux__)
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -29,6 +31,9 @@ constexpr double kFlopsPerThread = 2e6;
 // A recurrence chunk of fewer batch rows than this leaves most of each register tile empty
 // (a tile holds 2-8 rows), so more threads would only add up the same weight traffic.
 constexpr int kMinChunkRows = 4;
+// A column part of a step of less work than this (a microsecond or two of one core) would wait
+// at the step's barrier about as long as it computes.
+constexpr double kMinPartFlops = 40e3;
 // An input-projection chunk of fewer rows than this is mostly the B panel streamed again.
 constexpr std::ptrdiff_t kMinProjectionRows = 16;
 // Waits for work or for a phase's end: pause-spins (tens of microseconds: phases are often that
@@ -55,7 +60,30 @@ bool spinUntil(Done done) {
 }
 }  // namespace
 
-int hardwareThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
+int poolThreads() {
+  static const int threads = [] {
+#if !defined(__wasi__)  // the wasm module imports nothing, the environment included
+    // An override, for tests (more threads than this machine's cores) and for containers whose
+    // CPU quota is below the CPUs they may run on.
+    if (const char* env = std::getenv("BIRNN_POOL_THREADS")) {
+      const long n = std::strtol(env, nullptr, 10);
+      if (n >= 1 && n <= 1024) return static_cast<int>(n);
+    }
+#endif
+    // hardware_concurrency() is 0 where threads are unknown or absent (the wasm build): no pool.
+    int n = static_cast<int>(std::thread::hardware_concurrency());
+#if defined(__linux__)
+    // The CPUs this process may run on (taskset, a container's cpuset), as Node's
+    // os.availableParallelism() counts them, not every CPU of the machine.
+    cpu_set_t set;
+    if (n > 0 && sched_getaffinity(0, sizeof set, &set) == 0) n = std::min(n, CPU_COUNT(&set));
+#endif
+    return n;
+  }();
+  return threads;
+}
+
+int hardwareThreads() { return std::max(1, poolThreads()); }
 
 ThreadPlan planThreads(const PlanInput& in) {
   ThreadPlan plan;
@@ -64,15 +92,41 @@ ThreadPlan planThreads(const PlanInput& in) {
   const int affordable = static_cast<int>(std::max(1.0, in.layerFlops / kFlopsPerThread));
   const int threads = std::max(1, std::min({in.requested, in.cores, affordable}));
   // The recurrence: the directions side by side, each cut into chunks of batch rows that run
-  // with no barrier per step; small batches stay whole.
+  // with no barrier per step; small batches stay whole. Threads still left share each chunk's
+  // steps by W_hh's panels (the only way one sequence can use more than a thread per direction),
+  // as long as each part's share of a step outweighs the barrier after it.
   const int recurrenceThreads =
       std::max(1, std::min(threads, static_cast<int>(std::max(1.0, in.recurrenceFlops / kFlopsPerThread))));
   plan.chunks = std::max(1, std::min(in.batch / kMinChunkRows, recurrenceThreads / D));
+  // A team waits every step for its slowest member, so one preempted thread costs each step a
+  // wake-up: teams leave a core to the rest of the process (the event loop, the collector) where
+  // the machine has more than two (on 16 cores, W-b1 LSTM on 16 threads took 5 ms, on 8 1.2).
+  const int teamThreads = std::min(recurrenceThreads, in.cores > 2 ? in.cores - 1 : in.cores);
+  const double partsWorth = in.stepFlops / plan.chunks / kMinPartFlops;
+  plan.columnParts = std::max(
+      1, std::min({teamThreads / (D * plan.chunks), std::max(1, in.panels), static_cast<int>(partsWorth)}));
   // The input projection: every row of every step is independent; all threads share it.
   plan.projChunks = static_cast<int>(
       std::max<std::ptrdiff_t>(1, std::min<std::ptrdiff_t>(in.rows / kMinProjectionRows, (threads + D - 1) / D)));
-  plan.threads = std::max(1, std::min(threads, D * std::max(plan.chunks, plan.projChunks)));
+  plan.threads = std::max(1, std::min(threads, D * std::max(plan.chunks * plan.columnParts, plan.projChunks)));
   return plan;
+}
+
+void StepBarrier::arriveAndWait(int count) {
+  const unsigned round = round_.load(std::memory_order_acquire);
+  if (arrived_.fetch_add(1, std::memory_order_acq_rel) == count - 1) {
+    arrived_.store(0, std::memory_order_relaxed);  // nobody arrives again before the release below
+    {
+      std::lock_guard<std::mutex> lock(mutex_);  // a waiter checks the round under it before it sleeps
+      round_.store(round + 1, std::memory_order_release);
+    }
+    released_.notify_all();
+    return;
+  }
+  auto done = [&] { return round_.load(std::memory_order_acquire) != round; };
+  if (spinUntil(done)) return;
+  std::unique_lock<std::mutex> lock(mutex_);
+  released_.wait(lock, done);
 }
 
 WorkerPool& WorkerPool::shared() {
@@ -83,9 +137,8 @@ WorkerPool& WorkerPool::shared() {
 
 WorkerPool::WorkerPool() {
   std::lock_guard<std::mutex> lock(mutex_);
-  // hardware_concurrency() is 0 where threads are unknown or absent (the wasm build): no workers,
-  // and every call runs on its own thread.
-  for (unsigned i = 0; i < std::thread::hardware_concurrency(); ++i) {
+  // No workers where threads are absent (the wasm build): every call runs on its own thread.
+  for (int i = 0; i < poolThreads(); ++i) {
     try {
       threads_.emplace_back([this] { serve(); });
     } catch (const std::system_error&) {

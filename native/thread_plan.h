@@ -1,7 +1,8 @@
 // How a forward call is spread over threads: the plan (a cost model: how many threads, and into
-// how many chunks each direction's rows are cut) and the process-wide worker pool that carries
-// it out. The forward pass sees only ThreadPlan, planThreads and WorkerPool::run. Results never
-// depend on the plan or on how many threads actually run it.
+// how many chunks each direction's rows are cut, and into how many column parts each chunk's
+// steps) and the process-wide worker pool that carries it out. The forward pass sees only
+// ThreadPlan, planThreads, WorkerPool::Lease::run and StepBarrier. Results never depend on the
+// plan or on how many threads actually run it.
 #pragma once
 
 #include <atomic>
@@ -23,24 +24,45 @@ struct PlanInput {
   int batch = 1;               // N
   std::ptrdiff_t rows = 1;     // real steps of all sequences (the sum of the lengths)
   double layerFlops = 0;       // floating-point operations of one layer, every direction
-  double recurrenceFlops = 0;  // of those, the recurrence's (it splits by batch rows only)
+  double recurrenceFlops = 0;  // of those, the recurrence's
+  double stepFlops = 0;        // of one step of one direction, every batch row
+  int panels = 1;              // W_hh's panels: the most parts a step's columns split into
 };
 
 struct ThreadPlan {
   int threads = 1;     // most threads any phase of the call runs on, the calling thread included
-  int chunks = 1;      // batch chunks per direction in the recurrence (D * chunks threads)
-  int projChunks = 1;  // row chunks per direction in the input projection (D * projChunks threads)
+  int chunks = 1;       // batch chunks per direction in the recurrence, which need no barrier
+  int columnParts = 1;  // parts of each chunk's W_hh panels, each on its own thread, with a
+                        // barrier per step (D * chunks * columnParts threads at once)
+  int projChunks = 1;   // row chunks per direction in the input projection (D * projChunks threads)
 };
 
 // A pure function of its input, so that its choices are tested without timing.
 ThreadPlan planThreads(const PlanInput& in);
 
-// Threads the machine runs at once (at least 1).
+// Threads of the worker pool: the CPUs this process may run on, or BIRNN_POOL_THREADS when set
+// (1 to 1024); 0 where threads are absent (wasm).
+int poolThreads();
+// Threads the machine runs at once, as the plan counts them: poolThreads(), at least 1.
 int hardwareThreads();
 
 // work(tid, count) runs once on each of `count` threads, tid 0 on the calling thread: one phase
 // of a call, whose parts each write their own rows.
 using ThreadWork = std::function<void(int tid, int count)>;
+
+// The threads of one team (the column parts of a batch chunk's steps) wait here for one another
+// after each step: they pause-spin (a step takes microseconds), then yield, then sleep.
+class StepBarrier {
+ public:
+  // Returns once `count` threads, this one included, have called it in this round.
+  void arriveAndWait(int count);
+
+ private:
+  std::atomic<int> arrived_{0};
+  std::atomic<unsigned> round_{0};
+  std::mutex mutex_;
+  std::condition_variable released_;
+};
 
 // One pool of hardwareThreads() threads for the whole process, shared by every Network and every
 // concurrent call: calls never start threads of their own, and never oversubscribe the cores, as
@@ -61,7 +83,8 @@ class WorkerPool {
     Lease& operator=(const Lease&) = delete;
     ~Lease();
     // Runs `work` on the held worker and up to threads - 1 idle ones (on this thread when the
-    // pool has no thread at all); returns when all are done.
+    // pool has no thread at all), all at once (so they may wait for one another); returns when
+    // all are done.
     void run(int threads, const ThreadWork& work) const;
 
    private:

@@ -60,7 +60,7 @@ using Floats = std::vector<float, Aligned<float>>;
 struct Workspace {
   struct Rows {  // one (direction, batch chunk) task's recurrent state
     Floats h[2], c, cellOut;
-    std::vector<const float*> prow;
+    std::vector<const float*> prow;  // per column part, a step's input-projection rows
   };
   Floats input;           // the input in packed order, when it is not already
   Floats reversed;        // a layer's input in reversed packed order, for the backward direction

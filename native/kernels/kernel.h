@@ -54,10 +54,13 @@ struct GemmArgs {
 };
 
 // One time step of one direction for the m active rows: gates = P[row] + hPrev * W_hh, then the
-// cell update. Rows are the batch rows still inside their sequence.
+// cell update. Rows are the batch rows still inside their sequence. Only panels [panelBegin,
+// panelEnd) are computed (their gate columns and hidden units), so that threads can share a step
+// by panels; every column's sum is the same whichever panels run together.
 struct StepArgs {
   Mode mode = Mode::Lstm;
   PanelGeometry geo;
+  int panelBegin = 0, panelEnd = 0;
   int m = 0;
   int K = 0;                      // Hout: columns of hPrev that feed W_hh
   const float* hPrev = nullptr;   // [m, ldh]

@@ -328,7 +328,7 @@ void stepPanels(const StepArgs& s) {
     const int rows = s.m - b0 < MB ? s.m - b0 : MB;
     const int full = rows - rows % MR;
     const float* A = s.hPrev + b0 * s.ldh;
-    for (int p = 0; full > 0 && p < s.geo.panels; ++p) {
+    for (int p = s.panelBegin; full > 0 && p < s.panelEnd; ++p) {
       prefetchProjections<W>(s, b0, rows, p);
       const float* B = s.Whh + p * panelStride;
       for (int k0 = 0; k0 < s.K; k0 += KC) {
@@ -345,8 +345,8 @@ void stepPanels(const StepArgs& s) {
     withCount<MR>(rows - full, [&](auto r) {
       constexpr int R = decltype(r)::value;
       constexpr int PA = kTailPanels<NV, R>;
-      for (int p = 0; p < s.geo.panels; p += PA) {
-        withCount<PA>(s.geo.panels - p < PA ? s.geo.panels - p : PA, [&](auto group) {
+      for (int p = s.panelBegin; p < s.panelEnd; p += PA) {
+        withCount<PA>(s.panelEnd - p < PA ? s.panelEnd - p : PA, [&](auto group) {
           constexpr int GP = decltype(group)::value;
           for (int q = 0; q < GP; ++q) prefetchProjections<W>(s, b0 + full, R, p + q);
           for (int k0 = 0; k0 < s.K; k0 += KC) {

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <stdexcept>
@@ -232,18 +233,22 @@ void network(const Target& target, Mode mode, int inputSize, int hidden, int pro
 
 // The thread count only splits rows between threads: every count gives the same bits, with
 // padded sequences, batch-first layout, a projection and every layer's output.
-void threadInvariance(const Target& target, std::mt19937& rng) {
-  // Large enough that the cost model gives every phase several threads (the copy phases split
-  // their rows by the lengths).
-  const int T = 48, N = 48, I = 96, H = 64, P = 24, L = 3;
-  const Config cfg{Mode::Lstm, I, H, P, L, true, true};
+// The same bits for every thread count, over a plan's every kind of split: batch chunks, the
+// column parts of a step (with a barrier per step; uneven panels; with a projection, parts that
+// get no panel of W_hr) and the copy phases. main() sizes the pool to 8 threads, so that every
+// split runs on any machine.
+void threadInvariance(const Target& target, Mode mode, int T, int N, int I, int H, int P, int L, bool bidi,
+                      std::mt19937& rng) {
+  const int D = bidi ? 2 : 1, Ho = P ? P : H;
+  const Config cfg{mode, I, H, P, L, bidi, true};
   const Weights weights(cfg, rng);
   const std::vector<float> x = randomInput(static_cast<std::size_t>(T) * N * I, rng);
   std::vector<int32_t> lengths(N);
-  for (int i = 0; i < N; ++i) lengths[i] = 1 + (i * 7) % T;
+  for (int i = 0; i < N; ++i) lengths[i] = 1 + (i * 7 + T / 2) % T;
   Network net(cfg, weights.layers.data(), *target.kernels);
+  const std::size_t out = static_cast<std::size_t>(T) * N * D * Ho, states = static_cast<std::size_t>(L) * D * N;
   auto run = [&](int threads) {
-    std::vector<float> result(static_cast<std::size_t>(T) * N * 2 * P * (L + 1) + 2 * L * N * (P + H));
+    std::vector<float> result(out * (L + 1) + states * (Ho + H));
     float* at = result.data();
     Call call;
     call.seqLen = T;
@@ -252,19 +257,22 @@ void threadInvariance(const Target& target, std::mt19937& rng) {
     call.input = x.data();
     call.lengths = lengths.data();
     call.output = at;
-    call.layers = at += static_cast<std::size_t>(T) * N * 2 * P;
-    call.hN = at += static_cast<std::size_t>(T) * N * 2 * P * L;
-    call.cN = at + 2 * L * N * P;
+    call.layers = at += out;
+    call.hN = at += out * L;
+    call.cN = mode == Mode::Lstm ? at + states * Ho : nullptr;
     call.threads = threads;
     net.forward(call);
     return result;
   };
   const std::vector<float> one = run(1);
-  for (int threads : {2, 3, 8}) {
+  for (int threads : {2, 3, 5, 8}) {
     const std::vector<float> many = run(threads);
     std::size_t differ = 0;
     for (std::size_t i = 0; i < one.size(); ++i) differ += std::memcmp(&one[i], &many[i], sizeof(float)) != 0;
-    report(differ == 0, target.name + " threads " + std::to_string(threads) + " give the bits of threads 1",
+    report(differ == 0,
+           target.name + " " + spec::name(mode) + " N " + std::to_string(N) + " H " + std::to_string(H) +
+               (P ? " P " + std::to_string(P) : "") + ": threads " + std::to_string(threads) +
+               " give the bits of threads 1",
            format("%.0f floats differ", static_cast<double>(differ)));
   }
 }
@@ -280,7 +288,11 @@ void networks(const Target& target, std::mt19937& rng) {
     // K beyond one K block and more rows than one row block, with every kind of row tail.
     network(target, mode, 300, 150, 0, 2, true, true, 3, 201, 2, rng);
   }
-  threadInvariance(target, rng);
+  // Batch chunks, and the copy phases on several threads.
+  threadInvariance(target, Mode::Lstm, 48, 48, 96, 64, 24, 3, true, rng);
+  // Column parts: few rows, many panels.
+  for (const spec::ModeInfo& info : spec::kModes) threadInvariance(target, info.mode, 40, 3, 20, 200, 0, 2, true, rng);
+  threadInvariance(target, Mode::Lstm, 40, 3, 20, 400, 40, 2, false, rng);
 }
 
 // The cost model's choices for given sizes and machines, without timing (thread_plan.h).
@@ -297,27 +309,41 @@ void plans() {
     in.rows = 100L * batch;
     in.recurrenceFlops = in.rows * 2.0 * 4 * 256 * 256 * 2;
     in.layerFlops = in.recurrenceFlops + in.rows * 2.0 * 4 * 256 * 512 * 2;
+    in.stepFlops = batch * 2.0 * 4 * 256 * 256;
+    in.panels = 16;  // AVX-512: 16 units a panel
     return in;
   };
   auto check = [](bool ok, const std::string& name, const detail::ThreadPlan& p) {
     report(ok, "plan: " + name,
-           "threads " + std::to_string(p.threads) + ", chunks " + std::to_string(p.chunks) + ", projChunks " +
-               std::to_string(p.projChunks));
+           "threads " + std::to_string(p.threads) + ", chunks " + std::to_string(p.chunks) + ", columnParts " +
+               std::to_string(p.columnParts) + ", projChunks " + std::to_string(p.projChunks));
   };
   const auto b64 = planThreads(lstm(64, 16, 16));
-  check(b64.threads == 16 && b64.chunks == 8 && b64.projChunks == 8, "W-b64 on 16 cores uses them all", b64);
+  check(b64.threads == 16 && b64.chunks == 8 && b64.columnParts == 1 && b64.projChunks == 8,
+        "W-b64 on 16 cores uses them all, by batch chunks (no barrier per step)", b64);
   const auto b64two = planThreads(lstm(64, 2, 2));
   check(b64two.threads == 2 && b64two.chunks == 1, "W-b64 on 2 cores: one thread per direction", b64two);
   const auto b1 = planThreads(lstm(1, 16, 16));
-  check(b1.chunks == 1 && b1.threads <= 16, "W-b1: one sequence is one chunk per direction", b1);
+  check(b1.chunks == 1 && b1.columnParts >= 4 && b1.threads == 2 * b1.columnParts,
+        "W-b1 on 16 cores: one chunk per direction, its steps shared by column parts", b1);
+  const auto b1two = planThreads(lstm(1, 16, 2));
+  check(b1two.threads == 2 && b1two.columnParts == 1, "W-b1 on 2 cores: one thread per direction", b1two);
   const auto capped = planThreads(lstm(64, 4096, 2));
   check(capped.threads == 2, "threads: 4096 on 2 cores runs 2", capped);
   PlanInput seed = lstm(1, 16, 16);  // the seed's RNN(25, 50, 4, bi) on one sequence of 5 steps
   seed.rows = 5;
   seed.recurrenceFlops = 5 * 2.0 * 50 * 50 * 2;
   seed.layerFlops = seed.recurrenceFlops + 5 * 2.0 * 50 * 100 * 2;
+  seed.stepFlops = 2.0 * 50 * 50;
+  seed.panels = 2;
   const auto tiny = planThreads(seed);
   check(tiny.threads == 1, "a tiny call runs on its own thread", tiny);
+  PlanInput smallStep = seed;  // many steps of a small model: each too small to share
+  smallStep.rows = 5000;
+  smallStep.recurrenceFlops *= 1000;
+  smallStep.layerFlops *= 1000;
+  const auto small = planThreads(smallStep);
+  check(small.columnParts == 1, "steps of 5,000 flops are not shared by column parts", small);
   bool monotone = true;
   for (int batch : {1, 4, 16, 64, 256}) {
     int previous = 0;
@@ -375,6 +401,7 @@ int usage(const char* program) {
 
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each result as it comes, also through a pipe
+  setenv("BIRNN_POOL_THREADS", "8", 0);        // threadInvariance's splits, on any machine
   const Target wide{"wide16", &detail::kernelsWide16()};
   if (argc > 2) return usage(argv[0]);
   if (argc == 2 && std::string(argv[1]) == "plan") {

@@ -339,7 +339,9 @@ describe('birnn serve under load and at shutdown', () => {
   it('SIGTERM: stops taking connections, answers every request it received, exits 0', async () => {
     const server = await start(['--backend', 'js', '--max-batch', '1'])
     const count = 30
-    const inputs = Array.from({ length: count }, (_, i) => sequence(400 + i))
+    // Long enough that the server still computes when it holds them all (at 400 steps, a loaded
+    // machine once answered all 30 before the poll saw the last arrive).
+    const inputs = Array.from({ length: count }, (_, i) => sequence(800 + i))
     const pending = inputs.map((x) => postJson(server.url, { input: nested(x) }, '?output=mean'))
     try {
       // Wait until the server holds every request (received: answered or in flight), then stop it.
