@@ -3,6 +3,7 @@
 // and the zeroing of padded output steps, shared out over the threads of the plan
 // (thread_plan.h). The arithmetic is in the kernels; results never depend on the thread count.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <numeric>
@@ -364,6 +365,7 @@ void Network::Impl::run(const Call& call) const {
   // A phase's tasks, each on its own thread where the plan allows that many.
   const int projTasks = D * plan.projChunks, recurTasks = D * plan.chunks;
   const int projThreads = std::min(plan.threads, projTasks);
+  std::atomic<int> nextTask{0};  // the input projection's next chunk
   const int recurThreads = std::min(plan.threads, recurTasks * plan.columnParts);
   // One per recurrence task, for its column parts (reused by every layer: each layer's phase
   // ends with every round of its barriers complete).
@@ -371,8 +373,11 @@ void Network::Impl::run(const Call& call) const {
   if (pass.gathers()) lease.run(plan.threads, [&](int tid, int count) { pass.gather(tid, count); });
   for (int l = 0; l < cfg.numLayers; ++l) {
     if (pass.reverses()) lease.run(plan.threads, [&](int tid, int count) { pass.reverse(l, tid, count); });
+    nextTask.store(0, std::memory_order_relaxed);  // published to the workers with their tickets
     lease.run(projThreads, [&](int tid, int count) {
-      for (int task = tid; task < projTasks; task += count) pass.project(l, task % D, task / D);
+      for (int task; (task = nextTask.fetch_add(1, std::memory_order_relaxed)) < projTasks;) {
+        pass.project(l, task % D, task / D);
+      }
       if (l > 0) pass.scatter(l - 1, tid, count);
     });
     lease.run(recurThreads, [&](int tid, int count) {

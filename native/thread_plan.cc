@@ -36,6 +36,8 @@ constexpr int kMinChunkRows = 4;
 constexpr double kMinPartFlops = 40e3;
 // An input-projection chunk of fewer rows than this is mostly the B panel streamed again.
 constexpr std::ptrdiff_t kMinProjectionRows = 16;
+// Input-projection chunks per thread, when several threads share it.
+constexpr std::ptrdiff_t kChunksPerThread = 4;
 // Waits for work or for a phase's end: pause-spins (tens of microseconds: phases are often that
 // short, and a sleep and wake-up costs more), then yields, then a sleep.
 constexpr int kSpins = 2000;
@@ -105,10 +107,14 @@ ThreadPlan planThreads(const PlanInput& in) {
   const double partsWorth = in.stepFlops / plan.chunks / kMinPartFlops;
   plan.columnParts = std::max(
       1, std::min({teamThreads / (D * plan.chunks), std::max(1, in.panels), static_cast<int>(partsWorth)}));
-  // The input projection: every row of every step is independent; all threads share it.
-  plan.projChunks = static_cast<int>(
-      std::max<std::ptrdiff_t>(1, std::min<std::ptrdiff_t>(in.rows / kMinProjectionRows, (threads + D - 1) / D)));
-  plan.threads = std::max(1, std::min(threads, D * std::max(plan.chunks * plan.columnParts, plan.projChunks)));
+  // The input projection: every row of every step is independent; all threads share it, taking
+  // chunks as they finish the last, a few chunks a thread so that a thread the OS preempts
+  // holds up only its current one.
+  const std::ptrdiff_t projThreads =
+      std::max<std::ptrdiff_t>(1, std::min<std::ptrdiff_t>(in.rows / kMinProjectionRows, (threads + D - 1) / D));
+  plan.threads = std::max(1, std::min(threads, D * std::max(plan.chunks * plan.columnParts, static_cast<int>(projThreads))));
+  plan.projChunks = static_cast<int>(std::max<std::ptrdiff_t>(
+      1, std::min<std::ptrdiff_t>(in.rows / kMinProjectionRows, projThreads * (projThreads > 1 ? kChunksPerThread : 1))));
   return plan;
 }
 

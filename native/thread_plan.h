@@ -34,7 +34,8 @@ struct ThreadPlan {
   int chunks = 1;       // batch chunks per direction in the recurrence, which need no barrier
   int columnParts = 1;  // parts of each chunk's W_hh panels, each on its own thread, with a
                         // barrier per step (D * chunks * columnParts threads at once)
-  int projChunks = 1;   // row chunks per direction in the input projection (D * projChunks threads)
+  int projChunks = 1;   // row chunks per direction in the input projection, which threads take
+                        // in turn (a few per thread)
 };
 
 // A pure function of its input, so that its choices are tested without timing.
