@@ -365,7 +365,7 @@ void Network::Impl::run(const Call& call) const {
   // A phase's tasks, each on its own thread where the plan allows that many.
   const int projTasks = D * plan.projChunks, recurTasks = D * plan.chunks;
   const int projThreads = std::min(plan.threads, projTasks);
-  std::atomic<int> nextTask{0};  // the input projection's next chunk
+  std::atomic<int> nextTask{0};  // the next chunk of the input projection, or of the recurrence
   const int recurThreads = std::min(plan.threads, recurTasks * plan.columnParts);
   // One per recurrence task, for its column parts (reused by every layer: each layer's phase
   // ends with every round of its barriers complete).
@@ -380,11 +380,16 @@ void Network::Impl::run(const Call& call) const {
       }
       if (l > 0) pass.scatter(l - 1, tid, count);
     });
+    nextTask.store(0, std::memory_order_relaxed);
     lease.run(recurThreads, [&](int tid, int count) {
       // Column parts need all of a chunk's parts running at once: as many as the threads lent.
       const int parts = count >= recurTasks ? std::min(plan.columnParts, count / recurTasks) : 1;
       if (parts == 1) {
-        for (int task = tid; task < recurTasks; task += count) pass.recur(l, task % D, task / D, 0, 1, barriers[0]);
+        // Fewer threads than chunks (lent fewer, or one preempted): each takes the next chunk, the
+        // longest sequences first, so the chunks left for last are the short ones.
+        for (int task; (task = nextTask.fetch_add(1, std::memory_order_relaxed)) < recurTasks;) {
+          pass.recur(l, task % D, task / D, 0, 1, barriers[0]);
+        }
       } else if (tid < recurTasks * parts) {
         const int task = tid / parts;
         pass.recur(l, task % D, task / D, tid % parts, parts, barriers[task]);

@@ -45,6 +45,18 @@ inline V splatLanes(float x, std::index_sequence<I...>) {
 }
 inline V splat(float x) { return splatLanes(x, std::make_index_sequence<kLanes>()); }
 inline V fma(V a, V b, V c) { return a * b + c; }  // contracted to one FMA (-ffp-contract=fast)
+// x, rounded as a value of its own: in a * b + x with x = c * d, -ffp-contract=fast may fuse either
+// product into the add, and which one depends on the code around it (what was inlined where), so
+// a row's bits would depend on the register tile it ran in (seen: LSTM rows differed between
+// thread counts once a tile shape changed). An empty asm hides how x was made.
+inline V rounded(V x) {
+#if defined(__x86_64__) || defined(__i386__)
+  __asm__("" : "+v"(x));
+#elif defined(__aarch64__)
+  __asm__("" : "+w"(x));
+#endif  // wasm SIMD has no fused multiply-add: nothing to choose
+  return x;
+}
 inline V relu(V x) { return x < 0.0f ? splat(0.0f) : x; }  // NaN stays NaN, as torch.relu
 // x clamped to [lo, hi], NaN passed on (each comparison is false for NaN).
 inline V clampPassingNaN(V x, float lo, float hi) {
@@ -62,6 +74,7 @@ inline V operator-(V a, V b) { BIRNN_MAP(a.v[i] - b.v[i]); }
 inline V operator*(V a, V b) { BIRNN_MAP(a.v[i] * b.v[i]); }
 inline V operator/(V a, V b) { BIRNN_MAP(a.v[i] / b.v[i]); }
 inline V fma(V a, V b, V c) { BIRNN_MAP(a.v[i] * b.v[i] + c.v[i]); }
+inline V rounded(V x) { return x; }  // compiled with -ffp-contract=off: nothing is fused
 inline V relu(V x) { BIRNN_MAP(x.v[i] < 0 ? 0.0f : x.v[i]); }
 inline V clampPassingNaN(V x, float lo, float hi) { BIRNN_MAP(lo > x.v[i] ? lo : hi < x.v[i] ? hi : x.v[i]); }
 #undef BIRNN_MAP
@@ -284,7 +297,7 @@ inline void cellUpdate(const StepArgs& s, int i0, int p, const float* g, idx ldg
         const V gg = vtanh(load(gr + 2 * U + o) + load(P + 2 * U + o));
         const V og = vsigmoid(load(gr + 3 * U + o) + load(P + 3 * U + o));
         float* c = s.c + (i0 + r) * s.ldc + unit0 + o;
-        const V cn = fma(fg, load(c), ig * gg);
+        const V cn = fma(fg, load(c), rounded(ig * gg));
         store(c, cn);
         store(hNext + o, og * vtanh(cn));
       }
