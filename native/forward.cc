@@ -234,11 +234,13 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
   const int U = net_.geo.units, panels = net_.geo.panels;
   const int p0 = panels * part / parts, p1 = panels * (part + 1) / parts;
   const int u0 = p0 * U, u1 = p1 * U;
-  const int q0 = proj_ ? net_.projPanels * part / parts : p0, q1 = proj_ ? net_.projPanels * (part + 1) / parts : p1;
+  const int q0 = proj_ ? net_.projPanels * part / parts : p0;
+  const int q1 = proj_ ? net_.projPanels * (part + 1) / parts : p1;
   const int qw = proj_ ? net_.projWidth : U;
   const int hc0 = q0 * qw, hc1 = q1 * qw;
   const int hr0 = std::min(hc0, Hout), cr0 = std::min(u0, H);  // clipped to the model's columns
-  const std::size_t hBytes = sizeof(float) * (std::min(hc1, Hout) - hr0), cBytes = sizeof(float) * (std::min(u1, H) - cr0);
+  const std::size_t hBytes = sizeof(float) * (std::min(hc1, Hout) - hr0);
+  const std::size_t cBytes = sizeof(float) * (std::min(u1, H) - cr0);
   for (int i = 0; i < nb; ++i) {
     const idx sn = static_cast<idx>(state) * N_ + order_[a + i];
     float* hi = &h[0][i * ldh_];
@@ -362,7 +364,8 @@ void Network::Impl::run(const Call& call) const {
   // Phase by phase, each on the threads it can use (borrowed from the pool for that phase only):
   // the gather of the input; per layer the projections of all rows (alongside the scatter of the
   // previous layer's output, which reads the same rows), then the recurrence; the last scatter.
-  // A phase's tasks, each on its own thread where the plan allows that many.
+  // The threads of a phase take its chunks in turn; a recurrence's column parts each need a
+  // thread of their own.
   const int projTasks = D * plan.projChunks, recurTasks = D * plan.chunks;
   const int projThreads = std::min(plan.threads, projTasks);
   std::atomic<int> nextTask{0};  // the next chunk of the input projection, or of the recurrence

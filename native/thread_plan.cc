@@ -112,9 +112,11 @@ ThreadPlan planThreads(const PlanInput& in) {
   // holds up only its current one.
   const std::ptrdiff_t projThreads =
       std::max<std::ptrdiff_t>(1, std::min<std::ptrdiff_t>(in.rows / kMinProjectionRows, (threads + D - 1) / D));
-  plan.threads = std::max(1, std::min(threads, D * std::max(plan.chunks * plan.columnParts, static_cast<int>(projThreads))));
-  plan.projChunks = static_cast<int>(std::max<std::ptrdiff_t>(
-      1, std::min<std::ptrdiff_t>(in.rows / kMinProjectionRows, projThreads * (projThreads > 1 ? kChunksPerThread : 1))));
+  const int widest = std::max(plan.chunks * plan.columnParts, static_cast<int>(projThreads));
+  plan.threads = std::max(1, std::min(threads, D * widest));
+  const std::ptrdiff_t projChunks = projThreads * (projThreads > 1 ? kChunksPerThread : 1);
+  plan.projChunks =
+      static_cast<int>(std::max<std::ptrdiff_t>(1, std::min(in.rows / kMinProjectionRows, projChunks)));
   return plan;
 }
 

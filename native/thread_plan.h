@@ -30,7 +30,7 @@ struct PlanInput {
 };
 
 struct ThreadPlan {
-  int threads = 1;     // most threads any phase of the call runs on, the calling thread included
+  int threads = 1;      // most threads any phase of the call runs on, the calling thread included
   int chunks = 1;       // batch chunks per direction in the recurrence, which need no barrier
   int columnParts = 1;  // parts of each chunk's W_hh panels, each on its own thread, with a
                         // barrier per step (D * chunks * columnParts threads at once)

@@ -54,6 +54,39 @@ describe.each(nativeIsas())('native %s: results do not depend on threads or on s
       expect(asyncRun.output.data).toEqual(runs[0].output.data)
     }
   })
+
+  it('gives the same bits when threads share the steps of a few sequences (column parts)', async () => {
+    // Unidirectional, a step worth sharing: the plan splits W_hh's panels among threads that meet
+    // at a barrier after every step, on any machine with 2 cores or more.
+    const r = rng(43)
+    for (const [mode, H, P] of [
+      ['GRU', 128, 0],
+      ['RNN_TANH', 256, 0],
+      ['LSTM', 160, 64],
+    ] as const) {
+      const tensors = randomStateDict(r, { mode, I: 16, H, P, L: 2, D: 1, bias: true })
+      for (const N of [1, 3]) {
+        const T = 60
+        const input = { data: r.floats(T * N * 16), shape: [T, N, 16] }
+        const lengths = Array.from({ length: N }, (_, n) => T - 17 * n)
+        const Hout = P || H
+        const h0 = { data: r.floats(2 * N * Hout), shape: [2, N, Hout] }
+        const options = {
+          lengths,
+          h0,
+          ...(mode === 'LSTM' ? { c0: { data: r.floats(2 * N * H), shape: [2, N, H] } } : {}),
+        }
+        const runs = [1, 2, 3, 8].map((threads) =>
+          fromStateDict(tensors, { backend: 'native', simd: isa, threads }).forwardSync(input, options),
+        )
+        for (const run of runs.slice(1)) {
+          expect(run.output.data).toEqual(runs[0].output.data)
+          expect(run.hN.data).toEqual(runs[0].hN.data)
+          expect(run.cN?.data).toEqual(runs[0].cN?.data)
+        }
+      }
+    }
+  })
 })
 
 describe.skipIf(missing)('the native backend off the event loop', () => {
