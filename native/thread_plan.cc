@@ -2,7 +2,9 @@
 #include "thread_plan.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <system_error>
 
 #if defined(__linux__)
@@ -79,6 +81,16 @@ int poolThreads() {
     // os.availableParallelism() counts them, not every CPU of the machine.
     cpu_set_t set;
     if (n > 0 && sched_getaffinity(0, sizeof set, &set) == 0) n = std::min(n, CPU_COUNT(&set));
+    // And no more than a container's CPU quota (Kubernetes' CPU limit): threads beyond it only
+    // get throttled, and a throttled member stalls its team's every step.
+    // (stdio, not <fstream>: libstdc++'s file streams would tie the prebuilt addon to glibc 2.33.)
+    if (std::FILE* cpuMax = n > 0 ? std::fopen("/sys/fs/cgroup/cpu.max", "r") : nullptr) {
+      char line[64] = {};
+      if (std::fgets(line, sizeof line, cpuMax) != nullptr) {
+        if (const int cpus = cpusOfQuota(line)) n = std::min(n, cpus);
+      }
+      std::fclose(cpuMax);
+    }
 #endif
     return n;
   }();
@@ -86,6 +98,12 @@ int poolThreads() {
 }
 
 int hardwareThreads() { return std::max(1, poolThreads()); }
+
+int cpusOfQuota(const std::string& cpuMax) {
+  long long quota = 0, period = 0;
+  if (std::sscanf(cpuMax.c_str(), "%lld %lld", &quota, &period) != 2 || quota <= 0 || period <= 0) return 0;
+  return static_cast<int>(std::min(1024LL, (quota + period - 1) / period));
+}
 
 ThreadPlan planThreads(const PlanInput& in) {
   ThreadPlan plan;

@@ -11,6 +11,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -41,9 +42,12 @@ struct ThreadPlan {
 // A pure function of its input, so that its choices are tested without timing.
 ThreadPlan planThreads(const PlanInput& in);
 
-// Threads of the worker pool: the CPUs this process may run on, or BIRNN_POOL_THREADS when set
-// (1 to 1024); 0 where threads are absent (wasm).
+// Threads of the worker pool: the CPUs this process may run on, within its cgroup's CPU quota,
+// or BIRNN_POOL_THREADS when set (1 to 1024); 0 where threads are absent (wasm).
 int poolThreads();
+// The CPUs a cgroup v2 `cpu.max` line ("<quota> <period>" in microseconds) allows, rounded up;
+// 0 for no quota ("max <period>") or a line it cannot read.
+int cpusOfQuota(const std::string& cpuMax);
 // Threads the machine runs at once, as the plan counts them: poolThreads(), at least 1.
 int hardwareThreads();
 

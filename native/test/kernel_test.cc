@@ -344,6 +344,11 @@ void plans() {
   smallStep.layerFlops *= 1000;
   const auto small = planThreads(smallStep);
   check(small.columnParts == 1, "steps of 5,000 flops are not shared by column parts", small);
+  // A container's CPU quota (cgroup v2 cpu.max) bounds the pool.
+  const bool quotas = detail::cpusOfQuota("200000 100000") == 2 && detail::cpusOfQuota("150000 100000") == 2 &&
+                      detail::cpusOfQuota("50000 100000") == 1 && detail::cpusOfQuota("max 100000") == 0 &&
+                      detail::cpusOfQuota("") == 0 && detail::cpusOfQuota("0 100000") == 0;
+  report(quotas, "plan: cpu.max quotas read as CPUs (2, 1.5 -> 2, 0.5 -> 1; max and junk: none)", "wrong");
   bool monotone = true;
   for (int batch : {1, 4, 16, 64, 256}) {
     int previous = 0;
