@@ -7,35 +7,15 @@
 //    standard LSTM: model.forward() per request vs the batcher (concurrency 1 and 2), seq/s.
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { mulberry32, ROOT } from './lib/common.mjs'
+import { median, mulberry32, ROOT, randomStateDict } from './lib/common.mjs'
 
 const { fromStateDict } = await import(pathToFileURL(join(ROOT, 'dist', 'index.js')).href)
-const GATES = { RNN_TANH: 1, GRU: 3, LSTM: 4 }
 const I = 128
-const H = 256
-
-function weights(mode, seed) {
-  const u = mulberry32(seed)
-  const tensors = {}
-  const add = (name, shape) => {
-    const n = shape.reduce((a, b) => a * b)
-    tensors[name] = { data: Float32Array.from({ length: n }, () => (u() - 0.5) / 8), shape }
-  }
-  for (let l = 0; l < 2; l++) {
-    for (const s of ['', '_reverse']) {
-      add(`weight_ih_l${l}${s}`, [GATES[mode] * H, l ? 2 * H : I])
-      add(`weight_hh_l${l}${s}`, [GATES[mode] * H, H])
-      add(`bias_ih_l${l}${s}`, [GATES[mode] * H])
-      add(`bias_hh_l${l}${s}`, [GATES[mode] * H])
-    }
-  }
-  return tensors
-}
+const weights = (mode) => randomStateDict(mode, { I, H: 256, L: 2, seed: 7 })
 const input = (T, N, seed) => {
   const u = mulberry32(seed)
   return { data: Float32Array.from({ length: T * N * I }, () => u() * 2 - 1), shape: [T, N, I] }
 }
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 const fmt = (ms) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(2))
 
 console.log('## Thread sweep (forwardSync, median ms)\n')
@@ -43,7 +23,7 @@ console.log('| workload | 1 | 2 | 4 | 8 | 16 | default |')
 console.log('|---|---|---|---|---|---|---|')
 for (const N of [1, 64]) {
   for (const mode of ['LSTM', 'GRU', 'RNN_TANH']) {
-    const tensors = weights(mode, 7)
+    const tensors = weights(mode)
     const x = input(100, N, 3)
     const reps = N === 1 ? 31 : 5
     const cells = []
@@ -65,7 +45,7 @@ for (const N of [1, 64]) {
 
 console.log('\n## 16 concurrent W-b1 LSTM forward() calls (calls/s, best of 5 rounds)\n')
 {
-  const tensors = weights('LSTM', 7)
+  const tensors = weights('LSTM')
   const xs = Array.from({ length: 16 }, (_, i) => input(100, 1, 10 + i))
   for (const threads of [undefined, 1]) {
     const model = fromStateDict(tensors, { backend: 'native', ...(threads ? { threads } : {}) })
@@ -83,7 +63,7 @@ console.log('\n## 16 concurrent W-b1 LSTM forward() calls (calls/s, best of 5 ro
 
 console.log('\n## Serving in process: 64 callers, standard LSTM, T in 20..100 (seq/s, 3 s each)\n')
 {
-  const model = fromStateDict(weights('LSTM', 7), { backend: 'native' })
+  const model = fromStateDict(weights('LSTM'), { backend: 'native' })
   const u = mulberry32(5)
   const xs = Array.from({ length: 512 }, (_, i) => {
     const T = 20 + Math.floor(u() * 81)

@@ -8,11 +8,10 @@
 // Uses the built package (dist/, `npm run build`) and random weights.
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { ROOT, randn } from './lib/common.mjs'
+import { GATES, ROOT, randn } from './lib/common.mjs'
 
 const { fromStateDict } = await import(pathToFileURL(join(ROOT, 'dist', 'index.js')).href)
 const reps = Number(process.argv[process.argv.indexOf('--reps') + 1]) || 7
-const GATES = { RNN_TANH: 1, GRU: 3, LSTM: 4 }
 
 function model(mode, I, H, L, threads) {
   const G = GATES[mode]

@@ -21,7 +21,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileS
 import { availableParallelism, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { ortMissing } from './contenders/onnxruntime.mjs'
-import { BENCH, mulberry32, ROOT, safetensorsBytes } from './lib/common.mjs'
+import { BENCH, GATES, mulberry32, ROOT, safetensorsBytes } from './lib/common.mjs'
 
 const args = process.argv.slice(2)
 const flag = (name) => args.includes(`--${name}`)
@@ -61,7 +61,6 @@ const { reduceOutput } = await import(join(DIST, 'cli', 'pooling.js'))
 const git = (...a) => spawnSync('git', a, { cwd: ROOT, encoding: 'utf8' }).stdout.trim()
 const commit = git('log', '-1', '--format=%h %s').slice(0, 90)
 
-const GATES = { RNN_TANH: 1, GRU: 3, LSTM: 4 }
 const MODELS = {
   small: { mode: 'LSTM', I: 32, H: 64, L: 1, D: 2, label: 'small LSTM (bi, 1 layer, I32 H64)' },
   seed: { mode: 'RNN_TANH', I: 25, H: 50, L: 4, D: 2, label: "seed's RNN(25, 50, 4, bidirectional)" },

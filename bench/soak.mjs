@@ -17,7 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
-import { mulberry32, safetensorsBytes } from './lib/common.mjs'
+import { GATES, mulberry32, safetensorsBytes } from './lib/common.mjs'
 
 // Two things that would read as growth without being held by anyone are pinned: V8's young
 // generation, which grows in steps (8 → 12 → 20 MB of heap) as it sees fit, is fixed; and glibc,
@@ -63,8 +63,6 @@ function rng(seed) {
   const floats = (n, scale = 1) => Float32Array.from({ length: n }, () => (next() * 2 - 1) * scale)
   return { next, int, floats }
 }
-
-const GATES = { RNN_TANH: 1, RNN_RELU: 1, GRU: 3, LSTM: 4 }
 
 function stateDict(r, { mode, I, H, P = 0, L, D }) {
   const G = GATES[mode]

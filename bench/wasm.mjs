@@ -8,31 +8,9 @@
 
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { ROOT } from './lib/common.mjs'
+import { GATES, ROOT, randomStateDict } from './lib/common.mjs'
 
 const { fromStateDict } = await import(pathToFileURL(join(ROOT, 'dist', 'index.js')).href)
-
-const GATES = { RNN_TANH: 1, GRU: 3, LSTM: 4 }
-function randomWeights(mode, I, H, L, seed) {
-  let s = seed >>> 0
-  const next = () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
-    return (s / 2 ** 32 - 0.5) / 8
-  }
-  const tensors = {}
-  const add = (name, shape) => {
-    tensors[name] = { data: Float32Array.from({ length: shape.reduce((a, b) => a * b) }, next), shape }
-  }
-  for (let l = 0; l < L; l++) {
-    for (const sfx of ['', '_reverse']) {
-      add(`weight_ih_l${l}${sfx}`, [GATES[mode] * H, l ? 2 * H : I])
-      add(`weight_hh_l${l}${sfx}`, [GATES[mode] * H, H])
-      add(`bias_ih_l${l}${sfx}`, [GATES[mode] * H])
-      add(`bias_hh_l${l}${sfx}`, [GATES[mode] * H])
-    }
-  }
-  return tensors
-}
 
 async function median(fn, reps, warm = true) {
   if (warm) await fn() // warm-up (the wasm pool's worker starts, the kernel's buffers are made)
@@ -51,7 +29,7 @@ const rows = []
 for (const N of [1, 64]) {
   for (const mode of ['RNN_TANH', 'GRU', 'LSTM']) {
     const name = `W-b${N}-${mode === 'RNN_TANH' ? 'rnn' : mode.toLowerCase()}`
-    const tensors = randomWeights(mode, 128, 256, 2, N * 31 + GATES[mode])
+    const tensors = randomStateDict(mode, { I: 128, H: 256, L: 2, seed: N * 31 + GATES[mode] })
     const T = 100
     const x = { data: Float32Array.from({ length: T * N * 128 }, (_, i) => Math.sin(i)), shape: [T, N, 128] }
     const native = fromStateDict(tensors, { backend: 'native', threads: 1 })

@@ -39,6 +39,27 @@ export function mulberry32(seed) {
   }
 }
 
+/**
+ * A bidirectional state_dict of uniform random weights in [-1/16, 1/16) (timing does not depend
+ * on their values): { name: { data: Float32Array, shape } }, PyTorch's names and shapes.
+ */
+export function randomStateDict(mode, { I, H, L, seed }) {
+  const u = mulberry32(seed)
+  const tensors = {}
+  const add = (name, shape) => {
+    tensors[name] = { data: Float32Array.from({ length: shape.reduce((a, b) => a * b) }, () => (u() - 0.5) / 8), shape }
+  }
+  for (let l = 0; l < L; l++) {
+    for (const sfx of ['', '_reverse']) {
+      add(`weight_ih_l${l}${sfx}`, [GATES[mode] * H, l ? 2 * H : I])
+      add(`weight_hh_l${l}${sfx}`, [GATES[mode] * H, H])
+      add(`bias_ih_l${l}${sfx}`, [GATES[mode] * H])
+      add(`bias_hh_l${l}${sfx}`, [GATES[mode] * H])
+    }
+  }
+  return tensors
+}
+
 /** A safetensors file of float32 tensors ({ name: { data: Float32Array, shape } }), in order. */
 export function safetensorsBytes(tensors) {
   const header = {}
@@ -81,7 +102,8 @@ export function randn(count, seed = 1) {
   return out
 }
 
-const GATES = { RNN_TANH: 1, RNN_RELU: 1, GRU: 3, LSTM: 4 }
+/** Gate rows per hidden unit of each mode, as in a PyTorch state_dict. */
+export const GATES = { RNN_TANH: 1, RNN_RELU: 1, GRU: 3, LSTM: 4 }
 
 /**
  * Floating-point work of one forward, counting 2 flops per multiply-add of the input projection
