@@ -5,7 +5,7 @@
 
 import { BirnnError } from '../errors.js'
 import type { Weights } from '../loading/state-dict.js'
-import { simdFromEnvironment } from '../model/options.js'
+import { checkPoolThreadsEnvironment, simdFromEnvironment } from '../model/options.js'
 import { MODES } from '../spec.js'
 import type { Simd } from '../types.js'
 import { loadAddon, type NativeCall, type NativeResult } from './addon.js'
@@ -30,6 +30,7 @@ export function nativeEngine(weights: Weights, options: { threads: number; simd:
   const { addon } = loaded
   const cpu = addon.isa()
   let simd = simdFromEnvironment(options.simd)
+  checkPoolThreadsEnvironment()
   if (simd === 'auto') simd = cpu.best
   if (!cpu.supported.includes(simd as Simd)) {
     throw new BirnnError(

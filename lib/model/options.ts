@@ -52,3 +52,15 @@ export function simdFromEnvironment(simd: string): string {
   if (!SIMD_CHOICES.includes(env as never)) throw typeError('BIRNN_SIMD', choices(SIMD_CHOICES), env)
   return env
 }
+
+/**
+ * BIRNN_POOL_THREADS, which the native kernel reads once, when its worker pool starts: a whole
+ * number of threads, 1 to 1024 (unset: the CPUs the process may run on, within its CPU quota).
+ */
+export function checkPoolThreadsEnvironment(): void {
+  const env = process.env.BIRNN_POOL_THREADS
+  if (env === undefined || env === '') return
+  if (!/^\d+$/.test(env.trim())) throw typeError('BIRNN_POOL_THREADS', 'a whole number of threads', env)
+  const n = Number(env)
+  if (n < 1 || n > 1024) throw rangeError('BIRNN_POOL_THREADS', 'from 1 to 1024', env)
+}

@@ -328,4 +328,32 @@ describe.skipIf(missing)('choosing the SIMD path', () => {
       else process.env.BIRNN_SIMD = saved
     }
   })
+
+  it('BIRNN_POOL_THREADS must be a whole number of threads from 1 to 1024', async () => {
+    const saved = process.env.BIRNN_POOL_THREADS
+    try {
+      process.env.BIRNN_POOL_THREADS = '3'
+      expect((await load(path)).backend).toBe('native')
+      process.env.BIRNN_POOL_THREADS = 'four'
+      expectError(
+        await rejection(load(path)),
+        TypeError,
+        'ERR_BIRNN_INVALID_ARG',
+        'BIRNN_POOL_THREADS: expected a whole number of threads, received the string "four"',
+      )
+      for (const bad of ['0', '2000']) {
+        process.env.BIRNN_POOL_THREADS = bad
+        expectError(
+          await rejection(load(path)),
+          RangeError,
+          'ERR_BIRNN_OUT_OF_RANGE',
+          `BIRNN_POOL_THREADS: expected from 1 to 1024, received ${bad}`,
+        )
+      }
+      expect((await load(path, { backend: 'js' })).backend).toBe('js')
+    } finally {
+      if (saved === undefined) delete process.env.BIRNN_POOL_THREADS
+      else process.env.BIRNN_POOL_THREADS = saved
+    }
+  })
 })
