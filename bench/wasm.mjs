@@ -3,7 +3,9 @@
 // W-b1 and W-b64 workloads of run.mjs (make-models.py's big-rnn/gru/lstm: input 128, hidden
 // 256, 2 layers, bidirectional, T = 100; batch 1 and 64). Weights are random with the same
 // shapes (the time does not depend on their values), so neither PyTorch nor bench/out is needed.
-// Imports the compiled package (dist/, `npm run build`) and wasm/birnn.wasm (`npm run build:wasm`).
+// Imports the compiled package (dist/, `npm run build`) and wasm/ (`npm run build:wasm`); each
+// build of the wasm kernel this runtime has runs (Node 20: add --experimental-wasm-relaxed-simd
+// for the relaxed-SIMD one, which later Nodes have by default).
 //   node bench/wasm.mjs            median of several runs each (the JS engine: 1 run at batch 64)
 
 import { join } from 'node:path'
@@ -25,6 +27,15 @@ async function median(fn, reps, warm = true) {
 }
 
 const fmt = (ms) => (ms >= 100 ? `${ms.toFixed(0)} ms` : `${ms.toFixed(2)} ms`)
+const builds = ['wasm-relaxed-simd', 'wasm-simd128'].filter((simd) => {
+  try {
+    fromStateDict(randomStateDict('RNN_TANH', { I: 1, H: 1, L: 1, seed: 1 }), { simd }).dispose()
+    return true
+  } catch {
+    console.error(`${simd}: not in this runtime`)
+    return false
+  }
+})
 const rows = []
 for (const N of [1, 64]) {
   for (const mode of ['RNN_TANH', 'GRU', 'LSTM']) {
@@ -33,28 +44,30 @@ for (const N of [1, 64]) {
     const T = 100
     const x = { data: Float32Array.from({ length: T * N * 128 }, (_, i) => Math.sin(i)), shape: [T, N, 128] }
     const native = fromStateDict(tensors, { backend: 'native', threads: 1 })
-    const wasm = fromStateDict(tensors, { backend: 'wasm' })
     const js = fromStateDict(tensors, { backend: 'js' })
     const reps = N === 1 ? 9 : 3
-    const t = {
-      native: await median(() => native.forwardSync(x), reps),
-      wasmSync: await median(() => wasm.forwardSync(x), reps),
-      wasm: await median(() => wasm.forward(x), reps),
-      js: N === 1 ? await median(() => js.forwardSync(x), 3) : await median(() => js.forwardSync(x), 1, false),
+    const tNative = await median(() => native.forwardSync(x), reps)
+    const tJs = N === 1 ? await median(() => js.forwardSync(x), 3) : await median(() => js.forwardSync(x), 1, false)
+    for (const simd of builds) {
+      const wasm = fromStateDict(tensors, { simd })
+      const sync = await median(() => wasm.forwardSync(x), reps)
+      const async = await median(() => wasm.forward(x), reps)
+      wasm.dispose()
+      rows.push(
+        `| ${name} | ${fmt(tNative)} (${native.simd}) | ${simd} | ${fmt(sync)} | ${fmt(async)} | ${fmt(tJs)} | ` +
+          `${(tJs / sync).toFixed(1)}× | ${(sync / tNative).toFixed(2)}× |`,
+      )
+      console.error(rows.at(-1))
     }
     native.dispose()
-    wasm.dispose()
-    rows.push(
-      `| ${name} | ${fmt(t.native)} (${native.simd}) | ${fmt(t.wasmSync)} | ${fmt(t.wasm)} | ${fmt(t.js)} | ` +
-        `${(t.js / t.wasmSync).toFixed(1)}× | ${(t.wasmSync / t.native).toFixed(2)}× |`,
-    )
-    console.error(rows.at(-1))
   }
 }
 console.log(
   [
-    '| workload | native forwardSync() 1t | wasm forwardSync() | wasm forward() | JS forwardSync() | wasm vs JS | wasm / native 1t |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    `Node ${process.versions.node}`,
+    '',
+    '| workload | native forwardSync() 1t | wasm build | wasm forwardSync() | wasm forward() | JS forwardSync() | wasm vs JS | wasm / native 1t |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
   ].join('\n'),
 )

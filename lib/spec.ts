@@ -2,7 +2,7 @@
 // (the addon exports that table as spec(), and test/native/spec.test.ts holds the two together):
 // change both or neither.
 
-import type { Mode, ModelConfig, Simd } from './types.js'
+import type { Mode, ModelConfig, Simd, WasmSimd } from './types.js'
 
 /** The recurrent cells; a mode's index is its id in the kernel (birnn::Mode). */
 export const MODES = ['RNN_TANH', 'RNN_RELU', 'GRU', 'LSTM'] as const satisfies readonly Mode[]
@@ -23,6 +23,9 @@ export const ISA_ARCH: Readonly<Record<Simd, 'x64' | 'arm64' | 'any'>> = {
   avx512: 'x64',
   neon: 'arm64',
 }
+
+/** The WebAssembly kernel's builds, best first (wasm/birnn-relaxed.wasm, wasm/birnn.wasm). */
+export const WASM_SIMD = ['wasm-relaxed-simd', 'wasm-simd128'] as const satisfies readonly WasmSimd[]
 
 /** Most threads one call may ask for (`threads`). */
 export const MAX_THREADS = 4096

@@ -9,6 +9,8 @@ export interface Tensor {
 export type Mode = 'RNN_TANH' | 'RNN_RELU' | 'GRU' | 'LSTM'
 export type Backend = 'js' | 'wasm' | 'native'
 export type Simd = 'avx512' | 'avx2' | 'neon' | 'generic'
+/** The WebAssembly kernel's builds: relaxed SIMD (with a fused multiply-add), and 128-bit SIMD. */
+export type WasmSimd = 'wasm-relaxed-simd' | 'wasm-simd128'
 
 /** The module's hyper-parameters, as nn.RNN / nn.GRU / nn.LSTM would be constructed. */
 export interface ModelConfig {
@@ -37,8 +39,11 @@ export interface LoadOptions {
   backend?: 'auto' | Backend
   /** Most threads one forward call may use; default: the machine's available parallelism. */
   threads?: number
-  /** Forces the native kernel's instruction set (also BIRNN_SIMD); default: the best the CPU has. */
-  simd?: 'auto' | Simd
+  /**
+   * Forces the kernel's instruction set (also BIRNN_SIMD); default: the best the CPU (or, for
+   * the WebAssembly kernel, the runtime) has. A WebAssembly one runs the wasm engine.
+   */
+  simd?: 'auto' | Simd | WasmSimd
 }
 
 export interface ForwardOptions {

@@ -1,13 +1,17 @@
 #!/usr/bin/env node
-// Builds wasm/birnn.wasm, the WebAssembly engine's module: the kernel (native/network.cc,
-// forward.cc, thread_plan.cc and kernels/wasm.cc, the one-source kernel on 128-bit wasm SIMD)
-// and its C ABI (native/wasm_api.cc), with clang for wasm32-wasi. `npm run build:wasm`.
+// Builds the WebAssembly engine's modules: the kernel (native/network.cc, forward.cc,
+// thread_plan.cc and kernels/wasm.cc, the one-source kernel on 128-bit wasm SIMD) and its C ABI
+// (native/wasm_api.cc), with clang for wasm32-wasi, twice: `npm run build:wasm`.
+//   wasm/birnn.wasm          128-bit SIMD: every runtime with WebAssembly SIMD (Node 16.4 on)
+//   wasm/birnn-relaxed.wasm  relaxed SIMD as well (fused multiply-add): Node 22 on, Deno, Chrome
 //
 // Needs clang and wasm-ld with a wasm32-wasi libc and libc++ (Debian: clang-19 lld-19
 // wasi-libc libc++-19-dev-wasm32 libc++abi-19-dev-wasm32 libclang-rt-19-dev-wasm32). Set
 // BIRNN_WASM_CXX to pick the compiler, WASI_SYSROOT for a sysroot that is not the compiler's default.
-// The module imports nothing (no WASI: a reactor with no entry point and no I/O), which is
+// A module imports nothing (no WASI: a reactor with no entry point and no I/O), which is
 // checked here, so any runtime with WebAssembly SIMD can instantiate it from its bytes alone.
+// Node 20 checks the relaxed module in a child process with --experimental-wasm-relaxed-simd
+// (`build-wasm.mjs --check FILE`); later Nodes have it on by default.
 
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
@@ -15,7 +19,34 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const out = join(root, 'wasm', 'birnn.wasm')
+const EXPORTS = [
+  'memory',
+  '_initialize',
+  'birnn_malloc',
+  'birnn_free',
+  'birnn_last_error',
+  'birnn_network_create',
+  'birnn_network_free',
+  'birnn_network_forward',
+]
+
+/** Why the module at `path` is not one the engine can instantiate, or undefined. */
+function problem(path) {
+  const module = new WebAssembly.Module(readFileSync(path))
+  const imports = WebAssembly.Module.imports(module)
+  if (imports.length > 0) {
+    return `the module must import nothing, but imports ${imports.map((i) => `${i.module}.${i.name}`).join(', ')}`
+  }
+  const exported = new Set(WebAssembly.Module.exports(module).map((e) => e.name))
+  const missing = EXPORTS.filter((name) => !exported.has(name))
+  return missing.length > 0 ? `the module does not export ${missing.join(', ')}` : undefined
+}
+
+if (process.argv[2] === '--check') {
+  const why = problem(process.argv[3])
+  if (why) console.error(why)
+  process.exit(why ? 1 : 0)
+}
 
 const candidates = [process.env.BIRNN_WASM_CXX, 'clang++-19', 'clang++', '/usr/lib/llvm-19/bin/clang++'].filter(Boolean)
 const cxx = candidates.find((c) => {
@@ -70,43 +101,37 @@ const link = [
   '-Wl,--max-memory=4294967296',
 ]
 
-mkdirSync(dirname(out), { recursive: true })
-const tmp = `${out}.tmp`
-rmSync(tmp, { force: true })
-const args = [...flags, ...sources, ...link, '-o', tmp]
-console.log(`${cxx} ${args.map((a) => a.replace(`${root}/`, '')).join(' ')}`)
-try {
-  execFileSync(cxx, args, { stdio: 'inherit', cwd: root })
-} catch {
-  console.error('build-wasm: the compile failed (above)')
-  process.exit(1)
-}
-
-const module = new WebAssembly.Module(readFileSync(tmp))
-const imports = WebAssembly.Module.imports(module)
-if (imports.length > 0) {
-  rmSync(tmp)
-  console.error(
-    `build-wasm: the module must import nothing, but imports ${imports.map((i) => `${i.module}.${i.name}`).join(', ')}`,
-  )
-  process.exit(1)
-}
-const exported = new Set(WebAssembly.Module.exports(module).map((e) => e.name))
-for (const name of [
-  'memory',
-  '_initialize',
-  'birnn_malloc',
-  'birnn_free',
-  'birnn_last_error',
-  'birnn_network_create',
-  'birnn_network_free',
-  'birnn_network_forward',
-]) {
-  if (!exported.has(name)) {
-    rmSync(tmp)
-    console.error(`build-wasm: the module does not export ${name}`)
+/** Compiles one variant into wasm/NAME, checked before it replaces the old one. */
+function build(name, extraFlags, checkArgs) {
+  const out = join(root, 'wasm', name)
+  mkdirSync(dirname(out), { recursive: true })
+  const tmp = `${out}.tmp`
+  rmSync(tmp, { force: true })
+  const args = [...flags, ...extraFlags, ...sources, ...link, '-o', tmp]
+  console.log(`${cxx} ${args.map((a) => a.replace(`${root}/`, '')).join(' ')}`)
+  try {
+    execFileSync(cxx, args, { stdio: 'inherit', cwd: root })
+  } catch {
+    console.error('build-wasm: the compile failed (above)')
     process.exit(1)
   }
+  let why
+  try {
+    execFileSync(process.execPath, [...checkArgs, fileURLToPath(import.meta.url), '--check', tmp], { stdio: 'pipe' })
+  } catch (error) {
+    why = error.stderr?.toString().trim() || error.message
+  }
+  if (why) {
+    rmSync(tmp)
+    console.error(`build-wasm: ${name}: ${why}`)
+    process.exit(1)
+  }
+  renameSync(tmp, out)
+  console.log(`build-wasm: wrote wasm/${name} (${readFileSync(out).length} bytes)`)
 }
-renameSync(tmp, out)
-console.log(`build-wasm: wrote ${out.replace(`${root}/`, '')} (${readFileSync(out).length} bytes)`)
+
+// Relaxed SIMD is on by default from Node 21 (V8 11.4); Node 20 has it behind a flag, which
+// later Nodes no longer accept.
+const relaxedFlag = Number(process.versions.node.split('.')[0]) < 21 ? ['--experimental-wasm-relaxed-simd'] : []
+build('birnn.wasm', [], [])
+build('birnn-relaxed.wasm', ['-mrelaxed-simd'], relaxedFlag)

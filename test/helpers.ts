@@ -6,8 +6,8 @@ import { loadAddon } from '../lib/engines/addon.js'
 import { loadWasm } from '../lib/engines/wasm.js'
 import { BirnnError } from '../lib/errors.js'
 import { parseSafetensors, toFloat32 } from '../lib/loading/safetensors.js'
-import { GATES } from '../lib/spec.js'
-import type { ForwardOptions, LoadOptions, Mode, ModelConfig, Simd, Tensor } from '../lib/types.js'
+import { GATES, WASM_SIMD } from '../lib/spec.js'
+import type { ForwardOptions, LoadOptions, Mode, ModelConfig, Simd, Tensor, WasmSimd } from '../lib/types.js'
 
 export const fixturesDir = join(import.meta.dirname, 'fixtures')
 
@@ -83,11 +83,13 @@ export function nativeIsas(): Simd[] {
 }
 
 /**
- * Why the wasm engine cannot run here (wasm/birnn.wasm is not built), or undefined when it can.
- * `.ci/run` builds it and sets BIRNN_REQUIRE_WASM=1: there, a missing module fails the run instead.
+ * Why a build of the wasm kernel cannot run here (not built: npm run build:wasm), or undefined
+ * when it can; 'auto': the one the engine picks. `.ci/run` builds both and sets
+ * BIRNN_REQUIRE_WASM=1: there, a missing module fails the run instead (vitest.config.ts gives
+ * Node 20 the flag that relaxed SIMD needs there).
  */
-export function wasmMissing(): string | undefined {
-  const wasm = loadWasm()
+export function wasmMissing(simd: 'auto' | WasmSimd = 'auto'): string | undefined {
+  const wasm = loadWasm(simd)
   if (wasm.module) return undefined
   if (process.env.BIRNN_REQUIRE_WASM === '1') {
     throw new Error(`BIRNN_REQUIRE_WASM=1 but the WebAssembly module did not load: ${wasm.reason}`)
@@ -95,11 +97,14 @@ export function wasmMissing(): string | undefined {
   return `the WebAssembly module did not load: ${wasm.reason}`
 }
 
-/** Every engine the tests compare: the JS engine, the wasm engine and each native SIMD path. */
+/** Every engine the tests compare: the JS engine, each build of the wasm kernel and each native SIMD path. */
 export function engines(): Array<{ label: string; options: LoadOptions }> {
   return [
     { label: 'js', options: { backend: 'js' } },
-    ...(wasmMissing() === undefined ? [{ label: 'wasm', options: { backend: 'wasm' } satisfies LoadOptions }] : []),
+    ...WASM_SIMD.filter((simd) => wasmMissing(simd) === undefined).map((simd) => ({
+      label: simd,
+      options: { backend: 'wasm', simd } satisfies LoadOptions,
+    })),
     ...nativeIsas().map((isa) => ({
       label: `native ${isa}`,
       options: { backend: 'native', simd: isa } satisfies LoadOptions,

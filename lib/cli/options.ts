@@ -76,8 +76,9 @@ export function addModelOptions(command: Command): Command {
     )
     .option('--threads <n>', `most threads one batch may use, 1 to ${MAX_THREADS} (default: all cores)`, threadCount)
     .addOption(
-      new Option('--simd <isa>', 'force the native kernel instruction set (default: the best the CPU has)').choices(
-        SIMD_CHOICES,
-      ),
+      new Option(
+        '--simd <isa>',
+        'force the kernel instruction set, native or WebAssembly (default: the best the CPU and runtime have)',
+      ).choices(SIMD_CHOICES),
     )
 }

@@ -5,7 +5,7 @@
 
 import { BirnnError } from '../errors.js'
 import type { Weights } from '../loading/state-dict.js'
-import { checkPoolThreadsEnvironment, simdFromEnvironment } from '../model/options.js'
+import { checkPoolThreadsEnvironment } from '../model/options.js'
 import { MODES } from '../spec.js'
 import type { Simd } from '../types.js'
 import { loadAddon, type NativeCall, type NativeResult } from './addon.js'
@@ -29,7 +29,7 @@ export function nativeEngine(weights: Weights, options: { threads: number; simd:
   if (!loaded.addon) return { reason: `the native addon did not load: ${loaded.reason}` }
   const { addon } = loaded
   const cpu = addon.isa()
-  let simd = simdFromEnvironment(options.simd)
+  let simd: string = options.simd
   checkPoolThreadsEnvironment()
   if (simd === 'auto') simd = cpu.best
   if (!cpu.supported.includes(simd as Simd)) {

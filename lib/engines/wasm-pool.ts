@@ -1,6 +1,8 @@
 // The workers that run the wasm engine's forward() calls off the main thread: a small pool
 // (min(4, cores) workers, started as calls need them) shared by every wasm-engine model of the
-// process. Each worker holds its own instance of the module (wasm-kernel.ts) and the networks
+// process that runs on the same build of the module (a process normally uses one; a model
+// forced to the other gets workers of its own). Each worker holds its own instance of the
+// module (wasm-kernel.ts) and the networks
 // of the models it has served: a model's weights are sent to a worker once, with its first call
 // there, and freed in every worker by dispose(). A worker is unref()'d while idle, so the pool
 // never keeps the process alive.
@@ -77,6 +79,7 @@ interface Pending {
 }
 
 interface Slot {
+  module: WebAssembly.Module
   worker: Worker
   models: Set<number>
   pending: Map<number, Pending>
@@ -90,7 +93,7 @@ export const poolSize = (): number => Math.max(1, Math.min(4, availableParalleli
 
 function spawn(module: WebAssembly.Module): Slot {
   const worker = new Worker(workerSource, { eval: true, workerData: { module } })
-  const slot: Slot = { worker, models: new Set(), pending: new Map() }
+  const slot: Slot = { module, worker, models: new Set(), pending: new Map() }
   worker.unref()
   worker.on('message', (reply: Reply) => {
     const p = slot.pending.get(reply.id)
@@ -143,14 +146,15 @@ function send(slot: Slot, p: Pending): void {
 export function poolRun(module: WebAssembly.Module, model: PoolModel, call: WasmCall): Promise<WasmResult> {
   return new Promise((resolve, reject) => {
     let best: Slot | undefined
-    for (const slot of slots) {
+    const own = slots.filter((slot) => slot.module === module)
+    for (const slot of own) {
       const better =
         !best ||
         slot.pending.size < best.pending.size ||
         (slot.pending.size === best.pending.size && slot.models.has(model.id) && !best.models.has(model.id))
       if (better) best = slot
     }
-    if (!best || (best.pending.size > 0 && slots.length < poolSize())) best = spawn(module)
+    if (!best || (best.pending.size > 0 && own.length < poolSize())) best = spawn(module)
     send(best, { model, call, resolve, reject, retried: false })
   })
 }

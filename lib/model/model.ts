@@ -18,8 +18,10 @@ import type {
   ModelConfig,
   Simd,
   Tensor,
+  WasmSimd,
 } from '../types.js'
 import { planForward, shapeResult } from './forward-args.js'
+import { isWasmSimd, simdFromEnvironment } from './options.js'
 
 export class Model {
   /** The module's configuration, inferred from the weights. */
@@ -28,12 +30,12 @@ export class Model {
   readonly backend: Backend
   /** Why that engine: the native kernel's instruction set, or why each engine before it did not load. */
   readonly backendReason: string
-  /** The native kernel's instruction set; undefined on the WebAssembly and JS engines. */
-  readonly simd: Simd | undefined
+  /** The kernel's instruction set (native or WebAssembly); undefined on the JS engine. */
+  readonly simd: Simd | WasmSimd | undefined
   #engine: Engine | undefined
 
   /** @internal Use load() or fromStateDict(). */
-  constructor(config: ModelConfig, engine: Engine, backend: Backend, backendReason: string, simd?: Simd) {
+  constructor(config: ModelConfig, engine: Engine, backend: Backend, backendReason: string, simd?: Simd | WasmSimd) {
     this.config = Object.freeze({ ...config })
     this.#engine = engine
     this.backend = backend
@@ -94,24 +96,31 @@ export class Model {
 
 /**
  * Picks the engine, first that loads: the native kernel (a prebuild, then a local build), the
- * WebAssembly kernel, the JS engine; or exactly the one `backend` names ('native', 'wasm', 'js').
+ * WebAssembly kernel, the JS engine; or exactly the one `backend` names ('native', 'wasm', 'js'),
+ * or whose instruction set `simd` (or BIRNN_SIMD) names. checkLoadOptions() has refused a
+ * `simd` option of another engine than `backend`; BIRNN_SIMD only applies to the engine it names.
  */
 export function createModel(weights: Weights, options: LoadOptions): Model {
-  const requested = options.backend ?? 'auto'
   const { config } = weights
-  if (requested === 'js') return new Model(config, jsEngine(weights), 'js', 'the JS engine was requested')
+  if (options.backend === 'js') return new Model(config, jsEngine(weights), 'js', 'the JS engine was requested')
+  const simd = simdFromEnvironment(options.simd ?? 'auto')
+  const wasmSimd = isWasmSimd(simd) ? simd : 'auto'
+  const requested =
+    options.backend === 'native' || options.backend === 'wasm' ? options.backend : wasmSimd === 'auto' ? 'auto' : 'wasm'
   if (requested !== 'wasm') {
     const threads = options.threads ?? availableParallelism()
-    const native = nativeEngine(weights, { threads, simd: options.simd ?? 'auto' })
+    const native = nativeEngine(weights, { threads, simd: isWasmSimd(simd) ? 'auto' : simd })
     if ('engine' in native) return new Model(config, native.engine, 'native', native.reason, native.simd)
     if (requested === 'native') {
       throw new BirnnError('ERR_BIRNN_BACKEND', `backend 'native' is not available: ${native.reason}`)
     }
-    const wasm = wasmEngine(weights)
-    if ('engine' in wasm) return new Model(config, wasm.engine, 'wasm', `${wasm.reason}, since ${native.reason}`)
+    const wasm = wasmEngine(weights, wasmSimd)
+    if ('engine' in wasm) {
+      return new Model(config, wasm.engine, 'wasm', `${wasm.reason}, since ${native.reason}`, wasm.simd)
+    }
     return new Model(config, jsEngine(weights), 'js', `the JS engine, since ${native.reason}; and ${wasm.reason}`)
   }
-  const wasm = wasmEngine(weights)
-  if ('engine' in wasm) return new Model(config, wasm.engine, 'wasm', `${wasm.reason} was requested`)
+  const wasm = wasmEngine(weights, wasmSimd)
+  if ('engine' in wasm) return new Model(config, wasm.engine, 'wasm', `${wasm.reason} was requested`, wasm.simd)
   throw new BirnnError('ERR_BIRNN_BACKEND', `backend 'wasm' is not available: ${wasm.reason}`)
 }

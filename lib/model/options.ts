@@ -1,18 +1,21 @@
 // load() and fromStateDict() options: checked before any file is read, so a typo fails fast.
 
 import { checkKeys, isPositiveInteger, rangeError, typeError } from '../errors.js'
-import { ISA_ARCH, ISAS, MAX_THREADS } from '../spec.js'
-import type { LoadOptions } from '../types.js'
+import { ISA_ARCH, ISAS, MAX_THREADS, WASM_SIMD } from '../spec.js'
+import type { LoadOptions, WasmSimd } from '../types.js'
 
 const LOAD_OPTIONS = ['nonlinearity', 'batchFirst', 'prefix', 'backend', 'threads', 'simd']
 /** The values each choice option takes (the CLI offers the same). */
 export const BACKENDS = ['auto', 'native', 'wasm', 'js'] as const satisfies ReadonlyArray<LoadOptions['backend']>
 export const NONLINEARITIES = ['tanh', 'relu'] as const satisfies ReadonlyArray<LoadOptions['nonlinearity']>
-/** 'auto', then each architecture's paths best first (x86-64's, arm64's), then the portable one. */
-export const SIMD_CHOICES = [
-  'auto',
-  ...(['x64', 'arm64', 'any'] as const).flatMap((arch) => ISAS.filter((isa) => ISA_ARCH[isa] === arch).reverse()),
-] as ReadonlyArray<NonNullable<LoadOptions['simd']>>
+/** The native kernel's instruction sets: each architecture's best first (x86-64's, arm64's), then the portable one. */
+const NATIVE_SIMD = (['x64', 'arm64', 'any'] as const).flatMap((arch) =>
+  ISAS.filter((isa) => ISA_ARCH[isa] === arch).reverse(),
+)
+/** 'auto', the native kernel's instruction sets, then the WebAssembly kernel's. */
+export const SIMD_CHOICES: readonly SimdChoice[] = ['auto', ...NATIVE_SIMD, ...WASM_SIMD]
+
+export const isWasmSimd = (simd: string): simd is WasmSimd => (WASM_SIMD as readonly string[]).includes(simd)
 
 /** `'a', 'b' or 'c'`, for the messages. */
 export const choices = (values: readonly string[]): string =>
@@ -42,15 +45,24 @@ export function checkLoadOptions(options: unknown): LoadOptions {
   if (o.simd !== undefined && !SIMD_CHOICES.includes(o.simd)) {
     throw typeError('options.simd', choices(SIMD_CHOICES), o.simd)
   }
+  // An instruction set of one engine with another engine demanded: one of the two is a mistake.
+  if (o.simd !== undefined && o.simd !== 'auto' && o.backend !== undefined && o.backend !== 'auto') {
+    const own = o.backend === 'native' ? NATIVE_SIMD : o.backend === 'wasm' ? WASM_SIMD : []
+    if (!(own as readonly string[]).includes(o.simd)) {
+      throw typeError('options.simd', `${choices(['auto', ...own])} with backend '${o.backend}'`, o.simd)
+    }
+  }
   return o
 }
 
+type SimdChoice = NonNullable<LoadOptions['simd']>
+
 /** BIRNN_SIMD, when `simd` is left at 'auto': the same choices as the option. */
-export function simdFromEnvironment(simd: string): string {
+export function simdFromEnvironment(simd: SimdChoice): SimdChoice {
   const env = process.env.BIRNN_SIMD
   if (simd !== 'auto' || !env) return simd
   if (!SIMD_CHOICES.includes(env as never)) throw typeError('BIRNN_SIMD', choices(SIMD_CHOICES), env)
-  return env
+  return env as SimdChoice
 }
 
 /**

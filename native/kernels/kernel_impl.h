@@ -44,7 +44,13 @@ inline V splatLanes(float x, std::index_sequence<I...>) {
   return V{((void)I, x)...};
 }
 inline V splat(float x) { return splatLanes(x, std::make_index_sequence<kLanes>()); }
+#if defined(__wasm_relaxed_simd__)
+// The engine's fused multiply-add where the host has one (V8: FMA3, NEON), else a multiply and an
+// add: one choice per machine, the same for every tile and thread. Clang never contracts into it.
+inline V fma(V a, V b, V c) { return V(__builtin_wasm_relaxed_madd_f32x4(a, b, c)); }
+#else
 inline V fma(V a, V b, V c) { return a * b + c; }  // contracted to one FMA (-ffp-contract=fast)
+#endif
 // x, rounded as a value of its own: in a * b + x with x = c * d, -ffp-contract=fast may fuse either
 // product into the add, and which one depends on the code around it (what was inlined where), so
 // a row's bits would depend on the register tile it ran in (seen: LSTM rows differed between
@@ -54,7 +60,7 @@ inline V rounded(V x) {
   __asm__("" : "+v"(x));
 #elif defined(__aarch64__)
   __asm__("" : "+w"(x));
-#endif  // wasm SIMD has no fused multiply-add: nothing to choose
+#endif  // wasm: only fma() may fuse (relaxed SIMD), never a contraction: nothing to choose
   return x;
 }
 inline V relu(V x) { return x < 0.0f ? splat(0.0f) : x; }  // NaN stays NaN, as torch.relu

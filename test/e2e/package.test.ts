@@ -74,13 +74,23 @@ describe('the packed package', () => {
        const model = await load(${JSON.stringify(path)})
        const I = model.config.inputSize
        const out = model.forwardSync({ data: new Float32Array(3 * 4 * I), shape: [3, 4, I] })
-       console.log(JSON.stringify({ backend: model.backend, reason: model.backendReason, shape: out.output.shape }))`,
+       console.log(JSON.stringify({ backend: model.backend, simd: model.simd, reason: model.backendReason,
+         shape: out.output.shape, node: process.versions.node }))`,
     )
     const result = JSON.parse(run('node', ['use.mjs']))
-    // The WebAssembly engine where the package ships its module (npm run build:wasm), else JS.
+    // The WebAssembly engine where the package ships its modules (npm run build:wasm), else JS:
+    // the relaxed-SIMD build where the runtime has it (Node 21 on), else the 128-bit one.
     const wasm = existsSync(join(stage, 'wasm', 'birnn.wasm'))
     expect(result.backend).toBe(wasm ? 'wasm' : 'js')
     expect(result.reason).toMatch(/, since the native addon did not load: /)
+    if (wasm && Number(result.node.split('.')[0]) < 21) {
+      expect(result.simd).toBe('wasm-simd128')
+      expect(result.reason).toMatch(
+        /^the WebAssembly kernel \(128-bit SIMD, since this runtime has no relaxed SIMD\) from .*birnn\.wasm, since /,
+      )
+    } else if (wasm) {
+      expect(result.simd).toBe('wasm-relaxed-simd')
+    }
     expect(result.shape).toEqual([3, 4, 2 * 9]) // bidirectional, hidden 9
   })
 

@@ -319,7 +319,7 @@ describe.skipIf(missing)('choosing the SIMD path', () => {
         await rejection(load(path)),
         TypeError,
         'ERR_BIRNN_INVALID_ARG',
-        `BIRNN_SIMD: expected 'auto', 'avx512', 'avx2', 'neon' or 'generic', received the string "sse2"`,
+        `BIRNN_SIMD: expected 'auto', 'avx512', 'avx2', 'neon', 'generic', 'wasm-relaxed-simd' or 'wasm-simd128', received the string "sse2"`,
       )
       // The JS engine needs no SIMD path, so the variable does not matter there.
       expect((await load(path, { backend: 'js' })).backend).toBe('js')

@@ -3,12 +3,14 @@
 // lengths, both layouts, unbatched.
 import { describe, expect, it } from 'vitest'
 import { fromStateDict } from '../../lib/index.js'
-import { MODES } from '../../lib/spec.js'
+import { MODES, WASM_SIMD } from '../../lib/spec.js'
 import type { ForwardOptions, LoadOptions, Simd } from '../../lib/types.js'
 import { maxAbsDiff, nativeIsas, nativeMissing, randomStateDict, rng, wasmMissing } from '../helpers.js'
 
 const missing = nativeMissing()
 const noWasm = wasmMissing()
+/** The builds of the wasm kernel this runtime runs (both, in the tests: vitest.config.ts). */
+const wasmBuilds = WASM_SIMD.filter((simd) => wasmMissing(simd) === undefined)
 
 /** 60 seeded configurations: mostly small, every tenth up to 300 wide (bounded for the JS engine). */
 const configurations = Array.from({ length: 60 }, (_, i) => {
@@ -70,8 +72,11 @@ describe.skipIf(missing).each(missing ? ['none'] : nativeIsas())(
   },
 )
 
-describe.skipIf(noWasm)(`wasm against the JS engine${noWasm ? ` (skipped: ${noWasm})` : ''}`, () => {
-  it.each(configurations)('configuration $i: $mode I$I H$H P$P L$L D$D T$T N$N', (c) => {
-    compare(c, c.i * 7919 + 4, () => ({ backend: 'wasm' }))
-  })
-})
+describe.skipIf(noWasm).each(noWasm ? ['none'] : wasmBuilds)(
+  `%s against the JS engine${noWasm ? ` (skipped: ${noWasm})` : ''}`,
+  (simd) => {
+    it.each(configurations)('configuration $i: $mode I$I H$H P$P L$L D$D T$T N$N', (c) => {
+      compare(c, c.i * 7919 + 4, () => ({ backend: 'wasm', simd: simd as (typeof WASM_SIMD)[number] }))
+    })
+  },
+)

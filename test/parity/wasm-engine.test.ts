@@ -3,22 +3,71 @@
 // dispose() frees them there, and a kernel failure is reported and survived.
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { describe, expect, it } from 'vitest'
-import { loadWasm } from '../../lib/engines/wasm.js'
+import { loadWasm, relaxedSimdSupported } from '../../lib/engines/wasm.js'
 import { wasmKernel } from '../../lib/engines/wasm-kernel.js'
 import { fromStateDict } from '../../lib/index.js'
-import { expectError, randomStateDict, rejection, rng, thrown, wasmMissing } from '../helpers.js'
+import {
+  expectError,
+  maxAbsDiff,
+  nativeMissing,
+  randomStateDict,
+  rejection,
+  rng,
+  thrown,
+  wasmMissing,
+} from '../helpers.js'
 
 const missing = wasmMissing()
 
 describe.skipIf(missing)(`the wasm engine${missing ? ` (skipped: ${missing})` : ''}`, () => {
-  it('is chosen by backend: wasm, and says so', () => {
+  it('is chosen by backend: wasm, in its best build for this runtime, and says so', () => {
     const model = fromStateDict(randomStateDict(rng(1), { mode: 'GRU', I: 3, H: 4, L: 1, D: 1, bias: true }), {
       backend: 'wasm',
     })
     expect(model.backend).toBe('wasm')
-    expect(model.simd).toBeUndefined()
-    expect(model.backendReason).toMatch(/^the WebAssembly kernel \(128-bit SIMD\) from .*birnn\.wasm was requested$/)
+    // vitest.config.ts gives Node 20 relaxed SIMD, which later Nodes have by default.
+    expect(relaxedSimdSupported()).toBe(true)
+    expect(model.simd).toBe('wasm-relaxed-simd')
+    expect(model.backendReason).toMatch(
+      /^the WebAssembly kernel \(relaxed SIMD\) from .*birnn-relaxed\.wasm was requested$/,
+    )
     model.dispose()
+  })
+
+  it('runs the build that simd (or BIRNN_SIMD) names, under backend auto too', () => {
+    const tensors = randomStateDict(rng(5), { mode: 'LSTM', I: 6, H: 20, L: 2, D: 2, bias: true })
+    const plain = fromStateDict(tensors, { simd: 'wasm-simd128' })
+    expect([plain.backend, plain.simd]).toEqual(['wasm', 'wasm-simd128'])
+    expect(plain.backendReason).toMatch(/^the WebAssembly kernel \(128-bit SIMD\) from .*birnn\.wasm was requested$/)
+    const saved = process.env.BIRNN_SIMD
+    try {
+      process.env.BIRNN_SIMD = 'wasm-relaxed-simd'
+      const relaxed = fromStateDict(tensors)
+      expect([relaxed.backend, relaxed.simd]).toEqual(['wasm', 'wasm-relaxed-simd'])
+      // The variable names the wasm build only: a native backend keeps its own best path.
+      if (!nativeMissing()) expect(fromStateDict(tensors, { backend: 'native' }).backend).toBe('native')
+      const x = { data: rng(6).floats(7 * 3 * 6), shape: [7, 3, 6] }
+      const a = plain.forwardSync(x).output.data
+      const b = relaxed.forwardSync(x).output.data
+      // Fused and unfused multiply-adds: the same to float rounding, not to the bit.
+      expect(maxAbsDiff(a, b)).toBeLessThan(1e-5)
+      relaxed.dispose()
+    } finally {
+      if (saved === undefined) delete process.env.BIRNN_SIMD
+      else process.env.BIRNN_SIMD = saved
+    }
+    plain.dispose()
+  })
+
+  it('runs models of both builds on their own workers, concurrently', async () => {
+    const r = rng(7)
+    const tensors = randomStateDict(r, { mode: 'GRU', I: 5, H: 12, L: 2, D: 2, bias: true })
+    const models = (['wasm-relaxed-simd', 'wasm-simd128'] as const).map((simd) => fromStateDict(tensors, { simd }))
+    const x = { data: r.floats(9 * 4 * 5), shape: [9, 4, 5] }
+    const expected = models.map((m) => m.forwardSync(x).output.data)
+    const results = await Promise.all(Array.from({ length: 8 }, (_, k) => models[k % 2].forward(x)))
+    for (const [k, res] of results.entries()) expect(res.output.data).toEqual(expected[k % 2])
+    for (const m of models) m.dispose()
   })
 
   it('keeps the event loop free during a long forward()', async () => {

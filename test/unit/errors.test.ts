@@ -205,7 +205,25 @@ describe('load options', () => {
       { simd: 'sve' },
       TypeError,
       'ERR_BIRNN_INVALID_ARG',
-      "options.simd: expected 'auto', 'avx512', 'avx2', 'neon' or 'generic', received the string \"sve\"",
+      "options.simd: expected 'auto', 'avx512', 'avx2', 'neon', 'generic', 'wasm-relaxed-simd' or 'wasm-simd128', received the string \"sve\"",
+    ],
+    [
+      { backend: 'native', simd: 'wasm-simd128' },
+      TypeError,
+      'ERR_BIRNN_INVALID_ARG',
+      "options.simd: expected 'auto', 'avx512', 'avx2', 'neon' or 'generic' with backend 'native', received the string \"wasm-simd128\"",
+    ],
+    [
+      { backend: 'wasm', simd: 'avx2' },
+      TypeError,
+      'ERR_BIRNN_INVALID_ARG',
+      "options.simd: expected 'auto', 'wasm-relaxed-simd' or 'wasm-simd128' with backend 'wasm', received the string \"avx2\"",
+    ],
+    [
+      { backend: 'js', simd: 'generic' },
+      TypeError,
+      'ERR_BIRNN_INVALID_ARG',
+      "options.simd: expected 'auto' with backend 'js', received the string \"generic\"",
     ],
   ])('%o', async (options, kind, code, message) => {
     expectError(await rejection(load(path, options as never)), kind, code, message)
