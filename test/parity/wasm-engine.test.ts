@@ -9,6 +9,7 @@ import { fromStateDict } from '../../lib/index.js'
 import {
   expectError,
   maxAbsDiff,
+  nativeIsas,
   nativeMissing,
   randomStateDict,
   rejection,
@@ -57,6 +58,33 @@ describe.skipIf(missing)(`the wasm engine${missing ? ` (skipped: ${missing})` : 
       else process.env.BIRNN_SIMD = saved
     }
     plain.dispose()
+  })
+
+  it("gives the native kernel's bits: the 128-bit build the portable path's, the relaxed one AVX2's", () => {
+    const isas = nativeIsas()
+    // The same sums in the same order: one multiply and one add a term (generic, 128-bit), or
+    // one fused multiply-add (AVX2, and relaxed SIMD on a CPU with FMA, which AVX2 implies).
+    const pairs = [
+      ...(isas.includes('generic') ? [['wasm-simd128', 'generic'] as const] : []),
+      ...(isas.includes('avx2') ? [['wasm-relaxed-simd', 'avx2'] as const] : []),
+    ]
+    if (process.env.BIRNN_REQUIRE_NATIVE === '1') expect(pairs.length).toBeGreaterThan(0)
+    const r = rng(8)
+    for (const mode of ['RNN_TANH', 'GRU', 'LSTM'] as const) {
+      const tensors = randomStateDict(r, { mode, I: 37, H: 45, P: mode === 'LSTM' ? 20 : 0, L: 2, D: 2, bias: true })
+      const x = { data: r.floats(12 * 5 * 37), shape: [12, 5, 37] }
+      const args = { lengths: [12, 3, 11, 7, 12], returnLayers: true }
+      for (const [wasm, native] of pairs) {
+        const a = fromStateDict(tensors, { simd: wasm })
+        const b = fromStateDict(tensors, { backend: 'native', simd: native, threads: 2 })
+        const ra = a.forwardSync(x, args)
+        const rb = b.forwardSync(x, args)
+        expect(ra.output.data, `${mode}: ${wasm} against ${native}`).toEqual(rb.output.data)
+        expect(ra.hN.data).toEqual(rb.hN.data)
+        a.dispose()
+        b.dispose()
+      }
+    }
   })
 
   it('runs models of both builds on their own workers, concurrently', async () => {
