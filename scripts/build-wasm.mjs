@@ -3,7 +3,7 @@
 // thread_plan.cc and kernels/wasm.cc, the one-source kernel on 128-bit wasm SIMD) and its C ABI
 // (native/wasm_api.cc), with clang for wasm32-wasi, twice: `npm run build:wasm`.
 //   wasm/birnn.wasm          128-bit SIMD: every runtime with WebAssembly SIMD (Node 16.4 on)
-//   wasm/birnn-relaxed.wasm  relaxed SIMD as well (fused multiply-add): Node 22 on, Deno, Chrome
+//   wasm/birnn-relaxed.wasm  relaxed SIMD as well (fused multiply-add): Node 21 on, Deno, Chrome
 //
 // Needs clang and wasm-ld with a wasm32-wasi libc and libc++ (Debian: clang-19 lld-19
 // wasi-libc libc++-19-dev-wasm32 libc++abi-19-dev-wasm32 libclang-rt-19-dev-wasm32). Set
@@ -79,7 +79,8 @@ const flags = [
   '-msimd128',
   '-mbulk-memory',
   '-mnontrapping-fptoint',
-  '-ffp-contract=fast',
+  // fma() is explicit (relaxed_madd, or a multiply and an add): no contraction may fuse anything else.
+  '-ffp-contract=off',
   // `throw` becomes a call to wasm_api.cc's __cxa_throw, which traps (see there).
   '-fexceptions',
   '-I',

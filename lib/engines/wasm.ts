@@ -34,39 +34,12 @@ const BUILDS: Readonly<Record<WasmSimd, { file: string; label: string }>> = {
  */
 export function relaxedSimdSupported(): boolean {
   const v128 = [0xfd, 0x0c, ...new Array<number>(16).fill(0)] // v128.const 0
-  // prettier-ignore
   const bytes = new Uint8Array([
-    0x00,
-    0x61,
-    0x73,
-    0x6d,
-    0x01,
-    0x00,
-    0x00,
-    0x00, // "\0asm", version 1
-    0x01,
-    0x05,
-    0x01,
-    0x60,
-    0x00,
-    0x01,
-    0x7b, // types: () -> v128
-    0x03,
-    0x02,
-    0x01,
-    0x00, // one function of that type
-    0x0a,
-    0x3d,
-    0x01,
-    0x3b,
-    0x00,
-    ...v128,
-    ...v128,
-    ...v128,
-    0xfd,
-    0x85,
-    0x02,
-    0x0b, // f32x4.relaxed_madd
+    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00], // "\0asm", version 1
+    ...[0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b], // types: () -> v128
+    ...[0x03, 0x02, 0x01, 0x00], // one function of that type
+    ...[0x0a, 0x3d, 0x01, 0x3b, 0x00, ...v128, ...v128, ...v128], // its body: three operands,
+    ...[0xfd, 0x85, 0x02, 0x0b], // f32x4.relaxed_madd, end
   ])
   return typeof WebAssembly === 'object' && WebAssembly.validate(bytes)
 }
@@ -90,7 +63,10 @@ export function loadWasm(simd: 'auto' | WasmSimd = 'auto'): WasmLoad {
   const relaxed = loadWasm('wasm-relaxed-simd')
   if (relaxed.module) return relaxed
   const plain = loadWasm('wasm-simd128')
-  if (!plain.module) return { module: undefined, reason: `${relaxed.reason}; and ${plain.reason}` }
+  if (!plain.module) {
+    const reason = relaxed.reason === plain.reason ? plain.reason : `${relaxed.reason}; and ${plain.reason}`
+    return { module: undefined, reason }
+  }
   return { ...plain, instead: relaxed.reason }
 }
 

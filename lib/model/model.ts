@@ -122,5 +122,10 @@ export function createModel(weights: Weights, options: LoadOptions): Model {
   }
   const wasm = wasmEngine(weights, wasmSimd)
   if ('engine' in wasm) return new Model(config, wasm.engine, 'wasm', `${wasm.reason} was requested`, wasm.simd)
+  // As for a native path the CPU lacks: the build asked for is named, by whoever asked.
+  if (wasmSimd !== 'auto' && options.backend !== 'wasm') {
+    const by = options.simd === wasmSimd ? 'simd' : 'BIRNN_SIMD'
+    throw new BirnnError('ERR_BIRNN_BACKEND', `${by} '${wasmSimd}' is not available: ${wasm.reason}`)
+  }
   throw new BirnnError('ERR_BIRNN_BACKEND', `backend 'wasm' is not available: ${wasm.reason}`)
 }

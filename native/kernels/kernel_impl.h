@@ -46,7 +46,8 @@ inline V splatLanes(float x, std::index_sequence<I...>) {
 inline V splat(float x) { return splatLanes(x, std::make_index_sequence<kLanes>()); }
 #if defined(__wasm_relaxed_simd__)
 // The engine's fused multiply-add where the host has one (V8: FMA3, NEON), else a multiply and an
-// add: one choice per machine, the same for every tile and thread. Clang never contracts into it.
+// add: one choice per machine, the same for every tile and thread. The wasm builds are compiled
+// with -ffp-contract=off, so nothing else becomes one.
 inline V fma(V a, V b, V c) { return V(__builtin_wasm_relaxed_madd_f32x4(a, b, c)); }
 #else
 inline V fma(V a, V b, V c) { return a * b + c; }  // contracted to one FMA (-ffp-contract=fast)
@@ -60,7 +61,7 @@ inline V rounded(V x) {
   __asm__("" : "+v"(x));
 #elif defined(__aarch64__)
   __asm__("" : "+w"(x));
-#endif  // wasm: only fma() may fuse (relaxed SIMD), never a contraction: nothing to choose
+#endif  // wasm: -ffp-contract=off, only fma() may fuse (relaxed SIMD): nothing to choose
   return x;
 }
 inline V relu(V x) { return x < 0.0f ? splat(0.0f) : x; }  // NaN stays NaN, as torch.relu

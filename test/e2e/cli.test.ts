@@ -657,6 +657,20 @@ describe('birnn info and bench', () => {
     ])
     expect(text).toMatch(/batch +js seq\/s\n +2 +[\d,]+\n$/)
   })
+
+  it('bench: the kernel --simd names against JS, or the one --backend names alone', () => {
+    const args = ['bench', exampleModel, '--batch-sizes', '2', '--seq-len', '3', '--seconds', '0.02']
+    expect(ok([...args, '--simd', 'generic'])).toMatch(
+      /batch +native \(generic\) seq\/s +js seq\/s +speed-up\n +2 +[\d,]+ +[\d,]+ +[\d.]+×\n$/,
+    )
+    // This Node's build of the wasm kernel (the subprocess has no flags: Node 20's is the 128-bit one).
+    const wasm = JSON.parse(ok([...args, '--backend', 'wasm', '--json'])).results
+    expect(wasm).toHaveLength(1)
+    expect(wasm[0].backend).toMatch(/^wasm \(wasm-(relaxed-simd|simd128)\)$/)
+    expect(ok([...args, '--simd', 'wasm-simd128'])).toMatch(
+      /batch +wasm \(wasm-simd128\) seq\/s +js seq\/s +speed-up\n/,
+    )
+  })
 })
 
 describe('exit codes: a bug is not a user error', () => {

@@ -1,5 +1,5 @@
 // The CLI as users run it, built without touching the repository: lib/ is compiled into a fresh
-// temporary package (its package.json, node_modules and native build/ linked from the repo), and
+// temporary package (its package.json, node_modules, native build/ and wasm/ linked from the repo), and
 // `node <tmp>/dist/cli/main.js` runs in a subprocess. Also .npy files written and read here,
 // independently of lib/cli/npy.ts.
 import { execFileSync, spawnSync } from 'node:child_process'
@@ -14,7 +14,7 @@ export const root = join(import.meta.dirname, '..', '..')
 /** Builds lib/ into a new temporary package; returns its folder (the caller removes it). */
 export function buildPackage(): string {
   const dir = mkdtempSync(join(tmpdir(), 'birnn-built-'))
-  for (const name of ['package.json', 'node_modules', 'build']) {
+  for (const name of ['package.json', 'node_modules', 'build', 'wasm']) {
     if (existsSync(join(root, name))) symlinkSync(join(root, name), join(dir, name))
   }
   const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')

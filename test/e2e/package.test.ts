@@ -74,8 +74,14 @@ describe('the packed package', () => {
        const model = await load(${JSON.stringify(path)})
        const I = model.config.inputSize
        const out = model.forwardSync({ data: new Float32Array(3 * 4 * I), shape: [3, 4, I] })
+       let relaxed
+       try {
+         relaxed = (await load(${JSON.stringify(path)}, { simd: 'wasm-relaxed-simd' })).simd
+       } catch (error) {
+         relaxed = error.code + ': ' + error.message
+       }
        console.log(JSON.stringify({ backend: model.backend, simd: model.simd, reason: model.backendReason,
-         shape: out.output.shape, node: process.versions.node }))`,
+         shape: out.output.shape, node: process.versions.node, relaxed }))`,
     )
     const result = JSON.parse(run('node', ['use.mjs']))
     // The WebAssembly engine where the package ships its modules (npm run build:wasm), else JS:
@@ -88,8 +94,12 @@ describe('the packed package', () => {
       expect(result.reason).toMatch(
         /^the WebAssembly kernel \(128-bit SIMD, since this runtime has no relaxed SIMD\) from .*birnn\.wasm, since /,
       )
+      expect(result.relaxed).toBe(
+        "ERR_BIRNN_BACKEND: simd 'wasm-relaxed-simd' is not available: the WebAssembly module did not load: this runtime has no relaxed SIMD",
+      )
     } else if (wasm) {
       expect(result.simd).toBe('wasm-relaxed-simd')
+      expect(result.relaxed).toBe('wasm-relaxed-simd')
     }
     expect(result.shape).toEqual([3, 4, 2 * 9]) // bidirectional, hidden 9
   })
