@@ -58,7 +58,9 @@ export async function bench(modelPath: string, options: BenchOptions): Promise<v
       skipped.push((error as Error).message)
     }
   }
-  if ((requested === 'auto' || requested === 'js') && models[0]?.backend !== 'js') {
+  if (requested === 'js') models.push((await openModel(modelPath, options, false)).model)
+  // The JS engine to compare with (a --simd is the other kernel's: not the JS engine's).
+  else if (requested === 'auto' && models[0]?.backend !== 'js') {
     models.push((await openModel(modelPath, { ...options, backend: 'js', simd: undefined }, false)).model)
   }
   const { config } = models[0]

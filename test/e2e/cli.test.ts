@@ -670,6 +670,10 @@ describe('birnn info and bench', () => {
     expect(ok([...args, '--simd', 'wasm-simd128'])).toMatch(
       /batch +wasm \(wasm-simd128\) seq\/s +js seq\/s +speed-up\n/,
     )
+    // A kernel of one engine with another engine demanded is refused, as by every command.
+    const conflict = run([...args, '--backend', 'js', '--simd', 'avx2'])
+    expect(conflict.code).toBe(1)
+    expect(conflict.stderr).toMatch(/options\.simd: expected 'auto' with backend 'js', received the string "avx2"/)
   })
 })
 
