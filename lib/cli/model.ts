@@ -5,9 +5,9 @@
 import { openFile } from '../loading/source.js'
 import { readStateDict, type StateDictSource, type Weights } from '../loading/state-dict.js'
 import { createModel, type Model } from '../model/model.js'
-import { checkLoadOptions } from '../model/options.js'
+import { checkLoadOptions, simdEngine } from '../model/options.js'
 import type { ModelConfig } from '../types.js'
-import { isUserError, RunError, requireFile } from './errors.js'
+import { isUserError, RunError, requireFile, UsageError } from './errors.js'
 import { loadOptions, type ModelOptions } from './options.js'
 
 interface OpenedModel {
@@ -17,6 +17,10 @@ interface OpenedModel {
 }
 
 export async function openModel(path: string, options: ModelOptions, batchFirst: boolean): Promise<OpenedModel> {
+  const engine = options.simd === undefined ? undefined : simdEngine(options.simd)
+  if (engine && options.backend !== undefined && options.backend !== 'auto' && options.backend !== engine) {
+    throw new UsageError(`--simd ${options.simd} is the ${engine} kernel's, but --backend is ${options.backend}`)
+  }
   requireFile(path, 'model')
   try {
     const checked = checkLoadOptions(loadOptions(options, batchFirst))

@@ -8,6 +8,8 @@ const LOAD_OPTIONS = ['nonlinearity', 'batchFirst', 'prefix', 'backend', 'thread
 /** The values each choice option takes (the CLI offers the same). */
 export const BACKENDS = ['auto', 'native', 'wasm', 'js'] as const satisfies ReadonlyArray<LoadOptions['backend']>
 export const NONLINEARITIES = ['tanh', 'relu'] as const satisfies ReadonlyArray<LoadOptions['nonlinearity']>
+type SimdChoice = NonNullable<LoadOptions['simd']>
+
 /** The native kernel's instruction sets: each architecture's best first (x86-64's, arm64's), then the portable one. */
 const NATIVE_SIMD = (['x64', 'arm64', 'any'] as const).flatMap((arch) =>
   ISAS.filter((isa) => ISA_ARCH[isa] === arch).reverse(),
@@ -16,6 +18,10 @@ const NATIVE_SIMD = (['x64', 'arm64', 'any'] as const).flatMap((arch) =>
 export const SIMD_CHOICES: readonly SimdChoice[] = ['auto', ...NATIVE_SIMD, ...WASM_SIMD]
 
 export const isWasmSimd = (simd: string): simd is WasmSimd => (WASM_SIMD as readonly string[]).includes(simd)
+
+/** The engine whose kernel an instruction set is; undefined for 'auto'. */
+export const simdEngine = (simd: SimdChoice): 'native' | 'wasm' | undefined =>
+  simd === 'auto' ? undefined : isWasmSimd(simd) ? 'wasm' : 'native'
 
 /** `'a', 'b' or 'c'`, for the messages. */
 export const choices = (values: readonly string[]): string =>
@@ -46,16 +52,13 @@ export function checkLoadOptions(options: unknown): LoadOptions {
     throw typeError('options.simd', choices(SIMD_CHOICES), o.simd)
   }
   // An instruction set of one engine with another engine demanded: one of the two is a mistake.
-  if (o.simd !== undefined && o.simd !== 'auto' && o.backend !== undefined && o.backend !== 'auto') {
+  const engine = o.simd === undefined ? undefined : simdEngine(o.simd)
+  if (engine && o.backend !== undefined && o.backend !== 'auto' && o.backend !== engine) {
     const own = o.backend === 'native' ? NATIVE_SIMD : o.backend === 'wasm' ? WASM_SIMD : []
-    if (!(own as readonly string[]).includes(o.simd)) {
-      throw typeError('options.simd', `${choices(['auto', ...own])} with backend '${o.backend}'`, o.simd)
-    }
+    throw typeError('options.simd', `${choices(['auto', ...own])} with backend '${o.backend}'`, o.simd)
   }
   return o
 }
-
-type SimdChoice = NonNullable<LoadOptions['simd']>
 
 /** BIRNN_SIMD, when `simd` is left at 'auto': the same choices as the option. */
 export function simdFromEnvironment(simd: SimdChoice): SimdChoice {

@@ -672,8 +672,8 @@ describe('birnn info and bench', () => {
     )
     // A kernel of one engine with another engine demanded is refused, as by every command.
     const conflict = run([...args, '--backend', 'js', '--simd', 'avx2'])
-    expect(conflict.code).toBe(1)
-    expect(conflict.stderr).toMatch(/options\.simd: expected 'auto' with backend 'js', received the string "avx2"/)
+    expect(conflict.code).toBe(2)
+    expect(conflict.stderr).toBe("birnn: --simd avx2 is the native kernel's, but --backend is js\n")
   })
 })
 
