@@ -112,6 +112,17 @@ export function engines(): Array<{ label: string; options: LoadOptions }> {
   ]
 }
 
+/** Runs fn with environment variable `name` free to change, and restores it afterwards (even on failure). */
+export async function withEnv<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
+  const saved = process.env[name]
+  try {
+    return await fn()
+  } finally {
+    if (saved === undefined) delete process.env[name]
+    else process.env[name] = saved
+  }
+}
+
 /** Deterministic pseudo-random numbers (mulberry32), so generated cases are reproducible. */
 export function rng(seed: number) {
   let a = seed >>> 0

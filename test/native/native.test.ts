@@ -15,6 +15,7 @@ import {
   randomStateDict,
   rejection,
   rng,
+  withEnv,
 } from '../helpers.js'
 
 const missing = nativeMissing()
@@ -310,8 +311,7 @@ describe.skipIf(missing)('choosing the SIMD path', () => {
   )
 
   it('BIRNN_SIMD forces a path too, and rejects an unknown name', async () => {
-    const saved = process.env.BIRNN_SIMD
-    try {
+    await withEnv('BIRNN_SIMD', async () => {
       process.env.BIRNN_SIMD = 'generic'
       expect((await load(path)).simd).toBe('generic')
       process.env.BIRNN_SIMD = 'sse2'
@@ -323,15 +323,11 @@ describe.skipIf(missing)('choosing the SIMD path', () => {
       )
       // The JS engine needs no SIMD path, so the variable does not matter there.
       expect((await load(path, { backend: 'js' })).backend).toBe('js')
-    } finally {
-      if (saved === undefined) delete process.env.BIRNN_SIMD
-      else process.env.BIRNN_SIMD = saved
-    }
+    })
   })
 
   it('BIRNN_POOL_THREADS must be a whole number of threads from 1 to 1024', async () => {
-    const saved = process.env.BIRNN_POOL_THREADS
-    try {
+    await withEnv('BIRNN_POOL_THREADS', async () => {
       process.env.BIRNN_POOL_THREADS = '3'
       expect((await load(path)).backend).toBe('native')
       process.env.BIRNN_POOL_THREADS = 'four'
@@ -351,9 +347,6 @@ describe.skipIf(missing)('choosing the SIMD path', () => {
         )
       }
       expect((await load(path, { backend: 'js' })).backend).toBe('js')
-    } finally {
-      if (saved === undefined) delete process.env.BIRNN_POOL_THREADS
-      else process.env.BIRNN_POOL_THREADS = saved
-    }
+    })
   })
 })

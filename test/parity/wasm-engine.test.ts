@@ -16,6 +16,7 @@ import {
   rng,
   thrown,
   wasmMissing,
+  withEnv,
 } from '../helpers.js'
 
 // Both builds: the tests below run each.
@@ -36,13 +37,12 @@ describe.skipIf(missing)(`the wasm engine${missing ? ` (skipped: ${missing})` : 
     model.dispose()
   })
 
-  it('runs the build that simd (or BIRNN_SIMD) names, under backend auto too', () => {
+  it('runs the build that simd (or BIRNN_SIMD) names, under backend auto too', async () => {
     const tensors = randomStateDict(rng(5), { mode: 'LSTM', I: 6, H: 20, L: 2, D: 2, bias: true })
     const plain = fromStateDict(tensors, { simd: 'wasm-simd128' })
     expect([plain.backend, plain.simd]).toEqual(['wasm', 'wasm-simd128'])
     expect(plain.backendReason).toMatch(/^the WebAssembly kernel \(128-bit SIMD\) from .*birnn\.wasm was requested$/)
-    const saved = process.env.BIRNN_SIMD
-    try {
+    await withEnv('BIRNN_SIMD', () => {
       process.env.BIRNN_SIMD = 'wasm-relaxed-simd'
       const relaxed = fromStateDict(tensors)
       expect([relaxed.backend, relaxed.simd]).toEqual(['wasm', 'wasm-relaxed-simd'])
@@ -58,10 +58,7 @@ describe.skipIf(missing)(`the wasm engine${missing ? ` (skipped: ${missing})` : 
       // Fused and unfused multiply-adds: the same to float rounding, not to the bit.
       expect(maxAbsDiff(a, b)).toBeLessThan(1e-5)
       relaxed.dispose()
-    } finally {
-      if (saved === undefined) delete process.env.BIRNN_SIMD
-      else process.env.BIRNN_SIMD = saved
-    }
+    })
     plain.dispose()
   })
 
