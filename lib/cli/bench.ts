@@ -71,7 +71,7 @@ export async function bench(modelPath: string, options: BenchOptions): Promise<v
     `birnn bench: ${describeModel(config)}; ${options.seqLen} steps per sequence, ` +
       `~${options.seconds} s per measurement (one call where a call takes longer)`,
   )
-  for (const reason of skipped) print(`(the --simd kernel skipped: ${reason})`)
+  for (const reason of skipped) print(`(the native and wasm kernels skipped: ${reason})`)
   print(
     [
       'batch'.padStart(6),

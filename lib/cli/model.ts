@@ -5,7 +5,7 @@
 import { openFile } from '../loading/source.js'
 import { readStateDict, type StateDictSource, type Weights } from '../loading/state-dict.js'
 import { createModel, type Model } from '../model/model.js'
-import { checkLoadOptions, simdEngine } from '../model/options.js'
+import { checkLoadOptions, simdConflict } from '../model/options.js'
 import type { ModelConfig } from '../types.js'
 import { isUserError, RunError, requireFile, UsageError } from './errors.js'
 import { loadOptions, type ModelOptions } from './options.js'
@@ -17,8 +17,9 @@ interface OpenedModel {
 }
 
 export async function openModel(path: string, options: ModelOptions, batchFirst: boolean): Promise<OpenedModel> {
-  const engine = options.simd === undefined ? undefined : simdEngine(options.simd)
-  if (engine && options.backend !== undefined && options.backend !== 'auto' && options.backend !== engine) {
+  const engine = simdConflict(options.simd, options.backend)
+  if (engine) {
+    // checkLoadOptions() would refuse it too, in the library's words: these are the CLI's.
     throw new UsageError(`--simd ${options.simd} is the ${engine} kernel's, but --backend is ${options.backend}`)
   }
   requireFile(path, 'model')

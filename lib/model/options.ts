@@ -19,9 +19,18 @@ export const SIMD_CHOICES: readonly SimdChoice[] = ['auto', ...NATIVE_SIMD, ...W
 
 export const isWasmSimd = (simd: string): simd is WasmSimd => (WASM_SIMD as readonly string[]).includes(simd)
 
-/** The engine whose kernel an instruction set is; undefined for 'auto'. */
-export const simdEngine = (simd: SimdChoice): 'native' | 'wasm' | undefined =>
-  simd === 'auto' ? undefined : isWasmSimd(simd) ? 'wasm' : 'native'
+/**
+ * The engine whose kernel `simd` is, where `backend` demands another one (one of the two is a
+ * mistake); undefined where they agree or either is left to choose.
+ */
+export function simdConflict(
+  simd: SimdChoice | undefined,
+  backend: LoadOptions['backend'],
+): 'native' | 'wasm' | undefined {
+  if (simd === undefined || simd === 'auto' || backend === undefined || backend === 'auto') return undefined
+  const engine = isWasmSimd(simd) ? 'wasm' : 'native'
+  return backend === engine ? undefined : engine
+}
 
 /** `'a', 'b' or 'c'`, for the messages. */
 export const choices = (values: readonly string[]): string =>
@@ -51,9 +60,7 @@ export function checkLoadOptions(options: unknown): LoadOptions {
   if (o.simd !== undefined && !SIMD_CHOICES.includes(o.simd)) {
     throw typeError('options.simd', choices(SIMD_CHOICES), o.simd)
   }
-  // An instruction set of one engine with another engine demanded: one of the two is a mistake.
-  const engine = o.simd === undefined ? undefined : simdEngine(o.simd)
-  if (engine && o.backend !== undefined && o.backend !== 'auto' && o.backend !== engine) {
+  if (simdConflict(o.simd, o.backend)) {
     const own = o.backend === 'native' ? NATIVE_SIMD : o.backend === 'wasm' ? WASM_SIMD : []
     throw typeError('options.simd', `${choices(['auto', ...own])} with backend '${o.backend}'`, o.simd)
   }
