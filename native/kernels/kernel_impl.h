@@ -326,11 +326,19 @@ inline void prefetchProjections(const StepArgs& s, int i0, int rows, int p) {
   }
 }
 
+// A block whose rows are not whole tiles is cut into tiles as even as the tile height allows (8
+// rows of a 6-row tile: 4 + 4) when each still holds this many sums: every tile then reads W_hh's
+// slices from L1, where a short tail would stream W_hh from L2 once more (16-core Xeon, one thread,
+// the W-b64 LSTM recurrence: chunks of 8 rows as 6 + 2 ran at 80 GFLOP/s, chunks of 4 at 96).
+// Never with 12 accumulators or fewer (AVX2, wasm): there, tiles of 8-9 sums ran 5-30% slower
+// than a full tile and a tail.
+constexpr int kEvenTileSums = 16;
+
 // One step, by blocks of MB rows: for each panel, the recurrent GEMM of the block runs K block
 // by K block (each slice of W_hh reused by every row tile from L1) into a small scratch, and the
-// cell update runs on it while it is still in L1. Rows past the last full tile use several
-// panels per tile. hPrev and hNext are separate buffers because later panels still read the
-// old state.
+// cell update runs on it while it is still in L1. Rows past the last full tile are either spread
+// over even tiles (kEvenTileSums) or run as a tail of several panels per tile. hPrev and hNext
+// are separate buffers because later panels still read the old state.
 template <Mode M>
 void stepPanels(const StepArgs& s) {
   constexpr int NV = panelVectors(M);
@@ -346,20 +354,32 @@ void stepPanels(const StepArgs& s) {
   const idx panelStride = static_cast<idx>(s.K) * W;
   for (int b0 = 0; b0 < s.m; b0 += MB) {
     const int rows = s.m - b0 < MB ? s.m - b0 : MB;
-    const int full = rows - rows % MR;
+    const int tiles = (rows + MR - 1) / MR;
+    const bool even = kAccumulators >= kEvenTileSums && rows % MR != 0 && rows / tiles * NV >= kEvenTileSums;
+    // Tile t's first row and height: full tiles, or even ones (the first rows % tiles one taller).
+    const int full = even ? rows : rows - rows % MR;
+    auto tileRow = [&](int t) { return even ? t * (rows / tiles) + (t < rows % tiles ? t : rows % tiles) : t * MR; };
+    const int count = even ? tiles : full / MR;
     const float* A = s.hPrev + b0 * s.ldh;
     for (int p = s.panelBegin; full > 0 && p < s.panelEnd; ++p) {
       prefetchProjections<W>(s, b0, rows, p);
       const float* B = s.Whh + p * panelStride;
       for (int k0 = 0; k0 < s.K; k0 += KC) {
         const int kc = s.K - k0 < KC ? s.K - k0 : KC;
-        for (int i = 0; i < full; i += MR) {
-          float* out = scratch + i * W;
-          registerTile<MR, NV, 1>(kc, A + i * s.ldh + k0, s.ldh, B + static_cast<idx>(k0) * W, panelStride,
-                                  k0 ? out : nullptr, W, out, W);
+        for (int t = 0; t < count; ++t) {
+          const int i = tileRow(t);
+          withCount<MR>(tileRow(t + 1) - i, [&](auto r) {
+            float* out = scratch + i * W;
+            registerTile<decltype(r)::value, NV, 1>(kc, A + i * s.ldh + k0, s.ldh, B + static_cast<idx>(k0) * W,
+                                                    panelStride, k0 ? out : nullptr, W, out, W);
+          });
         }
       }
-      for (int i = 0; i < full; i += MR) cellUpdate<M, MR>(s, b0 + i, p, scratch + i * W, W);
+      for (int t = 0; t < count; ++t) {
+        const int i = tileRow(t);
+        withCount<MR>(tileRow(t + 1) - i,
+                      [&](auto r) { cellUpdate<M, decltype(r)::value>(s, b0 + i, p, scratch + i * W, W); });
+      }
     }
     if (full == rows) continue;
     withCount<MR>(rows - full, [&](auto r) {
