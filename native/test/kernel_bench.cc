@@ -81,11 +81,13 @@ void run(const Workload& w, Isa isa) {
 }
 
 // fn(tid) on `threads` threads released together; wall seconds to the last one's end, and the
-// ratio of the slowest thread's own time to the fastest's.
-std::pair<double, double> together(int threads, const std::function<void(int)>& fn) {
+// ratio of the slowest thread's own time to the fastest's (of those that took work: fn returns
+// whether it did).
+std::pair<double, double> together(int threads, const std::function<bool(int)>& fn) {
   std::atomic<int> ready{0};
   std::atomic<bool> go{false};
   std::vector<double> spent(threads), ends(threads);
+  std::vector<char> worked(threads);
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
@@ -93,7 +95,7 @@ std::pair<double, double> together(int threads, const std::function<void(int)>& 
       while (!go.load()) {
       }
       const double start = seconds();
-      fn(t);
+      worked[t] = fn(t);
       ends[t] = seconds();
       spent[t] = ends[t] - start;
     });
@@ -103,8 +105,11 @@ std::pair<double, double> together(int threads, const std::function<void(int)>& 
   const double start = seconds();
   go = true;
   for (auto& th : pool) th.join();
-  return {*std::max_element(ends.begin(), ends.end()) - start,
-          *std::max_element(spent.begin(), spent.end()) / *std::min_element(spent.begin(), spent.end())};
+  double slowest = 0, fastest = 1e9;
+  for (int t = 0; t < threads; ++t) {
+    if (worked[t]) slowest = std::max(slowest, spent[t]), fastest = std::min(fastest, spent[t]);
+  }
+  return {*std::max_element(ends.begin(), ends.end()) - start, slowest / fastest};
 }
 
 void scaling(Isa isa, int many) {
@@ -134,7 +139,8 @@ void scaling(Isa isa, int many) {
     for (int rep = 0; rep < 7; ++rep) {
       std::atomic<int> next{0};
       const auto [wall, ratio] = together(threads, [&](int) {
-        for (int task; (task = next.fetch_add(1)) < D * chunks;) {
+        bool worked = false;
+        for (int task; (task = next.fetch_add(1)) < D * chunks; worked = true) {
           const int d = task % D, c = task / D, r0 = rows * c / chunks, r1 = rows * (c + 1) / chunks;
           detail::GemmArgs g;
           g.m = r1 - r0;
@@ -149,6 +155,7 @@ void scaling(Isa isa, int many) {
           g.ldc = cols;
           k.gemm(g);
         }
+        return worked;
       });
       if (wall < best) best = wall, spread = ratio;
     }
@@ -164,7 +171,8 @@ void scaling(Isa isa, int many) {
           std::vector<float> h[2] = {std::vector<float>(chunkRows * H), std::vector<float>(chunkRows * H)};
           std::vector<float> c(chunkRows * H);
           std::vector<const float*> prow(chunkRows);
-          for (int task; (task = next.fetch_add(1)) < chunks;) {
+          bool worked = false;
+          for (int task; (task = next.fetch_add(1)) < chunks; worked = true) {
             const int d = task % D, b0 = task / D * chunkRows;
             for (int s = 0; s < T; ++s) {
               for (int i = 0; i < chunkRows; ++i) prow[i] = proj[d].data() + (static_cast<std::ptrdiff_t>(s) * N + b0 + i) * cols;
@@ -185,6 +193,7 @@ void scaling(Isa isa, int many) {
               k.step(st);
             }
           }
+          return worked;
         });
         if (wall < best) best = wall, spread = ratio;
       }
