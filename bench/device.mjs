@@ -5,8 +5,11 @@
 // 2. Concurrency: 16 concurrent W-b1 LSTM forward() calls, default threads vs threads: 1.
 // 3. Serving in process: 64 concurrent callers, one sequence each (T uniform in 20..100), on the
 //    standard LSTM: model.forward() per request vs the batcher (concurrency 1 and 2), seq/s.
+// For an A/B of two builds, `node bench/device.mjs --batches 64,128 --threads 1,16` runs only the
+// sweep, for those batch sizes and thread counts; alternate the builds with BIRNN_NATIVE_PATH.
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import { parseArgs } from 'node:util'
 import { median, mulberry32, ROOT, randomStateDict } from './lib/common.mjs'
 
 const { fromStateDict } = await import(pathToFileURL(join(ROOT, 'dist', 'index.js')).href)
@@ -17,17 +20,22 @@ const input = (T, N, seed) => {
   return { data: Float32Array.from({ length: T * N * I }, () => u() * 2 - 1), shape: [T, N, I] }
 }
 const fmt = (ms) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(2))
+const { values: args } = parseArgs({ options: { batches: { type: 'string' }, threads: { type: 'string' } } })
+const list = (text, fallback) => (text === undefined ? fallback : text.split(',').map(Number))
+const batches = list(args.batches, [1, 64])
+const threadCounts = list(args.threads, [1, 2, 4, 8, 16, undefined])
+const sweepOnly = args.batches !== undefined || args.threads !== undefined
 
 console.log('## Thread sweep (forwardSync, median ms)\n')
-console.log('| workload | 1 | 2 | 4 | 8 | 16 | default |')
-console.log('|---|---|---|---|---|---|---|')
-for (const N of [1, 64]) {
+console.log(`| workload | ${threadCounts.map((t) => t ?? 'default').join(' | ')} |`)
+console.log(`|---|${threadCounts.map(() => '---|').join('')}`)
+for (const N of batches) {
   for (const mode of ['LSTM', 'GRU', 'RNN_TANH']) {
     const tensors = weights(mode)
     const x = input(100, N, 3)
     const reps = N === 1 ? 31 : 5
     const cells = []
-    for (const threads of [1, 2, 4, 8, 16, undefined]) {
+    for (const threads of threadCounts) {
       const model = fromStateDict(tensors, { backend: 'native', ...(threads ? { threads } : {}) })
       model.forwardSync(x)
       const times = []
@@ -42,6 +50,8 @@ for (const N of [1, 64]) {
     console.log(`| W-b${N} ${mode === 'RNN_TANH' ? 'RNN' : mode} | ${cells.join(' | ')} |`)
   }
 }
+
+if (sweepOnly) process.exit(0)
 
 console.log('\n## 16 concurrent W-b1 LSTM forward() calls (calls/s, best of 5 rounds)\n')
 {
