@@ -4,7 +4,9 @@
 //   T = 20 tensor (target ≤ 1.15×); lengths uniform in 20..100 vs (Σ lengths / (N·T)) × the
 //   unpadded time (target ≤ 1.15×);
 // - small models at batch 64: GFLOP/s on 1 thread (best of the repeats) against the FMA peak (bench/peak-fma), and
-//   2 threads vs 1 (target ≥ 1.7×; W-b64 ≥ 1.8×).
+//   2 threads vs 1 (target ≥ 1.7×; W-b64 ≥ 1.8×);
+// - the same lengths 20..100 on 2 threads, against the share of the 2-thread unpadded time: a
+//   unidirectional model's rows are then split between the threads, which must get even work.
 // Uses the built package (dist/, `npm run build`) and random weights.
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -13,17 +15,17 @@ import { GATES, ROOT, randn } from './lib/common.mjs'
 const { fromStateDict } = await import(pathToFileURL(join(ROOT, 'dist', 'index.js')).href)
 const reps = Number(process.argv[process.argv.indexOf('--reps') + 1]) || 7
 
-function model(mode, I, H, L, threads) {
+function model(mode, I, H, L, threads, directions) {
   const G = GATES[mode]
   const tensors = {}
   let seed = 1
   for (let l = 0; l < L; l++) {
-    for (const s of [`_l${l}`, `_l${l}_reverse`]) {
+    for (const s of [`_l${l}`, `_l${l}_reverse`].slice(0, directions)) {
       const add = (name, shape) => {
         const n = shape.reduce((a, b) => a * b, 1)
         tensors[name] = { data: randn(n, seed++).map((v) => v / Math.sqrt(H)), shape }
       }
-      add(`weight_ih${s}`, [G * H, l ? 2 * H : I])
+      add(`weight_ih${s}`, [G * H, l ? directions * H : I])
       add(`weight_hh${s}`, [G * H, H])
       add(`bias_ih${s}`, [G * H])
       add(`bias_hh${s}`, [G * H])
@@ -48,22 +50,23 @@ function measure(cases) {
   }
   return { medians: times.map(median), best: times.map((xs) => Math.min(...xs)) }
 }
-const flops = (mode, I, H, L, steps) => {
+const flops = (mode, I, H, L, D, steps) => {
   let f = 0
-  for (let l = 0; l < L; l++) f += 2 * steps * GATES[mode] * H * ((l ? 2 * H : I) + H) * 2
+  for (let l = 0; l < L; l++) f += 2 * steps * GATES[mode] * H * ((l ? D * H : I) + H) * D
   return f
 }
 
 const N = 64
 const T = 100
 const rows = []
-for (const [name, mode, I, H, L] of [
-  ['LSTM bi, 1 layer, I32 H64', 'LSTM', 32, 64, 1],
-  ['RNN(25, 50, 4, bi) (the seed)', 'RNN_TANH', 25, 50, 4],
-  ['LSTM bi, 2 layers, I128 H256 (W-b64)', 'LSTM', 128, 256, 2],
+for (const [name, mode, I, H, L, D] of [
+  ['LSTM bi, 1 layer, I32 H64', 'LSTM', 32, 64, 1, 2],
+  ['RNN(25, 50, 4, bi) (the seed)', 'RNN_TANH', 25, 50, 4, 2],
+  ['LSTM bi, 2 layers, I128 H256 (W-b64)', 'LSTM', 128, 256, 2, 2],
+  ['LSTM uni, 2 layers, I128 H256', 'LSTM', 128, 256, 2, 1],
 ]) {
-  const m1 = model(mode, I, H, L, 1)
-  const m2 = model(mode, I, H, L, 2)
+  const m1 = model(mode, I, H, L, 1, D)
+  const m2 = model(mode, I, H, L, 2, D)
   const x100 = { data: randn(T * N * I, 7), shape: [T, N, I] }
   const x20 = { data: x100.data.subarray(0, 20 * N * I), shape: [20, N, I] }
   const all20 = Array(N).fill(20)
@@ -75,15 +78,17 @@ for (const [name, mode, I, H, L] of [
     () => m1.forwardSync(x20),
     () => m1.forwardSync(x100, { lengths: mixed }),
     () => m2.forwardSync(x100),
+    () => m2.forwardSync(x100, { lengths: mixed }),
   ])
-  const [full, padded20, real20, varied, twoThreads] = medians
+  const [full, padded20, real20, varied, twoThreads, variedTwo] = medians
   rows.push({
     model: name,
     'T=100 ms': full.toFixed(2),
     'lengths 20 / real T=20': (padded20 / real20).toFixed(2),
     'lengths 20..100 / share of T=100': (varied / ((sum / (N * T)) * full)).toFixed(2),
-    'GFLOP/s 1t (best)': (flops(mode, I, H, L, T * N) / best[0] / 1e6).toFixed(1),
+    'GFLOP/s 1t (best)': (flops(mode, I, H, L, D, T * N) / best[0] / 1e6).toFixed(1),
     '2t / 1t': (full / twoThreads).toFixed(2),
+    '2t lengths 20..100 / share of 2t T=100': (variedTwo / ((sum / (N * T)) * twoThreads)).toFixed(2),
   })
   m1.dispose()
   m2.dispose()

@@ -74,6 +74,13 @@ class Pass {
     return call_.batchFirst ? static_cast<idx>(b) * T_ + t : static_cast<idx>(t) * N_ + b;
   }
   idx packedRow(int t, int rank) const { return offset_[t] + rank; }
+  // Batch chunk c of the recurrence holds the ranks c, c + chunks, c + 2 chunks, ...: with lengths
+  // that differ, every chunk gets long and short sequences alike, so the chunks' work (the sum of
+  // their lengths) is even, where a run of adjacent ranks gave one chunk all the longest.
+  int chunkSize(int chunk) const { return (N_ - chunk + plan_.chunks - 1) / plan_.chunks; }
+  int rankOf(int chunk, int i) const { return chunk + i * plan_.chunks; }
+  // The chunk's rows still running at step t: a prefix of them, as ranks go longest first.
+  int activeIn(int chunk, int t) const { return (active_[t] - chunk + plan_.chunks - 1) / plan_.chunks; }
   // Steps [first, second) of part `part` of `parts` of a copy phase (gather, reverse, scatter):
   // cut by packed rows, not by steps, as the steps' rows vary with the lengths (20..100 of T =
   // 100: the first half of the steps holds 5 times the rows of the second).
@@ -148,7 +155,7 @@ Pass::Pass(const detail::PackedNetwork& net, const Call& call, const detail::Thr
   // Per (direction, chunk) recurrent state, at index chunk * D + d.
   ws.rows.resize(static_cast<std::size_t>(D) * plan.chunks);
   for (int task = 0; task < D * plan.chunks; ++task) {
-    const int chunk = task / D, nb = N_ * (chunk + 1) / plan.chunks - N_ * chunk / plan.chunks;
+    const int nb = chunkSize(task / D);
     Workspace::Rows& rs = ws.rows[task];
     for (auto& hh : rs.h) hh.resize(static_cast<std::size_t>(nb) * ldh_);
     rs.c.resize(lstm_ ? static_cast<std::size_t>(nb) * Hp_ : 0);
@@ -219,7 +226,8 @@ void Pass::project(int l, int d, int chunk) const {
 void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarrier& barrier) const {
   const PackedLayer& w = net_.layers[l * net_.D + d];
   const int D = net_.D, H = net_.H, Hout = net_.Hout;
-  const int a = N_ * chunk / plan_.chunks, b = N_ * (chunk + 1) / plan_.chunks, nb = b - a;
+  const int nb = chunkSize(chunk);
+  auto rank = [&](int i) { return rankOf(chunk, i); };
   if (nb == 0) return;
   const int state = l * D + d;
   const float* P = ws_.P[d].data();
@@ -242,7 +250,7 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
   const std::size_t hBytes = sizeof(float) * (std::min(hc1, Hout) - hr0);
   const std::size_t cBytes = sizeof(float) * (std::min(u1, H) - cr0);
   for (int i = 0; i < nb; ++i) {
-    const idx sn = static_cast<idx>(state) * N_ + order_[a + i];
+    const idx sn = static_cast<idx>(state) * N_ + order_[rank(i)];
     float* hi = &h[0][i * ldh_];
     std::fill(hi + hc0, hi + hc1, 0.0f);
     if (call_.h0) std::memcpy(hi + hr0, call_.h0 + sn * Hout + hr0, hBytes);
@@ -255,25 +263,25 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
   // A row's final state is saved when it leaves the running prefix, or at the end.
   auto retire = [&](int from, int to, const float* hLast) {
     for (int i = from; i < to; ++i) {
-      const idx sn = static_cast<idx>(state) * N_ + order_[a + i];
+      const idx sn = static_cast<idx>(state) * N_ + order_[rank(i)];
       std::memcpy(call_.hN + sn * Hout + hr0, hLast + i * ldh_ + hr0, hBytes);
       if (lstm_ && call_.cN) std::memcpy(call_.cN + sn * H + cr0, &c[i * Hp_ + cr0], cBytes);
     }
   };
-  // The packed row of rank a + i at step s: the forward direction reads step s, the backward
+  // The packed row of the chunk's row i at step s: the forward direction reads step s, the backward
   // one step len - 1 - s of each sequence; its projections are in reversed order when reversed_.
   auto rowAt = [&](int s, int i) {
-    const int t = d == 0 ? s : len_[order_[a + i]] - 1 - s;
-    return packedRow(t, a + i);
+    const int t = d == 0 ? s : len_[order_[rank(i)]] - 1 - s;
+    return packedRow(t, rank(i));
   };
   const bool reversedP = d == 1 && reversed_;
   int cur = 0, m = nb;
-  const int steps = len_[order_[a]];
+  const int steps = len_[order_[rank(0)]];
   for (int s = 0; s < steps; ++s) {
-    const int active = std::max(0, std::min(nb, active_[s] - a));
+    const int active = activeIn(chunk, s);
     retire(active, m, h[cur].data());
     m = active;
-    for (int i = 0; i < m; ++i) prow[i] = P + (reversedP ? packedRow(s, a + i) : rowAt(s, i)) * ldP_;
+    for (int i = 0; i < m; ++i) prow[i] = P + (reversedP ? packedRow(s, rank(i)) : rowAt(s, i)) * ldP_;
     detail::StepArgs st;
     st.mode = net_.cfg.mode;
     st.geo = net_.geo;
@@ -388,8 +396,7 @@ void Network::Impl::run(const Call& call) const {
       // Column parts need all of a chunk's parts running at once: as many as the threads lent.
       const int parts = count >= recurTasks ? std::min(plan.columnParts, count / recurTasks) : 1;
       if (parts == 1) {
-        // Fewer threads than chunks (lent fewer, or one preempted): each takes the next chunk, the
-        // longest sequences first, so the chunks left for last are the short ones.
+        // Fewer threads than chunks (lent fewer, or one preempted): each takes the next chunk.
         for (int task; (task = nextTask.fetch_add(1, std::memory_order_relaxed)) < recurTasks;) {
           pass.recur(l, task % D, task / D, 0, 1, barriers[0]);
         }
