@@ -21,7 +21,9 @@ const input = (T, N, seed) => {
 }
 const fmt = (ms) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(2))
 const { values: args } = parseArgs({ options: { batches: { type: 'string' }, threads: { type: 'string' } } })
-const list = (text, fallback) => (text === undefined ? fallback : text.split(',').map(Number))
+// `default` (no `threads` option) may be named among the thread counts.
+const list = (text, fallback) =>
+  text === undefined ? fallback : text.split(',').map((t) => (t === 'default' ? undefined : Number(t)))
 const batches = list(args.batches, [1, 64])
 const threadCounts = list(args.threads, [1, 2, 4, 8, 16, undefined])
 const sweepOnly = args.batches !== undefined || args.threads !== undefined

@@ -3,7 +3,7 @@
 // process clock accounts a thread still running on another core only at its next tick (runs
 // of a few ms then read as impossibly fast). Usage: birnn_kernel_bench [generic|avx2|avx512] [workload name filter]
 // `birnn_kernel_bench <isa> scaling [threads]` times the two phases of a W-b64 LSTM layer alone,
-// on 1 thread and on `threads` (default: every core) started together, with no pool and no plan:
+// on 1 thread and on `threads` (default: every hardware thread) started together, with no pool and no plan:
 // the input projection of layer 1 (row chunks taken in turn, four a thread) and the recurrence
 // (batch chunks of 4, 8 or 16 rows taken in turn), and how much longer the slowest thread ran
 // than the fastest. It shows what a many-core machine gives independent work (issue #9).
