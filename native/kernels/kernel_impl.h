@@ -10,7 +10,8 @@
 // static_asserts hold the couplings. Everything here has internal linkage, and nothing here
 // calls an inline function of a shared header at run time (spec.h and kernel.h are only used
 // in constant expressions): an out-of-line copy compiled with AVX-512 flags could otherwise be
-// picked by the linker for callers on a CPU without it.
+// picked by the linker for callers on a CPU without it. (The x86 intrinsics used below are
+// always inlined and never emitted out of line.)
 //
 // SIMD contract: loads and stores are unaligned (memcpy); packed panels are PW = NV * kLanes
 // floats wide, so no column tail exists; row tails run the same code with fewer rows; every
