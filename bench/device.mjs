@@ -4,9 +4,11 @@
 //    threads 1, 2, 4, 8, 16 and the default, forwardSync, median of repeats (ms).
 // 2. Concurrency: 16 concurrent W-b1 LSTM forward() calls, default threads vs threads: 1.
 // 3. Serving in process: 64 concurrent callers, one sequence each (T uniform in 20..100), on the
-//    standard LSTM: model.forward() per request vs the batcher (concurrency 1 and 2), seq/s.
+//    standard LSTM: model.forward() per request vs the batcher (default, concurrency 1, 2, 3), seq/s.
 // For an A/B of two builds, `node bench/device.mjs --batches 64,128 --threads 1,16` runs only the
 // sweep, for those batch sizes and thread counts; alternate the builds with BIRNN_NATIVE_PATH.
+// `--serving default,c1,c2,c4b16` runs only part 3, with those batchers (default: no options;
+// cN: concurrency N; bM: maxBatch M).
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -20,43 +22,60 @@ const input = (T, N, seed) => {
   return { data: Float32Array.from({ length: T * N * I }, () => u() * 2 - 1), shape: [T, N, I] }
 }
 const fmt = (ms) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(2))
-const { values: args } = parseArgs({ options: { batches: { type: 'string' }, threads: { type: 'string' } } })
+const { values: args } = parseArgs({
+  options: { batches: { type: 'string' }, threads: { type: 'string' }, serving: { type: 'string' } },
+})
 // `default` (no `threads` option) may be named among the thread counts.
 const list = (text, fallback) =>
   text === undefined ? fallback : text.split(',').map((t) => (t === 'default' ? undefined : Number(t)))
 const batches = list(args.batches, [1, 64])
 const threadCounts = list(args.threads, [1, 2, 4, 8, 16, undefined])
 const sweepOnly = args.batches !== undefined || args.threads !== undefined
+const servingOnly = !sweepOnly && args.serving !== undefined
+// 'c2b32' → { concurrency: 2, maxBatch: 32 }
+const batcherOptions = (name) => {
+  const options = {}
+  for (const [, key, value] of name.matchAll(/([cb])(\d+)/g))
+    options[key === 'c' ? 'concurrency' : 'maxBatch'] = Number(value)
+  return options
+}
+const batchers = (args.serving ?? 'default,c1,c2,c3').split(',')
 
-console.log('## Thread sweep (forwardSync, median ms)\n')
-console.log(`| workload | ${threadCounts.map((t) => t ?? 'default').join(' | ')} |`)
-console.log(`|---|${threadCounts.map(() => '---|').join('')}`)
-for (const N of batches) {
-  for (const mode of ['LSTM', 'GRU', 'RNN_TANH']) {
-    const tensors = weights(mode)
-    const x = input(100, N, 3)
-    const reps = N === 1 ? 31 : 5
-    const cells = []
-    for (const threads of threadCounts) {
-      const model = fromStateDict(tensors, { backend: 'native', ...(threads ? { threads } : {}) })
-      model.forwardSync(x)
-      const times = []
-      for (let r = 0; r < reps; r++) {
-        const t0 = performance.now()
+if (!servingOnly) sweep()
+if (sweepOnly) process.exit(0)
+if (!servingOnly) await concurrentCalls()
+await serving()
+
+function sweep() {
+  console.log('## Thread sweep (forwardSync, median ms)\n')
+  console.log(`| workload | ${threadCounts.map((t) => t ?? 'default').join(' | ')} |`)
+  console.log(`|---|${threadCounts.map(() => '---|').join('')}`)
+  for (const N of batches) {
+    for (const mode of ['LSTM', 'GRU', 'RNN_TANH']) {
+      const tensors = weights(mode)
+      const x = input(100, N, 3)
+      const reps = N === 1 ? 31 : 5
+      const cells = []
+      for (const threads of threadCounts) {
+        const model = fromStateDict(tensors, { backend: 'native', ...(threads ? { threads } : {}) })
         model.forwardSync(x)
-        times.push(performance.now() - t0)
+        const times = []
+        for (let r = 0; r < reps; r++) {
+          const t0 = performance.now()
+          model.forwardSync(x)
+          times.push(performance.now() - t0)
+        }
+        cells.push(fmt(median(times)))
+        model.dispose()
       }
-      cells.push(fmt(median(times)))
-      model.dispose()
+      console.log(`| W-b${N} ${mode === 'RNN_TANH' ? 'RNN' : mode} | ${cells.join(' | ')} |`)
     }
-    console.log(`| W-b${N} ${mode === 'RNN_TANH' ? 'RNN' : mode} | ${cells.join(' | ')} |`)
   }
 }
 
-if (sweepOnly) process.exit(0)
+async function concurrentCalls() {
+  console.log('\n## 16 concurrent W-b1 LSTM forward() calls (calls/s, best of 5 rounds)\n')
 
-console.log('\n## 16 concurrent W-b1 LSTM forward() calls (calls/s, best of 5 rounds)\n')
-{
   const tensors = weights('LSTM')
   const xs = Array.from({ length: 16 }, (_, i) => input(100, 1, 10 + i))
   for (const threads of [undefined, 1]) {
@@ -73,8 +92,8 @@ console.log('\n## 16 concurrent W-b1 LSTM forward() calls (calls/s, best of 5 ro
   }
 }
 
-console.log('\n## Serving in process: 64 callers, standard LSTM, T in 20..100 (seq/s, 3 s each)\n')
-{
+async function serving() {
+  console.log('\n## Serving in process: 64 callers, standard LSTM, T in 20..100 (seq/s, 3 s each)\n')
   const model = fromStateDict(weights('LSTM'), { backend: 'native' })
   const u = mulberry32(5)
   const xs = Array.from({ length: 512 }, (_, i) => {
@@ -84,8 +103,10 @@ console.log('\n## Serving in process: 64 callers, standard LSTM, T in 20..100 (s
   })
   for (const [name, options] of [
     ['model.forward() per request', null],
-    ['batcher, concurrency 1', { concurrency: 1 }],
-    ['batcher, concurrency 2', { concurrency: 2 }],
+    ...batchers.map((b) => [
+      `batcher ${b === 'default' ? '(default options)' : JSON.stringify(batcherOptions(b))}`,
+      batcherOptions(b),
+    ]),
   ]) {
     const batcher = options ? model.batcher(options) : null
     const forward = batcher ? (x) => batcher.forward(x) : (x) => model.forward(x)

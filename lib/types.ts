@@ -78,7 +78,7 @@ export interface BatcherOptions {
   maxDelayMs?: number
   /** Most requests that may wait; one more is refused with ERR_BIRNN_QUEUE_FULL; default 1024. */
   maxQueue?: number
-  /** Batches computing at the same time; default 1 (one batch uses every thread of the model). */
+  /** Batches computing at the same time; default one per 6 cores, from 1 to 4 (1 up to 8 cores, 3 on 16). */
   concurrency?: number
 }
 

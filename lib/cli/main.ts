@@ -121,7 +121,11 @@ function buildProgram(): Command {
       nonNegativeNumber,
       0,
     )
-    .option('--concurrency <n>', 'model calls (batches) computing at once', positiveInteger, 1)
+    .option(
+      '--concurrency <n>',
+      'model calls (batches) computing at once (default: one per 6 cores, 1 to 4)',
+      positiveInteger,
+    )
     .option('--max-queue <n>', 'most requests waiting; beyond, 503 with Retry-After', positiveInteger, 1024)
     .option('--max-body <bytes>', 'largest request body (e.g. 8m); beyond, 413', byteSize, 8 * 1024 * 1024)
     .option('--no-batching', 'one model call per request (for comparison)')

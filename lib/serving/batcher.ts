@@ -9,11 +9,12 @@
 // row's result. test/parity/batcher.test.ts checks it on every engine and SIMD path.
 //
 // Policy: no waiting when a slot is free (a lone request starts in the next microtask); while
-// `concurrency` batches run, requests queue, and the next batch takes the queue's head in order,
+// `concurrency` batches run (by default from the cores: defaultConcurrency), requests queue, and the next batch takes the queue's head in order,
 // up to `maxBatch` sequences and `maxBatchTokens` padded steps; when several slots are free at
 // once, the queue is shared evenly among them, shortest sequences together. `maxDelayMs` > 0 makes an idle batcher wait that
 // long for more. The queue holds at most `maxQueue` requests.
 
+import { availableParallelism } from 'node:os'
 import type { Plan } from '../engines/engine.js'
 import { BirnnError, checkKeys, isPositiveInteger, rangeError, typeError } from '../errors.js'
 import { planForward, shapeResult } from '../model/forward-args.js'
@@ -40,12 +41,23 @@ export interface BatchTarget {
 
 const BATCHER_OPTIONS = ['maxBatch', 'maxBatchTokens', 'maxDelayMs', 'maxQueue', 'concurrency']
 const REQUEST_OPTIONS = ['h0', 'c0', 'lengths', 'returnLayers', 'signal']
+/**
+ * Batches computing at once when `concurrency` is not given: one per 6 cores, from 1 to 4. On
+ * many cores one batch at a time leaves some idle (its rows end at different steps, and between
+ * calls the main thread splits one batch and joins the next): on 16 cores 3 served the standard
+ * LSTM 1.2x as fast as 1, and 4 no faster than 3; on 2 cores 1 did best over HTTP
+ * (bench/RESULTS.md).
+ */
+export function defaultConcurrency(cores: number = availableParallelism()): number {
+  return Math.min(4, Math.max(1, Math.round(cores / 6)))
+}
+
 export const BATCHER_DEFAULTS: Required<BatcherOptions> = {
   maxBatch: 64,
   maxBatchTokens: 65536,
   maxDelayMs: 0,
   maxQueue: 1024,
-  concurrency: 1,
+  concurrency: defaultConcurrency(),
 }
 
 function checkBatcherOptions(options: unknown): Required<BatcherOptions> {

@@ -111,7 +111,7 @@ for (const engine of engines()) {
             // two batches at a time (shortest requests together).
             const batcher = model.batcher(
               mix % 3 === 0
-                ? { maxBatch: 1024, maxBatchTokens: 1 << 20 }
+                ? { maxBatch: 1024, maxBatchTokens: 1 << 20, concurrency: 1 }
                 : { maxBatch: r.int(2, 9), maxBatchTokens: big ? 1500 : 200, concurrency: 1 + (mix % 2) },
             )
             const results = await Promise.all(requests.map((q) => batcher.forward(q.input, q.options)))

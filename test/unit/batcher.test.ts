@@ -1,10 +1,11 @@
 // The batcher's policy, on a gated model: each forward call it makes waits until the test releases
 // it, so what queues, what goes together and what fails can be watched step by step. The results
 // are a real JS-engine model's (bit-identity on every engine is test/parity/batcher.test.ts).
+import { availableParallelism } from 'node:os'
 import { describe, expect, it } from 'vitest'
 import { BirnnError } from '../../lib/errors.js'
 import { fromStateDict } from '../../lib/index.js'
-import { Batcher, type BatchTarget } from '../../lib/serving/batcher.js'
+import { Batcher, type BatchTarget, defaultConcurrency } from '../../lib/serving/batcher.js'
 import type { BatcherOptions, ForwardOptions, ForwardResult, Tensor } from '../../lib/types.js'
 import { expectError, randomStateDict, rejection, rng } from '../helpers.js'
 
@@ -40,7 +41,9 @@ function gated() {
     forward: call(false, model.forward),
     forwardBatchFirst: call(true, model.forwardBatchFirst),
   }
-  return { calls, target, make: (options?: BatcherOptions) => new Batcher(target, options) }
+  // One batch at a time unless a test asks for more: the default follows the machine's cores.
+  const make = (options?: BatcherOptions) => new Batcher(target, { concurrency: 1, ...options })
+  return { calls, target, make }
 }
 
 /** One sequence of T steps, unbatched (T, I), filled with `value`. */
@@ -360,19 +363,26 @@ describe('backpressure, abort, errors, close', () => {
     )
     expect(() => make({ maxQueue: 1.5 })).toThrow(TypeError)
     expect(() => make({ maxbatch: 3 } as never)).toThrow(/unknown option 'maxbatch'/)
-    expect(make().options).toEqual({
+    expect(new Batcher(gated().target).options).toEqual({
       maxBatch: 64,
       maxBatchTokens: 65536,
       maxDelayMs: 0,
       maxQueue: 1024,
-      concurrency: 1,
+      concurrency: defaultConcurrency(),
     })
+  })
+
+  it('runs one batch at a time up to 8 cores, then one more per 6 cores, at most 4', () => {
+    expect([1, 2, 4, 8, 9, 14, 15, 16, 20, 21, 32, 128].map((cores) => defaultConcurrency(cores))).toEqual([
+      1, 1, 1, 1, 2, 2, 3, 3, 3, 4, 4, 4,
+    ])
+    expect(defaultConcurrency()).toBe(defaultConcurrency(availableParallelism()))
   })
 })
 
 describe('stats and the JS engine', () => {
   it('counts requests and batches, and summarises waits and service times', async () => {
-    const b = model.batcher()
+    const b = model.batcher({ concurrency: 1 })
     const inputs = Array.from({ length: 10 }, (_, i) => seq(1 + i))
     const results = await Promise.all(inputs.map((x) => b.forward(x)))
     for (let i = 0; i < inputs.length; i++) expect(results[i]).toEqual(await model.forward(inputs[i]))
