@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <numeric>
 #include <utility>
@@ -56,9 +57,11 @@ class Pass {
   // meet at `barrier` after each step (and after each cell update, with a projection); a part
   // computes only its own panels of W_hh (and of W_hr), and writes only their columns.
   void recur(int l, int d, int chunk, int part, int parts, detail::StepBarrier& barrier) const;
-  // Part `part` of `parts` of layer l's output moved to where the caller wants it (nothing to do
-  // when it was computed in place, or when the caller does not want it). Padded steps are not
-  // touched: the caller's arrays arrive zero-filled (birnn.h), and their pages stay unmapped.
+  // Whether layer l's output must be moved to where the caller wants it: not when it was
+  // computed in place, nor when the caller does not want it.
+  bool scatters(int l) const { return wanted(l) != nullptr && wanted(l) != packedOutput(l); }
+  // Part `part` of `parts` of that move. Padded steps are not touched: the caller's arrays arrive
+  // zero-filled (birnn.h), and their pages stay unmapped.
   void scatter(int l, int part, int parts) const;
   // When the caller asked for every layer's output, the last one is also the output.
   void finish() const;
@@ -259,7 +262,19 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
     std::fill(ci + u0, ci + u1, 0.0f);
     if (call_.c0) std::memcpy(ci + cr0, call_.c0 + sn * H + cr0, cBytes);
   }
-  if (parts > 1) barrier.arriveAndWait(parts);  // the first step reads every part's columns of h0
+  // After the barrier, the next step reads every part's columns of the state; most were just
+  // written by other cores. Fetched all at once, not line by line as its GEMM walks them: on the
+  // 16-core VM a line from another core takes a few hundred ns, and a W-b1 step only a microsecond.
+  // (The same for W_hr's input, every part's units of o * tanh(c).)
+  auto meet = [&](const float* read, int rows, idx ld, int width) {
+    if (parts == 1) return;
+    barrier.arriveAndWait(part, parts);
+    constexpr int kLineFloats = 64 / sizeof(float);
+    for (int i = 0; i < rows; ++i) {
+      for (int k = 0; k < width; k += kLineFloats) __builtin_prefetch(read + i * ld + k);
+    }
+  };
+  meet(h[0].data(), nb, ldh_, Hout);  // the first step reads every part's columns of h0
   // A row's final state is saved when it leaves the running prefix, or at the end.
   auto retire = [&](int from, int to, const float* hLast) {
     for (int i = from; i < to; ++i) {
@@ -300,7 +315,7 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
     st.ldn = proj_ ? Hp_ : ldh_;
     net_.k->step(st);
     if (proj_) {
-      if (parts > 1) barrier.arriveAndWait(parts);  // W_hr reads every part's units
+      meet(cellOut.data(), m, Hp_, H);
       detail::GemmArgs g;
       g.m = m;
       g.K = H;
@@ -314,7 +329,7 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
       if (g.panels > 0) net_.k->gemm(g);
     }
     // The next step reads every part's columns of the new state, and overwrites the old one.
-    if (parts > 1) barrier.arriveAndWait(parts);
+    meet(h[1 - cur].data(), m, ldh_, Hout);
     cur = 1 - cur;
     for (int i = 0; i < m; ++i) {
       std::memcpy(Y + rowAt(s, i) * outWidth_ + d * Hout + hr0, &h[cur][i * ldh_ + hr0], hBytes);
@@ -324,9 +339,9 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
 }
 
 void Pass::scatter(int l, int part, int parts) const {
+  if (!scatters(l)) return;
   float* out = wanted(l);
   const float* packed = packedOutput(l);
-  if (out == nullptr || out == packed) return;
   const std::size_t bytes = sizeof(float) * outWidth_;
   const auto [first, end] = steps(part, parts);
   for (int t = first; t < end; ++t) {
@@ -378,9 +393,6 @@ void Network::Impl::run(const Call& call) const {
   const int projThreads = std::min(plan.threads, projTasks);
   std::atomic<int> nextTask{0};  // the next chunk of the input projection, or of the recurrence
   const int recurThreads = std::min(plan.threads, recurTasks * plan.columnParts);
-  // One per recurrence task, for its column parts (reused by every layer: each layer's phase
-  // ends with every round of its barriers complete).
-  const std::unique_ptr<detail::StepBarrier[]> barriers(new detail::StepBarrier[recurTasks]);
   if (pass.gathers()) lease.run(plan.threads, [&](int tid, int count) { pass.gather(tid, count); });
   for (int l = 0; l < cfg.numLayers; ++l) {
     if (pass.reverses()) lease.run(plan.threads, [&](int tid, int count) { pass.reverse(l, tid, count); });
@@ -392,6 +404,10 @@ void Network::Impl::run(const Call& call) const {
       if (l > 0) pass.scatter(l - 1, tid, count);
     });
     nextTask.store(0, std::memory_order_relaxed);
+    // One per recurrence task, for its column parts; fresh for each layer, whose phase may be
+    // lent fewer threads, and so run fewer parts, than the last.
+    std::deque<detail::StepBarrier> barriers;
+    for (int task = 0; task < recurTasks; ++task) barriers.emplace_back(plan.columnParts);
     lease.run(recurThreads, [&](int tid, int count) {
       // Column parts need all of a chunk's parts running at once: as many as the threads lent.
       const int parts = count >= recurTasks ? std::min(plan.columnParts, count / recurTasks) : 1;
@@ -406,7 +422,10 @@ void Network::Impl::run(const Call& call) const {
       }
     });
   }
-  lease.run(plan.threads, [&](int tid, int count) { pass.scatter(cfg.numLayers - 1, tid, count); });
+  // (A phase with nothing to do would still hand every thread of the plan an empty task.)
+  if (pass.scatters(cfg.numLayers - 1)) {
+    lease.run(plan.threads, [&](int tid, int count) { pass.scatter(cfg.numLayers - 1, tid, count); });
+  }
   pass.finish();
   workspaces.release(std::move(ws));
 }

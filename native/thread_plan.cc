@@ -138,21 +138,27 @@ ThreadPlan planThreads(const PlanInput& in) {
   return plan;
 }
 
-void StepBarrier::arriveAndWait(int count) {
-  const unsigned round = round_.load(std::memory_order_acquire);
-  if (arrived_.fetch_add(1, std::memory_order_acq_rel) == count - 1) {
-    arrived_.store(0, std::memory_order_relaxed);  // nobody arrives again before the release below
-    {
-      std::lock_guard<std::mutex> lock(mutex_);  // a waiter checks the round under it before it sleeps
-      round_.store(round + 1, std::memory_order_release);
-    }
+void StepBarrier::arriveAndWait(int index, int count) {
+  const unsigned round = slots_[index].round.load(std::memory_order_relaxed) + 1;
+  // Sequentially consistent with the sleepers' count below: either this thread sees a sleeper
+  // and wakes it, or the sleeper sees this arrival before it sleeps.
+  slots_[index].round.store(round, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    std::lock_guard<std::mutex> lock(mutex_);
     released_.notify_all();
-    return;
   }
-  auto done = [&] { return round_.load(std::memory_order_acquire) != round; };
+  // Another thread is at most one round ahead (it then waits for this one).
+  auto done = [&] {
+    for (int i = 0; i < count; ++i) {
+      if (static_cast<int>(slots_[i].round.load(std::memory_order_seq_cst) - round) < 0) return false;
+    }
+    return true;
+  };
   if (spinUntil(done)) return;
   std::unique_lock<std::mutex> lock(mutex_);
+  sleepers_.fetch_add(1, std::memory_order_seq_cst);
   released_.wait(lock, done);
+  sleepers_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 WorkerPool& WorkerPool::shared() {

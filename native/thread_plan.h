@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -56,15 +57,21 @@ int hardwareThreads();
 using ThreadWork = std::function<void(int tid, int count)>;
 
 // The threads of one team (the column parts of a batch chunk's steps) wait here for one another
-// after each step: they pause-spin (a step takes microseconds), then yield, then sleep.
+// after each step: they pause-spin (a step takes microseconds), then yield, then sleep. Each
+// thread announces its arrival in a cache line of its own, so the last one costs its team one
+// line transfer, not a contended counter.
 class StepBarrier {
  public:
-  // Returns once `count` threads, this one included, have called it in this round.
-  void arriveAndWait(int count);
+  explicit StepBarrier(int threads) : slots_(new Slot[threads]) {}
+  // Returns once threads 0..count-1 have each called it in this round; `index` is the caller's.
+  void arriveAndWait(int index, int count);
 
  private:
-  std::atomic<int> arrived_{0};
-  std::atomic<unsigned> round_{0};
+  struct alignas(64) Slot {
+    std::atomic<unsigned> round{0};
+  };
+  std::unique_ptr<Slot[]> slots_;
+  std::atomic<int> sleepers_{0};
   std::mutex mutex_;
   std::condition_variable released_;
 };

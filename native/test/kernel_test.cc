@@ -2,13 +2,15 @@
 //  - vectorized tanh and sigmoid against double precision over the whole float range;
 //  - the Network against a double-precision scalar reference, for every mode and option;
 //  - the same bits for every thread count;
-//  - the thread plan's choices (`plan`) and allocateFloats' reuse of freed memory (`memory`).
+//  - the thread plan's choices and the step barrier (`plan`), and allocateFloats' reuse of freed memory (`memory`).
 // Usage: birnn_kernel_test [generic|avx2|avx512|neon|wide16|plan|memory]; wide16 is the AVX-512 geometry in
 // portable code. Prints `ok   <name>` or `FAIL <name>: detail` per test, then `N passed, N
 // failed`; exits 77 (a skip for ctest) when the CPU lacks the requested ISA. No argument: every
 // ISA the CPU has, then wide16.
 // Build: cmake -S . -B build-kernel -DBIRNN_KERNEL_TESTS=ON && cmake --build build-kernel
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -17,6 +19,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "birnn.h"
@@ -362,6 +365,48 @@ void plans() {
          "not monotone");
 }
 
+// StepBarrier: no thread leaves round r before every thread has arrived in it, so what each wrote
+// before arriving is what the others read after; with one thread late by far more than the spin
+// budget (the others go to sleep and must be woken), and with a fresh barrier for a phase of
+// fewer threads than the one before (as forward.cc makes one per layer).
+void barrier() {
+  auto run = [](detail::StepBarrier& b, int count, int rounds, int lateEvery) {
+    std::vector<long> written(count, -1);
+    std::atomic<bool> ok{true};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < count; ++t) {
+      threads.emplace_back([&, t] {
+        for (long r = 0; r < rounds; ++r) {
+          if (lateEvery && t == count - 1 && r % lateEvery == lateEvery - 1) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(3));
+          }
+          written[t] = r;
+          b.arriveAndWait(t, count);
+          for (int o = 0; o < count; ++o) {
+            if (written[o] != r) ok = false;
+          }
+          b.arriveAndWait(t, count);  // nobody writes round r + 1 before everybody has read round r
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    return ok.load();
+  };
+  {
+    detail::StepBarrier b(3);
+    report(run(b, 3, 3000, 0), "plan: a step barrier of 3 threads, 3,000 rounds", "a thread left a round early");
+  }
+  {
+    detail::StepBarrier b(3);
+    report(run(b, 3, 40, 10), "plan: a step barrier whose sleepers are woken by a late thread", "a thread left early");
+  }
+  {
+    detail::StepBarrier wide(7), narrow(2);
+    const bool ok = run(wide, 7, 300, 0) && run(narrow, 2, 300, 0);
+    report(ok, "plan: step barriers of 7, then 2 threads", "a thread left a round early");
+  }
+}
+
 // allocateFloats: what it returns is zero, also when it reuses a block freed with data in it (the
 // kernel leaves padded output steps as they are); a block is reused only for a request of at
 // least half its size; small sizes come from the C heap, zeroed too.
@@ -411,10 +456,12 @@ int main(int argc, char** argv) {
   if (argc > 2) return usage(argv[0]);
   if (argc == 2 && std::string(argv[1]) == "plan") {
     plans();
+    barrier();
   } else if (argc == 2 && std::string(argv[1]) == "memory") {
     memory();
   } else if (argc == 1) {
     plans();
+    barrier();
     memory();
     for (const spec::IsaInfo& info : spec::kIsas) {
       if (isaSupported(info.isa)) {
