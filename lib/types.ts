@@ -78,7 +78,10 @@ export interface BatcherOptions {
   maxDelayMs?: number
   /** Most requests that may wait; one more is refused with ERR_BIRNN_QUEUE_FULL; default 1024. */
   maxQueue?: number
-  /** Batches computing at the same time; default one per 6 cores, from 1 to 4 (1 up to 8 cores, 3 on 16). */
+  /**
+   * Batches computing at the same time; default one per 6 of the threads the model's calls compute
+   * on, from 1 to 3 (1 up to 8 cores, 3 on 16; 1 on the JS engine).
+   */
   concurrency?: number
 }
 

@@ -625,6 +625,7 @@ class BirnnAddon : public Napi::Addon<BirnnAddon> {
     DefineAddon(exports, {
                              InstanceMethod<&BirnnAddon::IsaInfo>("isa", napi_enumerable),
                              InstanceMethod<&BirnnAddon::Spec>("spec", napi_enumerable),
+                             InstanceMethod<&BirnnAddon::ComputeThreads>("computeThreads", napi_enumerable),
                              InstanceValue("Network", NetworkWrap::Define(env), napi_enumerable),
                          });
   }
@@ -640,6 +641,11 @@ class BirnnAddon : public Napi::Addon<BirnnAddon> {
     for (birnn::Isa isa : birnn::supportedIsas()) supported.Set(count++, birnn::isaName(isa));
     result.Set("supported", supported);
     return result;
+  }
+
+  // computeThreads() -> the worker pool's threads (birnn::computeThreads).
+  Napi::Value ComputeThreads(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), birnn::computeThreads());
   }
 
   // spec() -> { modes: [{ name, id, gates }], isas: [{ name, id }], maxThreads }: spec.h as

@@ -56,6 +56,10 @@ float* allocateFloats(std::size_t n, std::size_t& capacity);
 void freeFloats(float* p, std::size_t capacity);
 void trimFloats();
 
+// Threads of the process-wide pool that every Network's calls compute on: the CPUs this process
+// may run on, within its cgroup's CPU quota, or BIRNN_POOL_THREADS; at least 1.
+int computeThreads();
+
 // One forward call. All pointers are caller-owned and must stay valid for the call.
 struct Call {
   int seqLen = 0;  // T

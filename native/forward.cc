@@ -54,9 +54,10 @@ class Pass {
   void project(int l, int d, int chunk) const;
   // Column part `part` of `parts` of direction d's recurrence of batch chunk `chunk` of layer l:
   // every step, then hN and cN. The parts of a chunk run at once, each on its own thread, and
-  // meet at `barrier` after each step (and after each cell update, with a projection); a part
-  // computes only its own panels of W_hh (and of W_hr), and writes only their columns.
-  void recur(int l, int d, int chunk, int part, int parts, detail::StepBarrier& barrier) const;
+  // meet at `barrier` (null for one part) after each step (and after each cell update, with a
+  // projection); a part computes only its own panels of W_hh (and of W_hr), and writes only
+  // their columns.
+  void recur(int l, int d, int chunk, int part, int parts, detail::StepBarrier* barrier) const;
   // Whether layer l's output must be moved to where the caller wants it: not when it was
   // computed in place, nor when the caller does not want it.
   bool scatters(int l) const { return wanted(l) != nullptr && wanted(l) != packedOutput(l); }
@@ -226,7 +227,7 @@ void Pass::project(int l, int d, int chunk) const {
   if (g.m > 0) net_.k->gemm(g);
 }
 
-void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarrier& barrier) const {
+void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarrier* barrier) const {
   const PackedLayer& w = net_.layers[l * net_.D + d];
   const int D = net_.D, H = net_.H, Hout = net_.Hout;
   const int nb = chunkSize(chunk);
@@ -263,15 +264,16 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
     if (call_.c0) std::memcpy(ci + cr0, call_.c0 + sn * H + cr0, cBytes);
   }
   // After the barrier, the next step reads every part's columns of the state; most were just
-  // written by other cores. Fetched all at once, not line by line as its GEMM walks them: on the
-  // 16-core VM a line from another core takes a few hundred ns, and a W-b1 step only a microsecond.
-  // (The same for W_hr's input, every part's units of o * tanh(c).)
+  // written by other cores. They are fetched all at once (into L2, whatever their size), not line
+  // by line as the GEMM walks them: on the 16-core VM a line from another core takes a few hundred
+  // ns, and a W-b1 step about a microsecond. (The same for W_hr's input, every part's units of
+  // o * tanh(c).)
   auto meet = [&](const float* read, int rows, idx ld, int width) {
     if (parts == 1) return;
-    barrier.arriveAndWait(part, parts);
+    barrier->arriveAndWait(part, parts);
     constexpr int kLineFloats = 64 / sizeof(float);
     for (int i = 0; i < rows; ++i) {
-      for (int k = 0; k < width; k += kLineFloats) __builtin_prefetch(read + i * ld + k);
+      for (int k = 0; k < width; k += kLineFloats) __builtin_prefetch(read + i * ld + k, 0, 2);
     }
   };
   meet(h[0].data(), nb, ldh_, Hout);  // the first step reads every part's columns of h0
@@ -405,20 +407,20 @@ void Network::Impl::run(const Call& call) const {
     });
     nextTask.store(0, std::memory_order_relaxed);
     // One per recurrence task, for its column parts; fresh for each layer, whose phase may be
-    // lent fewer threads, and so run fewer parts, than the last.
+    // lent fewer threads, and so run fewer parts, than the last (a barrier's team never changes).
     std::deque<detail::StepBarrier> barriers;
-    for (int task = 0; task < recurTasks; ++task) barriers.emplace_back(plan.columnParts);
+    for (int task = 0; plan.columnParts > 1 && task < recurTasks; ++task) barriers.emplace_back(plan.columnParts);
     lease.run(recurThreads, [&](int tid, int count) {
       // Column parts need all of a chunk's parts running at once: as many as the threads lent.
       const int parts = count >= recurTasks ? std::min(plan.columnParts, count / recurTasks) : 1;
       if (parts == 1) {
         // Fewer threads than chunks (lent fewer, or one preempted): each takes the next chunk.
         for (int task; (task = nextTask.fetch_add(1, std::memory_order_relaxed)) < recurTasks;) {
-          pass.recur(l, task % D, task / D, 0, 1, barriers[0]);
+          pass.recur(l, task % D, task / D, 0, 1, nullptr);
         }
       } else if (tid < recurTasks * parts) {
         const int task = tid / parts;
-        pass.recur(l, task % D, task / D, tid % parts, parts, barriers[task]);
+        pass.recur(l, task % D, task / D, tid % parts, parts, &barriers[task]);
       }
     });
   }

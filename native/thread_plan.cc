@@ -2,10 +2,13 @@
 #include "thread_plan.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <system_error>
+
+#include "birnn.h"
 
 #if defined(__linux__)
 #include <sched.h>
@@ -139,6 +142,7 @@ ThreadPlan planThreads(const PlanInput& in) {
 }
 
 void StepBarrier::arriveAndWait(int index, int count) {
+  assert(0 <= index && index < count && count <= size_);
   const unsigned round = slots_[index].round.load(std::memory_order_relaxed) + 1;
   // Sequentially consistent with the sleepers' count below: either this thread sees a sleeper
   // and wakes it, or the sleeper sees this arrival before it sleeps.
@@ -262,3 +266,5 @@ void WorkerPool::Lease::run(int threads, const ThreadWork& work) const {
 }
 
 }  // namespace birnn::detail
+
+int birnn::computeThreads() { return detail::hardwareThreads(); }

@@ -58,12 +58,17 @@ using ThreadWork = std::function<void(int tid, int count)>;
 
 // The threads of one team (the column parts of a batch chunk's steps) wait here for one another
 // after each step: they pause-spin (a step takes microseconds), then yield, then sleep. Each
-// thread announces its arrival in a cache line of its own, so the last one costs its team one
-// line transfer, not a contended counter.
+// thread counts its arrivals in a cache line of its own, which the others read: the last arrival
+// costs each waiter one line transfer, where a shared counter passed its line from core to core
+// for every arrival (on the 16-core VM, several hundred ns a step).
 class StepBarrier {
  public:
-  explicit StepBarrier(int threads) : slots_(new Slot[threads]) {}
-  // Returns once threads 0..count-1 have each called it in this round; `index` is the caller's.
+  // For teams of up to `slots` threads.
+  explicit StepBarrier(int slots) : slots_(new Slot[slots]), size_(slots) {}
+  // Thread `index` (< count <= slots) arrives for the n-th time, and returns once threads
+  // 0..count-1 have each arrived n times. Every call on one barrier has the same `count`: a
+  // thread left out of some rounds would lag behind the others for good (forward.cc makes a
+  // fresh barrier for each phase).
   void arriveAndWait(int index, int count);
 
  private:
@@ -71,7 +76,8 @@ class StepBarrier {
     std::atomic<unsigned> round{0};
   };
   std::unique_ptr<Slot[]> slots_;
-  std::atomic<int> sleepers_{0};
+  [[maybe_unused]] int size_;  // for the assert
+  alignas(64) std::atomic<int> sleepers_{0};  // not on a line the spinning threads read
   std::mutex mutex_;
   std::condition_variable released_;
 };

@@ -123,7 +123,7 @@ function buildProgram(): Command {
     )
     .option(
       '--concurrency <n>',
-      'model calls (batches) computing at once (default: one per 6 cores, 1 to 4)',
+      'model calls (batches) computing at once (default: one per 6 cores, 1 to 3)',
       positiveInteger,
     )
     .option('--max-queue <n>', 'most requests waiting; beyond, 503 with Retry-After', positiveInteger, 1024)

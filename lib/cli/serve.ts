@@ -5,7 +5,7 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { InvalidArgumentError } from 'commander'
-import { Batcher, defaultConcurrency } from '../serving/batcher.js'
+import { Batcher } from '../serving/batcher.js'
 import { batchingForwarder, createHandler, directForwarder, type Forwarder, Metrics } from '../serving/http.js'
 import { describeBackend, describeModel, openModel } from './model.js'
 import type { ModelOptions } from './options.js'
@@ -18,7 +18,7 @@ export interface ServeOptions extends ModelOptions {
   maxBatchTokens: number
   maxDelayMs: number
   maxQueue: number
-  /** Undefined: defaultConcurrency(). */
+  /** Undefined: the batcher's default (defaultConcurrency). */
   concurrency?: number
   maxBody: number
   /** commander's --no-batching. */
@@ -55,15 +55,15 @@ export async function serve(modelPath: string, options: ServeOptions): Promise<v
   let metrics: Metrics
   if (options.batching) {
     let batcher: Batcher | undefined
-    const concurrency = options.concurrency ?? defaultConcurrency()
     metrics = new Metrics(() => batcher?.queued ?? 0)
     batcher = new Batcher(metrics.observe(model), {
       maxBatch: options.maxBatch,
       maxBatchTokens: options.maxBatchTokens,
       maxDelayMs: options.maxDelayMs,
       maxQueue: options.maxQueue,
-      concurrency,
+      concurrency: options.concurrency,
     })
+    const { concurrency } = batcher.options
     forwarder = batchingForwarder(batcher)
     batching = `batching up to ${options.maxBatch} sequences${concurrency > 1 ? `, ${concurrency} batches at once` : ''}${options.maxDelayMs ? `, waiting up to ${options.maxDelayMs} ms` : ''}`
   } else {

@@ -96,6 +96,8 @@ export interface NativeSpec {
 export interface NativeAddon {
   isa(): NativeIsaInfo
   spec(): NativeSpec
+  /** The worker pool's threads (absent from addons built before it was exported). */
+  computeThreads?(): number
   /**
    * weights: numLayers*D*k arrays, layer-major, direction-minor; per (layer, direction) the k
    * tensors weight_ih, weight_hh, [bias_ih, bias_hh when bias], [weight_hr when projSize > 0].

@@ -35,6 +35,11 @@ export interface Engine {
   run(plan: Plan): Promise<RawResult>
   /** Frees memory kept between calls for speed (work buffers), where the engine keeps any. */
   trim?(): void
+  /**
+   * Threads that its calls compute on, all calls together (the native worker pool, the
+   * WebAssembly workers); absent where calls run one at a time on the main thread (the JS engine).
+   */
+  readonly parallelism?: number
   dispose(): void
 }
 

@@ -3,6 +3,7 @@
 // Arguments were checked in TypeScript with the messages users see; what the addon still throws
 // is internal (a bug, or out of memory) and surfaces as ERR_BIRNN_NATIVE.
 
+import { availableParallelism } from 'node:os'
 import { BirnnError } from '../errors.js'
 import type { Weights } from '../loading/state-dict.js'
 import { checkPoolThreadsEnvironment } from '../model/options.js'
@@ -94,6 +95,8 @@ export function nativeEngine(weights: Weights, options: { threads: number; simd:
       )
     },
     trim: () => network.trim(),
+    // The pool's own count, which honours a cgroup CPU quota and BIRNN_POOL_THREADS.
+    parallelism: addon.computeThreads?.() ?? availableParallelism(),
     dispose: () => {
       clearTimeout(idle)
       network.dispose()

@@ -16,7 +16,7 @@ import { MODES } from '../spec.js'
 import type { WasmSimd } from '../types.js'
 import { type Engine, kernelError, type Plan, type RawResult, rawResult } from './engine.js'
 import { type WasmCall, type WasmConfig, type WasmKernel, type WasmResult, wasmKernel } from './wasm-kernel.js'
-import { type PoolModel, poolFree, poolRun } from './wasm-pool.js'
+import { type PoolModel, poolFree, poolRun, poolSize } from './wasm-pool.js'
 
 export type WasmChoice = { engine: Engine; reason: string; simd: WasmSimd } | { reason: string }
 
@@ -161,6 +161,7 @@ export function wasmEngine(weights: Weights, simd: 'auto' | WasmSimd = 'auto'): 
       sync = undefined
       poolFree(model.id)
     },
+    parallelism: poolSize(),
   }
   const build = BUILDS[wasm.simd].label + (wasm.instead ? `, since ${wasm.instead}` : '')
   return { engine, reason: `the WebAssembly kernel (${build}) from ${wasm.path}`, simd: wasm.simd }

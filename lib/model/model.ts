@@ -71,6 +71,11 @@ export class Model {
     return shapeResult(config, plan, await this.#live().run(plan))
   }
 
+  /** @internal The engine's compute threads, all calls together (Engine.parallelism). */
+  get parallelism(): number | undefined {
+    return this.#engine?.parallelism
+  }
+
   /**
    * A batcher over this model: concurrent `batcher.forward()` requests are run together in one
    * forward call, each getting the bits `forward()` of it alone gives (docs/serving.md).

@@ -9,12 +9,12 @@
 // row's result. test/parity/batcher.test.ts checks it on every engine and SIMD path.
 //
 // Policy: no waiting when a slot is free (a lone request starts in the next microtask); while
-// `concurrency` batches run (by default from the cores: defaultConcurrency), requests queue, and the next batch takes the queue's head in order,
-// up to `maxBatch` sequences and `maxBatchTokens` padded steps; when several slots are free at
-// once, the queue is shared evenly among them, shortest sequences together. `maxDelayMs` > 0 makes an idle batcher wait that
-// long for more. The queue holds at most `maxQueue` requests.
+// `concurrency` batches run (by default from the model's compute threads: defaultConcurrency),
+// requests queue, and the next batch takes the queue's head in order, up to `maxBatch` sequences
+// and `maxBatchTokens` padded steps; when several slots are free at once, the queue is shared
+// evenly among them, shortest sequences together. `maxDelayMs` > 0 makes an idle batcher wait
+// that long for more. The queue holds at most `maxQueue` requests.
 
-import { availableParallelism } from 'node:os'
 import type { Plan } from '../engines/engine.js'
 import { BirnnError, checkKeys, isPositiveInteger, rangeError, typeError } from '../errors.js'
 import { planForward, shapeResult } from '../model/forward-args.js'
@@ -33,6 +33,8 @@ import type {
 /** What a batcher needs of a model (a Model is one): its configuration and forward(). */
 export interface BatchTarget {
   readonly config: Readonly<ModelConfig>
+  /** Threads its calls compute on, all calls together; absent: one call at a time (JS engine). */
+  readonly parallelism?: number
   /** A lone request runs as it came. */
   forward(input: Tensor, options?: ForwardOptions): Promise<ForwardResult>
   /** A batch is (N, T, inputSize) whatever the model's layout (Model.forwardBatchFirst). */
@@ -41,31 +43,34 @@ export interface BatchTarget {
 
 const BATCHER_OPTIONS = ['maxBatch', 'maxBatchTokens', 'maxDelayMs', 'maxQueue', 'concurrency']
 const REQUEST_OPTIONS = ['h0', 'c0', 'lengths', 'returnLayers', 'signal']
+
 /**
- * Batches computing at once when `concurrency` is not given: one per 6 cores, from 1 to 4. On
- * many cores one batch at a time leaves some idle (its rows end at different steps, and between
- * calls the main thread splits one batch and joins the next): on 16 cores 3 served the standard
- * LSTM 1.2x as fast as 1, and 4 no faster than 3; on 2 cores 1 did best over HTTP
- * (bench/RESULTS.md).
+ * Batches computing at once when `concurrency` is not given, from the threads the model's calls
+ * compute on: one batch per 6, from 1 to 3 (1 up to 8 threads, 2 up to 14, 3 from 15). On many
+ * threads one batch at a time leaves some idle (its rows end at different steps; between calls
+ * the main thread splits one batch and joins the next): on 16 cores 3 served the standard LSTM
+ * 1.2x as fast as 1, and 4 no faster than 3, while 1 and 2 were close on 2 cores
+ * (bench/RESULTS.md). Three also leave one of libuv's 4 default threads to the rest of the
+ * process. Where calls run one at a time on the main thread (the JS engine), 1.
  */
-export function defaultConcurrency(cores: number = availableParallelism()): number {
-  return Math.min(4, Math.max(1, Math.round(cores / 6)))
+export function defaultConcurrency(parallelism: number | undefined): number {
+  if (parallelism === undefined) return 1
+  return Math.min(3, Math.max(1, Math.round(parallelism / 6)))
 }
 
-export const BATCHER_DEFAULTS: Required<BatcherOptions> = {
+export const BATCHER_DEFAULTS: Omit<Required<BatcherOptions>, 'concurrency'> = {
   maxBatch: 64,
   maxBatchTokens: 65536,
   maxDelayMs: 0,
   maxQueue: 1024,
-  concurrency: defaultConcurrency(),
 }
 
-function checkBatcherOptions(options: unknown): Required<BatcherOptions> {
-  if (options === undefined) return { ...BATCHER_DEFAULTS }
+function checkBatcherOptions(options: unknown, concurrency: number): Required<BatcherOptions> {
+  if (options === undefined) return { ...BATCHER_DEFAULTS, concurrency }
   if (typeof options !== 'object' || options === null) throw typeError('batcher options', 'an object', options)
   checkKeys('batcher options', options, BATCHER_OPTIONS)
   const o = options as BatcherOptions
-  const checked = { ...BATCHER_DEFAULTS }
+  const checked = { ...BATCHER_DEFAULTS, concurrency }
   for (const key of ['maxBatch', 'maxBatchTokens', 'maxQueue', 'concurrency'] as const) {
     if (o[key] === undefined) continue
     if (!isPositiveInteger(o[key])) throw typeError(`batcher options.${key}`, 'a positive integer', o[key])
@@ -145,7 +150,7 @@ export class Batcher {
   /** Use model.batcher(options). */
   constructor(target: BatchTarget, options?: BatcherOptions) {
     this.#target = target
-    this.#options = checkBatcherOptions(options)
+    this.#options = checkBatcherOptions(options, defaultConcurrency(target.parallelism))
   }
 
   /** The options in effect, defaults filled in. */

@@ -120,6 +120,7 @@ export class Metrics {
     }
     return {
       config: target.config,
+      parallelism: target.parallelism,
       forward: (input, options) => timed(target.config.batchFirst, () => target.forward(input, options), input.shape),
       forwardBatchFirst: (input, options) => timed(true, () => target.forwardBatchFirst(input, options), input.shape),
     }

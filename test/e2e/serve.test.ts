@@ -294,7 +294,7 @@ describe('birnn serve', () => {
 describe('birnn serve under load and at shutdown', () => {
   it('a flood beyond --max-queue gets 503 with Retry-After; the accepted requests are answered', async () => {
     // Long requests on one thread: the queue fills while the first ones compute.
-    const server = await start(['--threads', '1', '--max-queue', '2', '--max-batch', '1'])
+    const server = await start(['--threads', '1', '--max-queue', '2', '--max-batch', '1', '--concurrency', '1'])
     try {
       const body = npyOf({ data: r.floats(300 * 16 * I), shape: [300, 16, I] })
       const replies = await Promise.all(Array.from({ length: 30 }, () => postNpy(server.url, body, '?output=last')))
@@ -313,7 +313,8 @@ describe('birnn serve under load and at shutdown', () => {
   }, 60_000)
 
   it('a client that leaves while its request waits takes it out of the queue', async () => {
-    const server = await start(['--threads', '1', '--max-batch', '1'])
+    // One model call at a time (the default runs more on many cores), so that six are ahead of it.
+    const server = await start(['--threads', '1', '--max-batch', '1', '--concurrency', '1'])
     try {
       const body = npyOf({ data: r.floats(300 * 16 * I), shape: [300, 16, I] })
       const ahead = Array.from({ length: 6 }, () => postNpy(server.url, body, '?output=last'))

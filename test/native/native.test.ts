@@ -3,9 +3,11 @@
 // and the memory-protecting checks of its binding. Skipped, with the reason, where the addon
 // does not load (and a failure instead under BIRNN_REQUIRE_NATIVE=1, as in .ci/run).
 import { spawnSync } from 'node:child_process'
+import { availableParallelism } from 'node:os'
 import { describe, expect, it } from 'vitest'
 import { loadAddon } from '../../lib/engines/addon.js'
 import { fromStateDict, load } from '../../lib/index.js'
+import { defaultConcurrency } from '../../lib/serving/batcher.js'
 import {
   expectError,
   fixture,
@@ -27,6 +29,15 @@ describe.skipIf(missing)(`the addon${missing ? ` (skipped: ${missing})` : ''}`, 
     expect(model.backend).toBe('native')
     expect(model.backendReason).toMatch(/^the native kernel \((avx512|avx2|neon|generic)\) from .*birnn.*\.node$/)
     expect(model.simd).toBe(native.addon!.isa().best)
+  })
+
+  it("a model computes on the worker pool's threads, and its batcher's default concurrency follows them", async () => {
+    const threads = native.addon!.computeThreads!()
+    const most = Math.max(availableParallelism(), Number(process.env.BIRNN_POOL_THREADS ?? 0))
+    expect(Number.isInteger(threads) && threads >= 1 && threads <= most).toBe(true)
+    const model = await load(modelPath(fixture('lstm_uni_l1_tm')))
+    expect(model.parallelism).toBe(threads)
+    expect(model.batcher().options.concurrency).toBe(defaultConcurrency(threads))
   })
 })
 

@@ -5,7 +5,9 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { describe, expect, it } from 'vitest'
 import { loadWasm, relaxedSimdSupported } from '../../lib/engines/wasm.js'
 import { wasmKernel } from '../../lib/engines/wasm-kernel.js'
+import { poolSize } from '../../lib/engines/wasm-pool.js'
 import { fromStateDict } from '../../lib/index.js'
+import { defaultConcurrency } from '../../lib/serving/batcher.js'
 import {
   expectError,
   maxAbsDiff,
@@ -34,6 +36,9 @@ describe.skipIf(missing)(`the wasm engine${missing ? ` (skipped: ${missing})` : 
     expect(model.backendReason).toMatch(
       /^the WebAssembly kernel \(relaxed SIMD\) from .*birnn-relaxed\.wasm was requested$/,
     )
+    // Its calls compute on the worker pool, which its batcher's default concurrency follows.
+    expect(model.parallelism).toBe(poolSize())
+    expect(model.batcher().options.concurrency).toBe(defaultConcurrency(poolSize()))
     model.dispose()
   })
 

@@ -1,7 +1,6 @@
 // The batcher's policy, on a gated model: each forward call it makes waits until the test releases
 // it, so what queues, what goes together and what fails can be watched step by step. The results
 // are a real JS-engine model's (bit-identity on every engine is test/parity/batcher.test.ts).
-import { availableParallelism } from 'node:os'
 import { describe, expect, it } from 'vitest'
 import { BirnnError } from '../../lib/errors.js'
 import { fromStateDict } from '../../lib/index.js'
@@ -368,15 +367,23 @@ describe('backpressure, abort, errors, close', () => {
       maxBatchTokens: 65536,
       maxDelayMs: 0,
       maxQueue: 1024,
-      concurrency: defaultConcurrency(),
+      concurrency: 1,
     })
   })
 
-  it('runs one batch at a time up to 8 cores, then one more per 6 cores, at most 4', () => {
-    expect([1, 2, 4, 8, 9, 14, 15, 16, 20, 21, 32, 128].map((cores) => defaultConcurrency(cores))).toEqual([
-      1, 1, 1, 1, 2, 2, 3, 3, 3, 4, 4, 4,
+  it('by default runs one batch per 6 compute threads, from 1 to 3; one on the main thread', () => {
+    expect([1, 2, 4, 8, 9, 14, 15, 16, 20, 21, 32, 128].map((threads) => defaultConcurrency(threads))).toEqual([
+      1, 1, 1, 1, 2, 2, 3, 3, 3, 3, 3, 3,
     ])
-    expect(defaultConcurrency()).toBe(defaultConcurrency(availableParallelism()))
+    expect(defaultConcurrency(undefined)).toBe(1)
+    const target = (parallelism?: number) => ({ ...gated().target, parallelism })
+    expect(new Batcher(target(16)).options.concurrency).toBe(3)
+    expect(new Batcher(target(16), { maxBatch: 8 }).options.concurrency).toBe(3)
+    expect(new Batcher(target(16), { concurrency: 1 }).options.concurrency).toBe(1)
+    expect(new Batcher(target()).options.concurrency).toBe(1)
+    // A model passes its engine's: the JS engine computes on the main thread.
+    expect(model.parallelism).toBeUndefined()
+    expect(model.batcher().options.concurrency).toBe(1)
   })
 })
 
