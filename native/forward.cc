@@ -264,16 +264,24 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
     if (call_.c0) std::memcpy(ci + cr0, call_.c0 + sn * H + cr0, cBytes);
   }
   // After the barrier, the next step reads every part's columns of the state; most were just
-  // written by other cores. They are fetched all at once (into L2, whatever their size), not line
-  // by line as the GEMM walks them: on the 16-core VM a line from another core takes a few hundred
-  // ns, and a W-b1 step about a microsecond. (The same for W_hr's input, every part's units of
+  // written by other cores. They are fetched all at once, not line by line as the GEMM walks
+  // them: on the 16-core VM a line from another core takes a few hundred ns, and a W-b1 step
+  // about a microsecond. Into L1 when they are few (8 KiB), else into L2, so as not to push the
+  // GEMM's slices of W_hh out of L1. (The same for W_hr's input, every part's units of
   // o * tanh(c).)
   auto meet = [&](const float* read, int rows, idx ld, int width) {
     if (parts == 1) return;
     barrier->arriveAndWait(part, parts);
     constexpr int kLineFloats = 64 / sizeof(float);
+    const bool few = static_cast<idx>(rows) * width <= 2048;
     for (int i = 0; i < rows; ++i) {
-      for (int k = 0; k < width; k += kLineFloats) __builtin_prefetch(read + i * ld + k, 0, 2);
+      for (int k = 0; k < width; k += kLineFloats) {
+        if (few) {
+          __builtin_prefetch(read + i * ld + k, 0, 3);
+        } else {
+          __builtin_prefetch(read + i * ld + k, 0, 2);
+        }
+      }
     }
   };
   meet(h[0].data(), nb, ldh_, Hout);  // the first step reads every part's columns of h0
