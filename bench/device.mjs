@@ -8,7 +8,9 @@
 // For an A/B of two builds, `node bench/device.mjs --batches 64,128 --threads 1,16` runs only the
 // sweep, for those batch sizes and thread counts; alternate the builds with BIRNN_NATIVE_PATH.
 // `--serving default,c1,c2,c4b16` runs only part 3, with those batchers (default: no options;
-// cN: concurrency N; bM: maxBatch M).
+// cN: concurrency N; bM: maxBatch M). `--steps` runs only a per-step view of W-b1: T = 25, 50,
+// 100, 200 (median of 41 calls, µs) for each mode, at the default threads or those of --threads;
+// the slope is a step's cost, the rest the call's fixed cost.
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -23,7 +25,12 @@ const input = (T, N, seed) => {
 }
 const fmt = (ms) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(2))
 const { values: args } = parseArgs({
-  options: { batches: { type: 'string' }, threads: { type: 'string' }, serving: { type: 'string' } },
+  options: {
+    batches: { type: 'string' },
+    threads: { type: 'string' },
+    serving: { type: 'string' },
+    steps: { type: 'boolean' },
+  },
 })
 // `default` (no `threads` option) may be named among the thread counts.
 const list = (text, fallback) =>
@@ -41,10 +48,40 @@ const batcherOptions = (name) => {
 }
 const batchers = (args.serving ?? 'default,c1,c2,c3').split(',')
 
+if (args.steps) {
+  steps(list(args.threads, [undefined]))
+  process.exit(0)
+}
 if (!servingOnly) sweep()
 if (sweepOnly) process.exit(0)
 if (!servingOnly) await concurrentCalls()
 await serving()
+
+function steps(counts) {
+  const lengths = [25, 50, 100, 200]
+  console.log('## W-b1 by sequence length (forwardSync, median µs)\n')
+  console.log(`| workload | threads | ${lengths.map((T) => `T ${T}`).join(' | ')} |`)
+  console.log(`|---|---|${lengths.map(() => '---|').join('')}`)
+  for (const mode of ['LSTM', 'GRU', 'RNN_TANH']) {
+    const tensors = weights(mode)
+    for (const threads of counts) {
+      const model = fromStateDict(tensors, { backend: 'native', ...(threads ? { threads } : {}) })
+      const cells = lengths.map((T) => {
+        const x = input(T, 1, T)
+        for (let i = 0; i < 5; i++) model.forwardSync(x)
+        const times = []
+        for (let r = 0; r < 41; r++) {
+          const t0 = performance.now()
+          model.forwardSync(x)
+          times.push(performance.now() - t0)
+        }
+        return (median(times) * 1000).toFixed(0)
+      })
+      console.log(`| W-b1 ${mode === 'RNN_TANH' ? 'RNN' : mode} | ${threads ?? 'default'} | ${cells.join(' | ')} |`)
+      model.dispose()
+    }
+  }
+}
 
 function sweep() {
   console.log('## Thread sweep (forwardSync, median ms)\n')
