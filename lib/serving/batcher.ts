@@ -17,8 +17,7 @@
 
 import type { Plan } from '../engines/engine.js'
 import { BirnnError, checkKeys, isPositiveInteger, rangeError, typeError } from '../errors.js'
-import { planForward, shapeResult } from '../model/forward-args.js'
-import { directions, outputSize } from '../spec.js'
+import { planForward } from '../model/forward-args.js'
 import type {
   BatcherOptions,
   BatcherStats,
@@ -29,6 +28,7 @@ import type {
   ModelConfig,
   Tensor,
 } from '../types.js'
+import { join, split } from './batch-tensors.js'
 
 /** What a batcher needs of a model (a Model is one): its configuration and forward(). */
 export interface BatchTarget {
@@ -362,9 +362,10 @@ export class Batcher {
         entry.resolve(result)
         return
       }
-      const joined = join(this.#target.config, batch)
+      const plans = batch.map((entry) => entry.plan)
+      const joined = join(this.#target.config, plans)
       const result = await this.#target.forwardBatchFirst(joined.input, joined.options)
-      const results = split(this.#target.config, batch, result)
+      const results = split(this.#target.config, plans, result)
       this.#counts.completed += batch.length
       for (let i = 0; i < batch.length; i++) batch[i].resolve(results[i])
     } catch (error) {
@@ -373,137 +374,4 @@ export class Batcher {
       for (const entry of batch) entry.reject(error)
     }
   }
-}
-
-// --- Joining requests into one batch, and splitting its result -----------------------------------
-//
-// The batch is batch-first (N, T, F) whatever the model's layout, so that a sequence is one
-// block of it: with row offset o in the batch and T its steps, sequence n of a request is T_r·F
-// values at row (o + n)·T. A request has the model's layout: batch-first, or unbatched (one
-// sequence), is one block per sequence; time-major with N_r > 1 sequences is one block of F
-// values per step and sequence (a time-major batch would need that for every request: one copy
-// per step, most of the batcher's own time on a small model). The states (LD, N_r, F) are one
-// block of N_r·F per layer and direction, at ld·N + o.
-
-interface Slot {
-  /** First sequence of the request in the batch. */
-  offset: number
-  T: number
-  N: number
-}
-
-function slots(batch: Entry[]): { slots: Slot[]; T: number; N: number } {
-  let N = 0
-  let T = 0
-  const out = batch.map(({ plan }) => {
-    const slot = { offset: N, T: plan.T, N: plan.N }
-    N += plan.N
-    T = Math.max(T, plan.T)
-    return slot
-  })
-  return { slots: out, T, N }
-}
-
-/** Copies a request's sequence tensor (F values per step) into the batch's, or back (toBatch false). */
-function moveSequence(
-  requestBatchFirst: boolean,
-  F: number,
-  slot: Slot,
-  T: number,
-  request: Float32Array,
-  batchData: Float32Array,
-  toBatch: boolean,
-): void {
-  const move = (at: number, from: number, size: number) => {
-    if (toBatch) batchData.set(request.subarray(from, from + size), at)
-    else request.set(batchData.subarray(at, at + size), from)
-  }
-  if (requestBatchFirst || slot.N === 1) {
-    const size = slot.T * F
-    for (let n = 0; n < slot.N; n++) move((slot.offset + n) * T * F, n * size, size)
-    return
-  }
-  for (let n = 0; n < slot.N; n++) {
-    for (let t = 0; t < slot.T; t++) move(((slot.offset + n) * T + t) * F, (t * slot.N + n) * F, F)
-  }
-}
-
-/** Copies a request's state (LD, N_r, F) into the batch's (LD, N, F), or back. */
-function moveState(
-  LD: number,
-  F: number,
-  slot: Slot,
-  N: number,
-  request: Float32Array,
-  batchData: Float32Array,
-  toBatch: boolean,
-): void {
-  const size = slot.N * F
-  for (let ld = 0; ld < LD; ld++) {
-    const at = (ld * N + slot.offset) * F
-    if (toBatch) batchData.set(request.subarray(ld * size, (ld + 1) * size), at)
-    else request.set(batchData.subarray(at, at + size), ld * size)
-  }
-}
-
-function join(config: Readonly<ModelConfig>, batch: Entry[]): { input: Tensor; options: ForwardOptions } {
-  const { slots: at, T, N } = slots(batch)
-  const I = config.inputSize
-  const LD = config.numLayers * directions(config)
-  const Hout = outputSize(config)
-  const H = config.hiddenSize
-  const input = new Float32Array(T * N * I)
-  const lengths = new Int32Array(N)
-  let padded = false
-  const anyH0 = batch.some(({ plan }) => plan.h0)
-  const anyC0 = batch.some(({ plan }) => plan.c0)
-  // A request without h0 or c0 gets zeros: exactly the default.
-  const h0 = anyH0 ? new Float32Array(LD * N * Hout) : undefined
-  const c0 = anyC0 ? new Float32Array(LD * N * H) : undefined
-  let returnLayers = false
-  batch.forEach(({ plan }, r) => {
-    const slot = at[r]
-    moveSequence(plan.batchFirst, I, slot, T, plan.input, input, true)
-    for (let n = 0; n < slot.N; n++) {
-      const length = plan.lengths ? plan.lengths[n] : plan.T
-      lengths[slot.offset + n] = length
-      if (length !== T) padded = true
-    }
-    if (plan.h0) moveState(LD, Hout, slot, N, plan.h0, h0!, true)
-    if (plan.c0) moveState(LD, H, slot, N, plan.c0, c0!, true)
-    if (plan.returnLayers) returnLayers = true
-  })
-  const options: ForwardOptions = {}
-  if (padded) options.lengths = lengths
-  if (h0) options.h0 = { data: h0, shape: [LD, N, Hout] }
-  if (c0) options.c0 = { data: c0, shape: [LD, N, H] }
-  if (returnLayers) options.returnLayers = true
-  return { input: { data: input, shape: [N, T, I] }, options }
-}
-
-function split(config: Readonly<ModelConfig>, batch: Entry[], result: ForwardResult): ForwardResult[] {
-  const { slots: at, T, N } = slots(batch)
-  const LD = config.numLayers * directions(config)
-  const Hout = outputSize(config)
-  const H = config.hiddenSize
-  const W = directions(config) * Hout
-  return batch.map(({ plan }, r) => {
-    const slot = at[r]
-    const sequence = (data: Float32Array) => {
-      const out = new Float32Array(slot.T * slot.N * W)
-      moveSequence(plan.batchFirst, W, slot, T, out, data, false)
-      return out
-    }
-    const state = (data: Float32Array, F: number) => {
-      const out = new Float32Array(LD * slot.N * F)
-      moveState(LD, F, slot, N, out, data, false)
-      return out
-    }
-    return shapeResult(config, plan, {
-      output: sequence(result.output.data),
-      hN: state(result.hN.data, Hout),
-      ...(result.cN ? { cN: state(result.cN.data, H) } : {}),
-      ...(plan.returnLayers && result.layers ? { layers: result.layers.map((layer) => sequence(layer.data)) } : {}),
-    })
-  })
 }
