@@ -221,6 +221,7 @@ void Pass::project(int l, int d, int chunk) const {
   g.B = w.wih.data();
   g.panels = net_.geo.panels;
   g.width = net_.geo.width();
+  g.lastWidth = net_.geo.widthOf(net_.geo.panels - 1);
   g.bias = w.bias.data();
   g.C = ws_.P[d].data() + r0 * ldP_;
   g.ldc = ldP_;
@@ -245,11 +246,10 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
   // h: those units, or with a projection its panels of W_hr.
   const int U = net_.geo.units, panels = net_.geo.panels;
   const int p0 = panels * part / parts, p1 = panels * (part + 1) / parts;
-  const int u0 = p0 * U, u1 = p1 * U;
+  const int u0 = p0 * U, u1 = std::min(p1 * U, Hp_);  // (a narrow last panel ends early)
   const int q0 = proj_ ? net_.projPanels * part / parts : p0;
   const int q1 = proj_ ? net_.projPanels * (part + 1) / parts : p1;
-  const int qw = proj_ ? net_.projWidth : U;
-  const int hc0 = q0 * qw, hc1 = q1 * qw;
+  const int hc0 = proj_ ? q0 * net_.projWidth : u0, hc1 = proj_ ? q1 * net_.projWidth : u1;
   const int hr0 = std::min(hc0, Hout), cr0 = std::min(u0, H);  // clipped to the model's columns
   const std::size_t hBytes = sizeof(float) * (std::min(hc1, Hout) - hr0);
   const std::size_t cBytes = sizeof(float) * (std::min(u1, H) - cr0);
@@ -331,9 +331,9 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
       g.K = H;
       g.A = cellOut.data();
       g.lda = Hp_;
-      g.B = w.whr.data() + static_cast<idx>(q0) * H * qw;
+      g.B = w.whr.data() + static_cast<idx>(q0) * H * net_.projWidth;
       g.panels = q1 - q0;
-      g.width = qw;
+      g.width = net_.projWidth;
       g.C = h[1 - cur].data() + hc0;
       g.ldc = ldh_;
       if (g.panels > 0) net_.k->gemm(g);

@@ -27,15 +27,15 @@ void require(bool ok, const std::string& message) {
 
 // PyTorch's [G*H, K] gate matrix regrouped into the panel layout of kernel.h.
 Floats packGates(const float* w, int K, int H, const PanelGeometry& geo) {
-  const int PW = geo.width();
-  Floats out(static_cast<std::size_t>(geo.panels) * K * PW, 0.0f);
+  Floats out(static_cast<std::size_t>(K) * geo.paddedColumns(), 0.0f);
   for (int p = 0; p < geo.panels; ++p) {
+    const int units = geo.unitsOf(p), PW = geo.widthOf(p);
     for (int g = 0; g < geo.G; ++g) {
-      for (int u = 0; u < geo.units; ++u) {
+      for (int u = 0; u < units; ++u) {
         const int unit = p * geo.units + u;
         if (unit >= H) break;
         const float* row = w + (static_cast<idx>(g) * H + unit) * K;
-        float* col = out.data() + static_cast<idx>(p) * K * PW + g * geo.units + u;
+        float* col = out.data() + static_cast<idx>(p) * K * geo.width() + g * units + u;
         for (int k = 0; k < K; ++k) col[static_cast<idx>(k) * PW] = row[k];
       }
     }
@@ -47,9 +47,10 @@ Floats packGates(const float* w, int K, int H, const PanelGeometry& geo) {
 Floats packGateVector(const float* v, int H, const PanelGeometry& geo) {
   Floats out(geo.paddedColumns(), 0.0f);
   for (int p = 0; p < geo.panels; ++p) {
+    const int units = geo.unitsOf(p);
     for (int g = 0; g < geo.G; ++g) {
-      for (int u = 0; u < geo.units && p * geo.units + u < H; ++u) {
-        out[static_cast<idx>(p) * geo.width() + g * geo.units + u] = v[static_cast<idx>(g) * H + p * geo.units + u];
+      for (int u = 0; u < units && p * geo.units + u < H; ++u) {
+        out[static_cast<idx>(p) * geo.width() + g * units + u] = v[static_cast<idx>(g) * H + p * geo.units + u];
       }
     }
   }

@@ -26,20 +26,27 @@ constexpr int kProjectionVectors = 2;
 // contiguously (K rows of PW floats), so one register tile of a panel holds every gate of its
 // hidden units and the cell update can run straight on it. Units >= H are zero columns.
 // `units` is gateVectors(mode) * lanes, so PW = panelVectors(mode) * lanes: whole vectors.
+// The last panel of a single-gate cell may be half as wide (one vector, `lastUnits`), when its
+// hidden units fit one: the seed's RNN, H = 50 in panels of 16, then computes 56 columns, not 64.
+// Every panel still starts where a full one would (p * units, p * K * PW, p * PW).
 struct PanelGeometry {
-  int G = 1;       // gates per hidden unit
-  int units = 0;   // hidden units per panel
-  int panels = 0;  // ceil(H / units)
-  int width() const { return G * units; }              // PW
-  int paddedUnits() const { return panels * units; }  // Hp >= H
-  int paddedColumns() const { return panels * width(); }
+  int G = 1;          // gates per hidden unit
+  int units = 0;      // hidden units per panel
+  int panels = 0;     // ceil(H / units)
+  int lastUnits = 0;  // hidden units of the last panel: units, or lanes (a narrow last panel)
+  int width() const { return G * units; }  // PW
+  int unitsOf(int p) const { return p == panels - 1 ? lastUnits : units; }
+  int widthOf(int p) const { return G * unitsOf(p); }
+  int paddedUnits() const { return (panels - 1) * units + lastUnits; }  // Hp >= H
+  int paddedColumns() const { return G * paddedUnits(); }
 };
 
 // C[i, :] = init + A[i, 0:K] * B for i in [0, m), over `panels` panels of `width` columns
 // (B packed as above, or the projection's panels). `width` is panelVectors(mode) * lanes or
-// kProjectionVectors * lanes: gemm() serves exactly those. C rows are `ldc` floats apart and
-// every column of every panel is written. `bias` (panels*width floats) seeds C when given;
-// otherwise C starts at 0.
+// kProjectionVectors * lanes: gemm() serves exactly those. The last panel may be narrower,
+// `lastWidth` (one vector; PanelGeometry's narrow last panel), when it is given. C rows are `ldc`
+// floats apart and every column of every panel is written. `bias` (the panels' columns) seeds C
+// when given; otherwise C starts at 0.
 // The sum over k always runs in order 0..K-1 with one fused multiply-add per term, whatever
 // m, the row block or the thread: results do not depend on how the rows are split.
 struct GemmArgs {
@@ -48,6 +55,7 @@ struct GemmArgs {
   std::ptrdiff_t lda = 0;
   const float* B = nullptr;
   int panels = 0, width = 0;
+  int lastWidth = 0;  // 0: width
   const float* bias = nullptr;
   float* C = nullptr;
   std::ptrdiff_t ldc = 0;
@@ -99,6 +107,8 @@ inline PanelGeometry geometryFor(Mode mode, int hidden, int lanes) {
   g.G = spec::gates(mode);
   g.units = gateVectors(mode) * lanes;
   g.panels = (hidden + g.units - 1) / g.units;
+  const bool narrow = gateVectors(mode) == 2 && hidden - (g.panels - 1) * g.units <= lanes;
+  g.lastUnits = narrow ? lanes : g.units;
   return g;
 }
 

@@ -246,34 +246,49 @@ inline void withCount(int n, Fn&& fn) {
   fn(Count<Max>{});
 }
 
-// Cache blocking: a block of rows of A, all K of it (kRowBlockBytes: L2-resident), is multiplied
-// panel by panel; within a panel, K block by K block, so each KC x W slice of B stays in L1
-// while every row tile of the block uses it, and the block's C panel stays in cache across K
-// blocks (C, the projection of every time step, is tens of MB: it must be written once, not per
-// block).
+// Rows [i0, i0 + rows) of one panel of NV vectors, whose B starts `b0` floats into g.B and whose
+// columns start at column `c0` of C (and of the bias).
 template <int NV>
-void gemmPanels(const GemmArgs& g) {
+void gemmPanel(const GemmArgs& g, int i0, int rows, idx b0, int c0) {
   constexpr int KC = kSliceDepth<NV>;
   constexpr int MR = kTileRows<NV>;
   constexpr int W = kPanelWidth<NV>;
   static_assert(MR >= 1 && KC >= 1, "the tuning leaves no room for a tile row or a K block");
+  for (int k0 = 0; k0 < g.K; k0 += KC) {
+    const int kc = g.K - k0 < KC ? g.K - k0 : KC;
+    const bool fromC = k0 > 0;
+    const float* B = g.B + b0 + static_cast<idx>(k0) * W;
+    for (int i = 0; i < rows; i += MR) {
+      withCount<MR>(rows - i < MR ? rows - i : MR, [&](auto r) {
+        float* C = g.C + (i0 + i) * g.ldc + c0;
+        const float* seed = fromC ? C : g.bias ? g.bias + c0 : nullptr;
+        registerTile<decltype(r)::value, NV, 1>(kc, g.A + (i0 + i) * g.lda + k0, g.lda, B, 0, seed,
+                                                fromC ? g.ldc : 0, C, g.ldc);
+      });
+    }
+  }
+}
+
+// Cache blocking: a block of rows of A, all K of it (kRowBlockBytes: L2-resident), is multiplied
+// panel by panel; within a panel, K block by K block, so each KC x W slice of B stays in L1
+// while every row tile of the block uses it, and the block's C panel stays in cache across K
+// blocks (C, the projection of every time step, is tens of MB: it must be written once, not per
+// block). A narrow last panel (GemmArgs::lastWidth) runs as one-vector tiles.
+template <int NV>
+void gemmPanels(const GemmArgs& g) {
+  constexpr int MR = kTileRows<NV>;
+  constexpr int W = kPanelWidth<NV>;
   const int MC = (kRowBlockFloats / g.K / MR > 1 ? kRowBlockFloats / g.K / MR : 1) * MR;
   const idx panelStride = static_cast<idx>(g.K) * W;
+  const bool narrow = g.lastWidth != 0 && g.lastWidth != W;
+  assert(!narrow || g.lastWidth == kLanes);
   for (int i0 = 0; i0 < g.m; i0 += MC) {
     const int rows = g.m - i0 < MC ? g.m - i0 : MC;
     for (int p = 0; p < g.panels; ++p) {
-      for (int k0 = 0; k0 < g.K; k0 += KC) {
-        const int kc = g.K - k0 < KC ? g.K - k0 : KC;
-        const bool fromC = k0 > 0;
-        const float* B = g.B + p * panelStride + static_cast<idx>(k0) * W;
-        for (int i = 0; i < rows; i += MR) {
-          withCount<MR>(rows - i < MR ? rows - i : MR, [&](auto r) {
-            float* C = g.C + (i0 + i) * g.ldc + p * W;
-            const float* seed = fromC ? C : g.bias ? g.bias + p * W : nullptr;
-            registerTile<decltype(r)::value, NV, 1>(kc, g.A + (i0 + i) * g.lda + k0, g.lda, B, panelStride, seed,
-                                                    fromC ? g.ldc : 0, C, g.ldc);
-          });
-        }
+      if (narrow && p == g.panels - 1) {
+        gemmPanel<1>(g, i0, rows, p * panelStride, p * W);
+      } else {
+        gemmPanel<NV>(g, i0, rows, p * panelStride, p * W);
       }
     }
   }
@@ -290,16 +305,17 @@ void gemm(const GemmArgs& g) {
   assert(!"gemm: width is not a panel width of kernel.h");
 }
 
-// The cell update of rows [i0, i0 + R) for the hidden units of panel p, from their recurrent
-// gate sums g (row r's panel at g + r * ldg) and the input projections s.P.
-template <Mode M, int R>
+// The cell update of rows [i0, i0 + R) for the hidden units of panel p, NV vectors wide (a full
+// panel, or a narrow last one), from their recurrent gate sums g (row r's panel at g + r * ldg)
+// and the input projections s.P.
+template <Mode M, int NV, int R>
 inline void cellUpdate(const StepArgs& s, int i0, int p, const float* g, idx ldg) {
-  constexpr int UV = gateVectors(M);   // vectors per gate
-  constexpr int U = UV * kLanes;       // hidden units per panel (PanelGeometry::units)
-  constexpr int W = kPanelWidth<panelVectors(M)>;
-  const int unit0 = p * U;
+  constexpr int UV = NV / spec::gates(M);  // vectors per gate
+  constexpr int U = UV * kLanes;           // hidden units of this panel
+  // Where the panel starts: as many full panels before it.
+  const int unit0 = p * gateVectors(M) * kLanes;
   for (int r = 0; r < R; ++r) {
-    const float* P = s.P[i0 + r] + p * W;
+    const float* P = s.P[i0 + r] + p * kPanelWidth<panelVectors(M)>;
     const float* gr = g + r * ldg;
     float* hNext = s.hNext + (i0 + r) * s.ldn + unit0;
     for (int u = 0; u < UV; ++u) {
@@ -330,13 +346,13 @@ inline void cellUpdate(const StepArgs& s, int i0, int p, const float* g, idx ldg
 
 // The cell update reads each row's input projection once per step, from the projections of
 // every step (megabytes, in L3 or memory): without this, its first load of each row stalls
-// (perf: a fifth of the LSTM cell update at H = 64). Panel p of rows [i0, i0 + rows) is
-// fetched into L2 while that panel's recurrent GEMM runs.
-template <int W>
+// (perf: a fifth of the LSTM cell update at H = 64). Panel p (W floats wide, full ones FW) of rows
+// [i0, i0 + rows) is fetched into L2 while that panel's recurrent GEMM runs.
+template <int W, int FW>
 inline void prefetchProjections(const StepArgs& s, int i0, int rows, int p) {
   constexpr int kLineFloats = 64 / sizeof(float);
   for (int r = 0; r < rows; ++r) {
-    const float* P = s.P[i0 + r] + p * W;
+    const float* P = s.P[i0 + r] + p * FW;
     for (int o = 0; o < W; o += kLineFloats) __builtin_prefetch(P + o, 0, 2);
     __builtin_prefetch(P + W - 1, 0, 2);  // the last line, when the slice straddles one more
   }
@@ -350,14 +366,15 @@ inline void prefetchProjections(const StepArgs& s, int i0, int rows, int p) {
 // than a full tile and a tail.
 constexpr int kEvenTileSums = 16;
 
-// One step, by blocks of MB rows: for each panel, the recurrent GEMM of the block runs K block
-// by K block (each slice of W_hh reused by every row tile from L1) into a small scratch, and the
-// cell update runs on it while it is still in L1. Rows past the last full tile are either spread
-// over even tiles (kEvenTileSums) or run as a tail of several panels per tile. hPrev and hNext
-// are separate buffers because later panels still read the old state.
-template <Mode M>
-void stepPanels(const StepArgs& s) {
-  constexpr int NV = panelVectors(M);
+// Panels [pBegin, pEnd) of one step, each NV vectors wide, by blocks of MB rows: for each panel,
+// the recurrent GEMM of the block runs K block by K block (each slice of W_hh reused by every row
+// tile from L1) into a small scratch, and the cell update runs on it while it is still in L1.
+// Rows past the last full tile are either spread over even tiles (kEvenTileSums) or run as a tail
+// of several panels per tile. hPrev and hNext are separate buffers because later panels still
+// read the old state.
+template <Mode M, int NV>
+void stepRange(const StepArgs& s, int pBegin, int pEnd) {
+  constexpr int FW = kPanelWidth<panelVectors(M)>;  // a full panel's floats: where panel p starts
   constexpr int W = kPanelWidth<NV>;
   constexpr int MR = kTileRows<NV>;
   constexpr int MB = kStepRows<NV>;
@@ -367,7 +384,7 @@ void stepPanels(const StepArgs& s) {
   alignas(64) float scratch[scratchFloats];
   static_assert(sizeof scratch <= Tuning::kStepScratchBytes,
                 "the gate sums of a block must fit the L1 budget the cell update reads them from");
-  const idx panelStride = static_cast<idx>(s.K) * W;
+  const idx panelStride = static_cast<idx>(s.K) * FW;
   for (int b0 = 0; b0 < s.m; b0 += MB) {
     const int rows = s.m - b0 < MB ? s.m - b0 : MB;
     const int tiles = (rows + MR - 1) / MR;
@@ -377,8 +394,8 @@ void stepPanels(const StepArgs& s) {
     auto tileRow = [&](int t) { return even ? t * (rows / tiles) + (t < rows % tiles ? t : rows % tiles) : t * MR; };
     const int count = even ? tiles : full / MR;
     const float* A = s.hPrev + b0 * s.ldh;
-    for (int p = s.panelBegin; full > 0 && p < s.panelEnd; ++p) {
-      prefetchProjections<W>(s, b0, rows, p);
+    for (int p = pBegin; full > 0 && p < pEnd; ++p) {
+      prefetchProjections<W, FW>(s, b0, rows, p);
       const float* B = s.Whh + p * panelStride;
       for (int k0 = 0; k0 < s.K; k0 += KC) {
         const int kc = s.K - k0 < KC ? s.K - k0 : KC;
@@ -394,27 +411,38 @@ void stepPanels(const StepArgs& s) {
       for (int t = 0; t < count; ++t) {
         const int i = tileRow(t);
         withCount<MR>(tileRow(t + 1) - i,
-                      [&](auto r) { cellUpdate<M, decltype(r)::value>(s, b0 + i, p, scratch + i * W, W); });
+                      [&](auto r) { cellUpdate<M, NV, decltype(r)::value>(s, b0 + i, p, scratch + i * W, W); });
       }
     }
     if (full == rows) continue;
     withCount<MR>(rows - full, [&](auto r) {
       constexpr int R = decltype(r)::value;
       constexpr int PA = kTailPanels<NV, R>;
-      for (int p = s.panelBegin; p < s.panelEnd; p += PA) {
-        withCount<PA>(s.panelEnd - p < PA ? s.panelEnd - p : PA, [&](auto group) {
+      for (int p = pBegin; p < pEnd; p += PA) {
+        withCount<PA>(pEnd - p < PA ? pEnd - p : PA, [&](auto group) {
           constexpr int GP = decltype(group)::value;
-          for (int q = 0; q < GP; ++q) prefetchProjections<W>(s, b0 + full, R, p + q);
+          for (int q = 0; q < GP; ++q) prefetchProjections<W, FW>(s, b0 + full, R, p + q);
           for (int k0 = 0; k0 < s.K; k0 += KC) {
             const int kc = s.K - k0 < KC ? s.K - k0 : KC;
             registerTile<R, NV, GP>(kc, A + full * s.ldh + k0, s.ldh,
                                     s.Whh + p * panelStride + static_cast<idx>(k0) * W, panelStride,
                                     k0 ? scratch : nullptr, GP * W, scratch, GP * W);
           }
-          for (int q = 0; q < GP; ++q) cellUpdate<M, R>(s, b0 + full, p + q, scratch + q * W, GP * W);
+          for (int q = 0; q < GP; ++q) cellUpdate<M, NV, R>(s, b0 + full, p + q, scratch + q * W, GP * W);
         });
       }
     });
+  }
+}
+
+// One step: the full panels, then a narrow last panel (PanelGeometry) as one-vector tiles.
+template <Mode M>
+void stepPanels(const StepArgs& s) {
+  const bool narrow = s.geo.lastUnits != s.geo.units && s.panelEnd == s.geo.panels;
+  const int end = narrow ? s.panelEnd - 1 : s.panelEnd;
+  if (s.panelBegin < end) stepRange<M, panelVectors(M)>(s, s.panelBegin, end);
+  if constexpr (gateVectors(M) == 2) {
+    if (narrow) stepRange<M, 1>(s, end, end + 1);
   }
 }
 

@@ -291,10 +291,16 @@ void networks(const Target& target, std::mt19937& rng) {
     // K beyond one K block and more rows than one row block, with every kind of row tail.
     network(target, mode, 300, 150, 0, 2, true, true, 3, 201, 2, rng);
   }
+  // The seed's RNN: 50 hidden units, whose last panel is a narrow one on AVX2 (kernel.h), with
+  // full tiles and tails of both widths.
+  network(target, Mode::RnnTanh, 25, 50, 0, 4, true, true, 6, 64, 1, rng);
+  network(target, Mode::RnnRelu, 25, 50, 0, 2, true, true, 6, 29, 2, rng);
   // Batch chunks, and the copy phases on several threads.
   threadInvariance(target, Mode::Lstm, 48, 48, 96, 64, 24, 3, true, rng);
   // Column parts: few rows, many panels.
+  // (200 hidden units: with AVX2, the last part's last panel is narrow.)
   for (const spec::ModeInfo& info : spec::kModes) threadInvariance(target, info.mode, 40, 3, 20, 200, 0, 2, true, rng);
+  threadInvariance(target, Mode::RnnTanh, 30, 40, 25, 50, 0, 2, true, rng);
   threadInvariance(target, Mode::Lstm, 40, 3, 20, 400, 40, 2, false, rng);
 }
 
