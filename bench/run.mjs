@@ -270,8 +270,17 @@ async function sweep(variants, m) {
   const ids = [`birnn-native-${threads}t`, `ort-${threads}t`]
   const axes = sweepAxes(QUICK)
   const sweepPlan = QUICK
-    ? { warmup: 0, minReps: 1, maxReps: 5, budgetMs: 150, slowMs: 300, minSlowReps: 1, verySlowMs: 300 }
-    : { warmup: 1, minReps: 3, maxReps: 30, budgetMs: 800, slowMs: 2000, minSlowReps: 3, verySlowMs: 20000 }
+    ? { warmup: 0, warmupMs: 0, minReps: 1, maxReps: 5, budgetMs: 150, slowMs: 300, minSlowReps: 1, verySlowMs: 300 }
+    : {
+        warmup: 1,
+        warmupMs: 0,
+        minReps: 3,
+        maxReps: 30,
+        budgetMs: 800,
+        slowMs: 2000,
+        minSlowReps: 3,
+        verySlowMs: 20000,
+      }
   const out = { threads, base: SWEEP_BASE, mode: 'LSTM', layers: 1, bidirectional: true, inputSize: 128, axes: {} }
   say(
     `\nsweep (LSTM, 1 layer, bidirectional, input 128; base H=${SWEEP_BASE.hidden} T=${SWEEP_BASE.seq} N=${SWEEP_BASE.batch}; ${threads} threads):`,

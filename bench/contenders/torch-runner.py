@@ -78,10 +78,11 @@ def timed(fn):
 def time_runs(fn, plan, first_ms):
     """Same plan as bench/lib/common.mjs timeRuns: the output call was the first warm-up."""
     slow = first_ms >= plan["slowMs"]
-    for _ in range(plan["warmup"]):
-        if slow:
-            break
+    warm_until = time.perf_counter() + plan["warmupMs"] / 1e3
+    warmed = 0
+    while not slow and (warmed < plan["warmup"] or time.perf_counter() < warm_until):
         slow = timed(fn) >= plan["slowMs"]
+        warmed += 1
     times = []
     t1 = time.perf_counter()
     while True:

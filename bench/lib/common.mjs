@@ -149,15 +149,26 @@ export function stats(times) {
 
 /**
  * How many times to run. The correctness call (output()) that precedes timing is the first
- * warm-up; then `warmup` more untimed calls, then timed calls until `budgetMs` of timed work (at
- * least minReps, at most maxReps). A contender whose calls take `slowMs` or more gets no extra
+ * warm-up; then `warmup` more untimed calls, and more until `warmupMs` have passed (a call of
+ * microseconds reaches its steady state, JIT, caches and idle threads, only after hundreds of
+ * calls: W-seed's median was 1.5× its steady state after one warm-up and 200 timed calls); then
+ * timed calls until `budgetMs` of timed work (at least minReps, at most maxReps). A contender whose calls take `slowMs` or more gets no extra
  * warm-up and only minSlowReps timed calls; one of `verySlowMs` or more gets a single timed call
  * (n=1 in the table: tfjs cpu and birnn's JS engine at W-b64 take a minute or more per call).
  */
 export function timingPlan(quick) {
   return quick
-    ? { warmup: 0, minReps: 3, maxReps: 15, budgetMs: 250, slowMs: 250, minSlowReps: 1, verySlowMs: 250 }
-    : { warmup: 1, minReps: 5, maxReps: 200, budgetMs: 2000, slowMs: 5000, minSlowReps: 3, verySlowMs: 20000 }
+    ? { warmup: 0, warmupMs: 0, minReps: 3, maxReps: 15, budgetMs: 250, slowMs: 250, minSlowReps: 1, verySlowMs: 250 }
+    : {
+        warmup: 1,
+        warmupMs: 300,
+        minReps: 5,
+        maxReps: 2000,
+        budgetMs: 2000,
+        slowMs: 5000,
+        minSlowReps: 3,
+        verySlowMs: 20000,
+      }
 }
 
 const now = () => Number(process.hrtime.bigint()) / 1e6
@@ -172,7 +183,8 @@ export async function timed(fn) {
 /** Times an async (or sync) function by the plan; returns the per-call milliseconds. */
 export async function timeRuns(fn, plan, firstMs = 0) {
   let slow = firstMs >= plan.slowMs
-  for (let i = 0; i < plan.warmup && !slow; i++) slow = (await timed(fn))[1] >= plan.slowMs
+  const warmUntil = now() + plan.warmupMs
+  for (let i = 0; !slow && (i < plan.warmup || now() < warmUntil); i++) slow = (await timed(fn))[1] >= plan.slowMs
   const times = []
   const t1 = now()
   for (;;) {
