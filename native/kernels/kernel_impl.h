@@ -385,14 +385,24 @@ void stepRange(const StepArgs& s, int pBegin, int pEnd) {
   static_assert(sizeof scratch <= Tuning::kStepScratchBytes,
                 "the gate sums of a block must fit the L1 budget the cell update reads them from");
   const idx panelStride = static_cast<idx>(s.K) * FW;
+  // W_hh of these panels beyond L2: a pass of their own for the tail rows would stream it from L3
+  // or memory a second time (LSTM H = 1024, 16 rows: 5 tiles and a tail, 2x the traffic).
+  const bool large = static_cast<std::size_t>(s.K) * W * (pEnd - pBegin) * sizeof(float) > Tuning::kL2Bytes;
   for (int b0 = 0; b0 < s.m; b0 += MB) {
     const int rows = s.m - b0 < MB ? s.m - b0 : MB;
     const int tiles = (rows + MR - 1) / MR;
-    const bool even = kAccumulators >= kEvenTileSums && rows % MR != 0 && rows / tiles * NV >= kEvenTileSums;
-    // Tile t's first row and height: full tiles, or even ones (the first rows % tiles one taller).
-    const int full = even ? rows : rows - rows % MR;
-    auto tileRow = [&](int t) { return even ? t * (rows / tiles) + (t < rows % tiles ? t : rows % tiles) : t * MR; };
-    const int count = even ? tiles : full / MR;
+    const bool ragged = rows % MR != 0;
+    const bool even = kAccumulators >= kEvenTileSums && ragged && rows / tiles * NV >= kEvenTileSums;
+    // Rows past the last full tile run in the panels' pass (as even tiles, or when W_hh is large
+    // as a short last tile), or else in a pass of their own, several panels per tile (the only
+    // pass when there is no full tile).
+    const int full = even || (ragged && large && rows > MR) ? rows : rows - rows % MR;
+    // Tile t's first row and height: full tiles (the last one short, when in the pass), or even
+    // ones (the first rows % tiles one taller).
+    auto tileRow = [&](int t) {
+      return even ? t * (rows / tiles) + (t < rows % tiles ? t : rows % tiles) : t * MR < rows ? t * MR : rows;
+    };
+    const int count = full == rows ? tiles : full / MR;
     const float* A = s.hPrev + b0 * s.ldh;
     for (int p = pBegin; full > 0 && p < pEnd; ++p) {
       prefetchProjections<W, FW>(s, b0, rows, p);

@@ -18,6 +18,9 @@ struct Avx2Tuning {
   // A row block of A (all of K) in the input projection: kept in L2 (256 KB on Haswell) while
   // it is multiplied panel by panel.
   static constexpr std::size_t kRowBlockBytes = 256 * 1024;
+  // The L2 of one core, at least (Haswell's; Zen has 512 KB): a W_hh beyond it streams from L3
+  // or memory.
+  static constexpr std::size_t kL2Bytes = 256 * 1024;
 };
 
 }  // namespace birnn::detail

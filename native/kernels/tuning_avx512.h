@@ -20,6 +20,9 @@ struct Avx512Tuning {
   // A row block of A (all of K) in the input projection: kept in L2 while it is multiplied
   // panel by panel.
   static constexpr std::size_t kRowBlockBytes = 256 * 1024;
+  // The L2 of one core, at least (Skylake-SP's; later Xeons have 2 MB): a W_hh beyond it streams
+  // from L3 or memory.
+  static constexpr std::size_t kL2Bytes = 1024 * 1024;
 };
 
 }  // namespace birnn::detail

@@ -24,6 +24,8 @@ struct NeonTuning {
   // A row block of A (all of K) in the input projection: kept in L2 (1 MB per core on Neoverse,
   // 12 MB shared on Apple M1) while it is multiplied panel by panel.
   static constexpr std::size_t kRowBlockBytes = 512 * 1024;
+  // The L2 of one core, at least (Neoverse's): a W_hh beyond it streams from L3 or memory.
+  static constexpr std::size_t kL2Bytes = 1024 * 1024;
 };
 
 }  // namespace birnn::detail

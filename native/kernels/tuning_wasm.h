@@ -31,6 +31,8 @@ struct WasmTuning {
   // A row block of A (all of K) in the input projection: kept in L2 while it is multiplied
   // panel by panel.
   static constexpr std::size_t kRowBlockBytes = 256 * 1024;
+  // The L2 of one core, at least: a W_hh beyond it streams from L3 or memory.
+  static constexpr std::size_t kL2Bytes = 256 * 1024;
 };
 
 }  // namespace birnn::detail

@@ -290,6 +290,8 @@ void networks(const Target& target, std::mt19937& rng) {
     }
     // K beyond one K block and more rows than one row block, with every kind of row tail.
     network(target, mode, 300, 150, 0, 2, true, true, 3, 201, 2, rng);
+    // W_hh beyond the L2 budget, 17 rows: the tail rows in the panels' pass (kernel_impl.h).
+    network(target, mode, 20, info.gates == 1 ? 600 : 300, 0, 1, true, true, 3, 17, 2, rng);
   }
   // The seed's RNN: 50 hidden units, whose last panel is a narrow one on AVX2 (kernel.h), with
   // full tiles and tails of both widths.
@@ -301,6 +303,8 @@ void networks(const Target& target, std::mt19937& rng) {
   // (200 hidden units: with AVX2, the last part's last panel is narrow.)
   for (const spec::ModeInfo& info : spec::kModes) threadInvariance(target, info.mode, 40, 3, 20, 200, 0, 2, true, rng);
   threadInvariance(target, Mode::RnnTanh, 30, 40, 25, 50, 0, 2, true, rng);
+  // Column parts whose share of W_hh is beyond the L2 budget or not, as the thread count goes.
+  threadInvariance(target, Mode::Lstm, 6, 11, 20, 300, 0, 1, false, rng);
   threadInvariance(target, Mode::Lstm, 40, 3, 20, 400, 40, 2, false, rng);
 }
 
