@@ -152,8 +152,9 @@ export function stats(times) {
  * warm-up; then `warmup` more untimed calls, and more until `warmupMs` have passed (a call of
  * microseconds reaches its steady state, JIT, caches and idle threads, only after hundreds of
  * calls: W-seed's median was 1.5× its steady state after one warm-up and 200 timed calls); then
- * timed calls until `budgetMs` of timed work (at least minReps, at most maxReps). A contender whose calls take `slowMs` or more gets no extra
- * warm-up and only minSlowReps timed calls; one of `verySlowMs` or more gets a single timed call
+ * timed calls until `budgetMs` of timed work (at least minReps, at most maxReps). A contender
+ * whose calls take `slowMs` or more gets no extra warm-up and only minSlowReps timed calls; one
+ * of `verySlowMs` or more gets a single timed call
  * (n=1 in the table: tfjs cpu and birnn's JS engine at W-b64 take a minute or more per call).
  */
 export function timingPlan(quick) {

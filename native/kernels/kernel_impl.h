@@ -369,9 +369,9 @@ constexpr int kEvenTileSums = 16;
 // Panels [pBegin, pEnd) of one step, each NV vectors wide, by blocks of MB rows: for each panel,
 // the recurrent GEMM of the block runs K block by K block (each slice of W_hh reused by every row
 // tile from L1) into a small scratch, and the cell update runs on it while it is still in L1.
-// Rows past the last full tile are either spread over even tiles (kEvenTileSums) or run as a tail
-// of several panels per tile. hPrev and hNext are separate buffers because later panels still
-// read the old state.
+// Rows past the last full tile are spread over even tiles (kEvenTileSums), or run as a short last
+// tile when W_hh is beyond L2, or else as a tail of several panels per tile. hPrev and hNext are
+// separate buffers because later panels still read the old state.
 template <Mode M, int NV>
 void stepRange(const StepArgs& s, int pBegin, int pEnd) {
   constexpr int FW = kPanelWidth<panelVectors(M)>;  // a full panel's floats: where panel p starts

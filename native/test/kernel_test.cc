@@ -308,6 +308,32 @@ void networks(const Target& target, std::mt19937& rng) {
   threadInvariance(target, Mode::Lstm, 40, 3, 20, 400, 40, 2, false, rng);
 }
 
+// Panel geometry (kernel.h): a single-gate cell's last panel is one vector wide when its units fit
+// one; every other panel, and every panel of a multi-gate cell, is full.
+void geometry() {
+  struct Case {
+    Mode mode;
+    int hidden, lanes, panels, lastUnits, columns;
+  };
+  const Case cases[] = {
+      {Mode::RnnTanh, 50, 8, 4, 8, 56},   // the seed's RNN on AVX2: 3 x 16 + 8
+      {Mode::RnnRelu, 57, 8, 4, 16, 64},  // 9 units left: a full last panel
+      {Mode::RnnTanh, 48, 8, 3, 16, 48},  // no remainder
+      {Mode::RnnTanh, 7, 16, 1, 16, 16},  // AVX-512: the only panel is the narrow one
+      {Mode::Gru, 50, 8, 7, 8, 168},      // one vector per gate already
+      {Mode::Lstm, 50, 8, 7, 8, 224},
+  };
+  for (const Case& c : cases) {
+    const detail::PanelGeometry g = detail::geometryFor(c.mode, c.hidden, c.lanes);
+    char name[160], got[100];
+    std::snprintf(name, sizeof name, "geometry: %s H %d, %d lanes: %d panels, the last of %d units, %d columns",
+                  spec::name(c.mode), c.hidden, c.lanes, c.panels, c.lastUnits, c.columns);
+    std::snprintf(got, sizeof got, "got %d panels, the last of %d units, %d columns", g.panels, g.lastUnits,
+                  g.paddedColumns());
+    report(g.panels == c.panels && g.lastUnits == c.lastUnits && g.paddedColumns() == c.columns, name, got);
+  }
+}
+
 // The cost model's choices for given sizes and machines, without timing (thread_plan.h).
 void plans() {
   using detail::PlanInput;
@@ -466,11 +492,13 @@ int main(int argc, char** argv) {
   if (argc > 2) return usage(argv[0]);
   if (argc == 2 && std::string(argv[1]) == "plan") {
     plans();
+    geometry();
     barrier();
   } else if (argc == 2 && std::string(argv[1]) == "memory") {
     memory();
   } else if (argc == 1) {
     plans();
+    geometry();
     barrier();
     memory();
     for (const spec::IsaInfo& info : spec::kIsas) {
