@@ -142,7 +142,7 @@ async function forwardCalls(models, r, calls) {
 
 /**
  * The start of every warm-up: each model runs 4 concurrent calls of the largest size (as many as
- * the libuv pool runs at once), so the work buffers a model keeps for its next calls reach their
+ * compute at once on 4 cores), so the work buffers a model keeps for its next calls reach their
  * most (a bounded number, sized by the largest calls) before the RSS is taken.
  */
 async function largestCalls(models, r) {

@@ -500,32 +500,91 @@ std::unique_ptr<Job> PrepareJob(const Napi::Value& value,
   return job;
 }
 
-// forward(): the kernel runs on the libuv pool; Execute never touches Napi.
-class ForwardWorker : public Napi::AsyncWorker {
+// forward()'s calls in one Node environment (the main thread's, or a worker's). Each is a task on
+// the kernel's pool (birnn::post), whose thread allocates the outputs and computes; it comes back
+// through one thread-safe function, which settles its promise on the environment's thread. No
+// other thread waits for a call: a libuv thread in between cost each call two thread wake-ups.
+class AsyncCalls {
  public:
-  ForwardWorker(Napi::Env env, std::unique_ptr<Job> job)
-      : Napi::AsyncWorker(env, "birnn:forward"), job_(std::move(job)), deferred_(env) {}
+  explicit AsyncCalls(Napi::Env env) : env_(env) {
+    napi_value name = Napi::String::New(env, "birnn:forward");
+    Check(napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, nullptr, nullptr, this, Settle,
+                                          &settle_));
+    Check(napi_unref_threadsafe_function(env, settle_));  // referenced only while calls are in flight
+    // Registered after the thread-safe function, so it runs before the function closes.
+    Check(napi_add_env_cleanup_hook(env, Teardown, this));
+  }
 
-  Napi::Promise Promise() const { return deferred_.Promise(); }
-
- protected:
-  void Execute() override {
+  Napi::Promise Start(std::unique_ptr<Job> job) {
+    auto call = std::make_unique<Pending>(Pending{std::move(job), Napi::Promise::Deferred::New(env_), {}});
+    Napi::Promise promise = call->deferred.Promise();
+    auto task = std::make_unique<Compute>(this, std::move(call));
+    if (inFlight_ == 0) Check(napi_ref_threadsafe_function(env_, settle_));
+    ++inFlight_;
     try {
-      job_->AllocateOutputs();
-      job_->network->forward(job_->call);
-    } catch (const std::exception& e) {
-      SetError(KernelError(e));
-    } catch (...) {
-      SetError(Cat(kInternal, "unknown native error in forward"));
+      birnn::post(this, std::move(task));
+    } catch (const std::exception& e) {  // the queue could not grow: nothing was posted
+      if (--inFlight_ == 0) napi_unref_threadsafe_function(env_, settle_);
+      throw Napi::Error::New(env_, KernelError(e));
+    }
+    return promise;
+  }
+
+ private:
+  struct Pending {
+    std::unique_ptr<Job> job;
+    Napi::Promise::Deferred deferred;
+    std::string error;  // the kernel's failure, if any
+  };
+
+  class Compute final : public birnn::Task {
+   public:
+    Compute(AsyncCalls* calls, std::unique_ptr<Pending> call) : calls_(calls), call_(std::move(call)) {}
+    void run() override {
+      Job& job = *call_->job;
+      try {
+        job.AllocateOutputs();
+        job.network->forward(job.call);
+      } catch (const std::exception& e) {
+        call_->error = KernelError(e);
+      } catch (...) {
+        call_->error = Cat(kInternal, "unknown native error in forward");
+      }
+      // The function is open: the environment's teardown takes back the tasks that have not
+      // started and waits for this one before it closes the function (Teardown).
+      napi_call_threadsafe_function(calls_->settle_, call_.release(), napi_tsfn_nonblocking);
+    }
+
+   private:
+    AsyncCalls* calls_;
+    std::unique_ptr<Pending> call_;
+  };
+
+  void Check(napi_status status) const {
+    if (status != napi_ok) throw Napi::Error::New(env_, Cat(kInternal, "async calls: Node-API status ", status));
+  }
+
+  // On the environment's thread; env is null when the function closes with calls still queued.
+  static void Settle(napi_env env, napi_value, void* context, void* data) {
+    std::unique_ptr<Pending> call(static_cast<Pending*>(data));
+    if (env == nullptr) return;
+    auto* calls = static_cast<AsyncCalls*>(context);
+    if (--calls->inFlight_ == 0) napi_unref_threadsafe_function(env, calls->settle_);
+    if (!call->error.empty()) return call->deferred.Reject(Napi::Error::New(env, call->error).Value());
+    try {
+      call->deferred.Resolve(call->job->Result(env));
+    } catch (const Napi::Error& error) {  // the result's arrays could not be made
+      call->deferred.Reject(error.Value());
     }
   }
 
-  void OnOK() override { deferred_.Resolve(job_->Result(Env())); }
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+  // The environment is going away: its calls that have not started are dropped (here, on its
+  // thread), and the running ones end before it goes on (they compute into memory of their own).
+  static void Teardown(void* arg) { birnn::withdraw(arg); }
 
- private:
-  std::unique_ptr<Job> job_;  // released (references included) on the main thread with the worker
-  Napi::Promise::Deferred deferred_;
+  Napi::Env env_;
+  napi_threadsafe_function settle_ = nullptr;
+  size_t inFlight_ = 0;  // started and not yet settled; on the environment's thread only
 };
 
 // ---- Network ---------------------------------------------------------------------------------------
@@ -591,13 +650,7 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
     return result;
   }
 
-  Napi::Value Forward(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    auto* worker = new ForwardWorker(env, PrepareJob(info[0], Live(env), staging_, true));
-    Napi::Promise promise = worker->Promise();
-    worker->Queue();  // the worker deletes itself after OnOK/OnError
-    return promise;
-  }
+  Napi::Value Forward(const Napi::CallbackInfo& info);  // after BirnnAddon, which holds the AsyncCalls
 
   // Frees the work buffers and input copies kept between calls, and the process's cache of freed
   // output memory (birnn::trimFloats).
@@ -621,7 +674,7 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
 
 class BirnnAddon : public Napi::Addon<BirnnAddon> {
  public:
-  BirnnAddon(Napi::Env env, Napi::Object exports) {
+  BirnnAddon(Napi::Env env, Napi::Object exports) : calls_(env) {
     DefineAddon(exports, {
                              InstanceMethod<&BirnnAddon::IsaInfo>("isa", napi_enumerable),
                              InstanceMethod<&BirnnAddon::Spec>("spec", napi_enumerable),
@@ -629,6 +682,8 @@ class BirnnAddon : public Napi::Addon<BirnnAddon> {
                              InstanceValue("Network", NetworkWrap::Define(env), napi_enumerable),
                          });
   }
+
+  AsyncCalls& calls() { return calls_; }
 
  private:
   // isa() -> { best, supported }, supported ordered best first.
@@ -673,7 +728,14 @@ class BirnnAddon : public Napi::Addon<BirnnAddon> {
     result.Set("maxThreads", birnn::spec::kMaxThreads);
     return result;
   }
+
+  AsyncCalls calls_;
 };
+
+Napi::Value NetworkWrap::Forward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return env.GetInstanceData<BirnnAddon>()->calls().Start(PrepareJob(info[0], Live(env), staging_, true));
+}
 
 }  // namespace
 

@@ -60,6 +60,21 @@ void trimFloats();
 // may run on, within its cgroup's CPU quota, or BIRNN_POOL_THREADS; at least 1.
 int computeThreads();
 
+// Work posted to the pool (post): a task computes its forward calls on the pool thread that
+// starts it, which holds a compute slot for it, so no other thread waits for the call.
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual void run() = 0;
+};
+// Queues `task` (tagged with `owner`, for withdraw) to start on the pool when a compute slot is
+// free, in the order posted; where the pool has no thread, runs it at once on this thread.
+// Never blocks for a slot. The pool deletes the task after run() returns.
+void post(const void* owner, std::unique_ptr<Task> task);
+// Takes back `owner`'s tasks that have not started (returned, for the caller to delete on its
+// own thread), then waits until none of its tasks is running.
+std::vector<std::unique_ptr<Task>> withdraw(const void* owner);
+
 // One forward call. All pointers are caller-owned and must stay valid for the call.
 struct Call {
   int seqLen = 0;  // T

@@ -190,6 +190,11 @@ struct WorkerPool::Job {
   std::atomic<int> remaining;  // threads still running it
 };
 
+namespace {
+// Set on a pool thread while it runs a posted task: the task's forward calls lease this thread.
+thread_local bool tlsRunsTask = false;
+}  // namespace
+
 void WorkerPool::serve() {
 #if defined(__linux__)
   // Below the threads that call in (the event loop's above all): on a busy machine a compute
@@ -198,13 +203,34 @@ void WorkerPool::serve() {
 #endif
   for (;;) {
     Ticket ticket{};
+    Posted posted{};
     {
       spinUntil([&] { return pending_.load(std::memory_order_acquire) > 0; });
       std::unique_lock<std::mutex> lock(mutex_);
-      work_.wait(lock, [&] { return !tickets_.empty(); });
-      ticket = tickets_.front();
-      tickets_.pop_front();
+      // A phase's parts first: their slots are already counted out, and their call waits on them.
+      work_.wait(lock, [&] { return !tickets_.empty() || (!posted_.empty() && idleWorkers_ > 0); });
+      if (!tickets_.empty()) {
+        ticket = tickets_.front();
+        tickets_.pop_front();
+      } else {
+        posted = std::move(posted_.front());
+        posted_.pop_front();
+        --idleWorkers_;
+        runningOwners_.push_back(posted.owner);
+      }
       pending_.fetch_sub(1, std::memory_order_release);
+    }
+    if (posted.task) {
+      tlsRunsTask = true;
+      posted.task->run();
+      tlsRunsTask = false;
+      posted.task.reset();
+      std::lock_guard<std::mutex> lock(mutex_);
+      runningOwners_.erase(std::find(runningOwners_.begin(), runningOwners_.end(), posted.owner));
+      ++idleWorkers_;
+      slotsFreed();
+      tasksDone_.notify_all();
+      continue;
     }
     Job& job = *ticket.job;
     (*job.work)(ticket.tid, job.count);
@@ -215,25 +241,60 @@ void WorkerPool::serve() {
   }
 }
 
-WorkerPool::Lease WorkerPool::lease() {
+void WorkerPool::slotsFreed() {
+  slots_.notify_all();
+  if (!posted_.empty()) work_.notify_one();
+}
+
+void WorkerPool::post(const void* owner, std::unique_ptr<Task> task) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!threads_.empty()) {
+      posted_.push_back({owner, std::move(task)});
+      pending_.fetch_add(1, std::memory_order_release);
+      if (idleWorkers_ > 0) work_.notify_one();
+      return;
+    }
+  }
+  task->run();  // no worker could be started: the task's calls run on this thread
+}
+
+std::vector<std::unique_ptr<Task>> WorkerPool::withdraw(const void* owner) {
+  std::vector<std::unique_ptr<Task>> taken;
   std::unique_lock<std::mutex> lock(mutex_);
-  if (threads_.empty()) return Lease(nullptr);  // no worker could be started: run on the caller
+  for (auto it = posted_.begin(); it != posted_.end();) {
+    if (it->owner != owner) {
+      ++it;
+      continue;
+    }
+    taken.push_back(std::move(it->task));
+    it = posted_.erase(it);
+    pending_.fetch_sub(1, std::memory_order_release);
+  }
+  tasksDone_.wait(lock, [&] {
+    return std::find(runningOwners_.begin(), runningOwners_.end(), owner) == runningOwners_.end();
+  });
+  return taken;
+}
+
+WorkerPool::Lease WorkerPool::lease() {
+  if (tlsRunsTask) return Lease(this, true);
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (threads_.empty()) return Lease(nullptr, false);  // no worker could be started: run on the caller
   slots_.wait(lock, [&] { return idleWorkers_ > 0; });
   --idleWorkers_;
-  return Lease(this);
+  return Lease(this, false);
 }
 
 WorkerPool::Lease::~Lease() {
-  if (pool_ == nullptr) return;
-  {
-    std::lock_guard<std::mutex> lock(pool_->mutex_);
-    ++pool_->idleWorkers_;
-  }
-  pool_->slots_.notify_one();
+  if (pool_ == nullptr || own_) return;  // a posted task's thread gives its slot back when the task ends
+  std::lock_guard<std::mutex> lock(pool_->mutex_);
+  ++pool_->idleWorkers_;
+  pool_->slotsFreed();
 }
 
 void WorkerPool::Lease::run(int threads, const ThreadWork& work) const {
-  if (pool_ == nullptr) return work(0, 1);
+  if (pool_ == nullptr || (own_ && threads == 1)) return work(0, 1);
   WorkerPool& pool = *pool_;
   int extra = 0;
   bool coreFree = false;
@@ -243,28 +304,39 @@ void WorkerPool::Lease::run(int threads, const ThreadWork& work) const {
     pool.idleWorkers_ -= extra;
     coreFree = pool.idleWorkers_ > 0;  // the pool has a thread per core
   }
-  // Every part runs on a worker (the leased one and the borrowed ones); this thread only waits.
-  Job job{&work, 1 + extra, {1 + extra}};
+  if (own_ && extra == 0) return work(0, 1);
+  // Every part runs on a worker: the held one (this thread, in a posted task) and the borrowed ones.
+  const int first = own_ ? 1 : 0;
+  Job job{&work, 1 + extra, {1 + extra - first}};
   {
     std::lock_guard<std::mutex> lock(pool.mutex_);
-    for (int tid = 0; tid <= extra; ++tid) pool.tickets_.push_back({&job, tid});
-    pool.pending_.fetch_add(1 + extra, std::memory_order_release);
+    for (int tid = first; tid <= extra; ++tid) pool.tickets_.push_back({&job, tid});
+    pool.pending_.fetch_add(1 + extra - first, std::memory_order_release);
   }
-  if (extra == 0) pool.work_.notify_one();
+  if (1 + extra - first == 1) pool.work_.notify_one();
   else pool.work_.notify_all();
+  if (own_) work(0, job.count);
   auto done = [&] { return job.remaining.load(std::memory_order_acquire) == 0; };
-  // Spinning here takes a core from a worker (which runs at a lower priority) unless one is
-  // free: with every core computing, this thread sleeps at once (bi-RNN at batch 64 on 2 cores,
-  // 14 phases a call: 3-11% faster).
-  if (coreFree) spinUntil(done);
+  // A thread that called in takes a core from a worker (which runs at a lower priority) when it
+  // spins, unless one is free: with every core computing, it sleeps at once (bi-RNN at batch 64
+  // on 2 cores, 14 phases a call: 3-11% faster). A posted task's thread spins on its own slot.
+  if (coreFree || own_) spinUntil(done);
   {
     std::unique_lock<std::mutex> lock(pool.mutex_);
     pool.finished_.wait(lock, done);
     pool.idleWorkers_ += extra;
+    if (extra > 0) pool.slotsFreed();
   }
-  if (extra > 0) pool.slots_.notify_all();
 }
 
 }  // namespace birnn::detail
 
 int birnn::computeThreads() { return detail::hardwareThreads(); }
+
+void birnn::post(const void* owner, std::unique_ptr<Task> task) {
+  detail::WorkerPool::shared().post(owner, std::move(task));
+}
+
+std::vector<std::unique_ptr<birnn::Task>> birnn::withdraw(const void* owner) {
+  return detail::WorkerPool::shared().withdraw(owner);
+}

@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "birnn.h"
+
 namespace birnn::detail {
 
 // What the plan is chosen from: the call, the machine, and the threads the caller allows.
@@ -84,8 +86,9 @@ class StepBarrier {
 
 // One pool of hardwareThreads() threads for the whole process, shared by every Network and every
 // concurrent call: calls never start threads of their own, and never oversubscribe the cores, as
-// all computing happens on the pool's threads (the calling thread only waits). They run at a
+// all computing happens on the pool's threads (a thread that calls in only waits). They run at a
 // lower priority than the threads that call in, so a busy kernel never starves the event loop.
+// Posted tasks (birnn::post) run on the pool's threads themselves, each holding a compute slot.
 class WorkerPool {
   struct Job;
 
@@ -94,6 +97,8 @@ class WorkerPool {
   // as long as that phase runs, so a phase that needs fewer threads (one sequence's recurrence)
   // leaves the others to concurrent calls. A call takes its lease before it allocates its work
   // buffers, so calls waiting for a worker hold no memory. The destructor gives the worker back.
+  // In a posted task the lease is of the task's own thread, which then runs each phase's first
+  // part itself.
   class Lease {
    public:
     Lease(Lease&& other) noexcept : pool_(other.pool_) { other.pool_ = nullptr; }
@@ -107,26 +112,38 @@ class WorkerPool {
 
    private:
     friend class WorkerPool;
-    explicit Lease(WorkerPool* pool) : pool_(pool) {}
+    Lease(WorkerPool* pool, bool own) : pool_(pool), own_(own) {}
     WorkerPool* pool_;
+    bool own_;  // this thread is the held worker (a posted task)
   };
 
   static WorkerPool& shared();
-  // Waits until a worker is idle, and holds it.
+  // Waits until a worker is idle, and holds it (in a posted task: the task's own thread, at once).
   Lease lease();
+  // birnn::post and birnn::withdraw.
+  void post(const void* owner, std::unique_ptr<Task> task);
+  std::vector<std::unique_ptr<Task>> withdraw(const void* owner);
 
  private:
   struct Ticket {
     Job* job;
     int tid;
   };
+  struct Posted {
+    const void* owner;
+    std::unique_ptr<Task> task;
+  };
   WorkerPool();
   void serve();
+  // Slots were given back (idleWorkers_ rose): wakes what waits for one. Under mutex_.
+  void slotsFreed();
 
   std::mutex mutex_;
-  std::condition_variable work_, slots_, finished_;
+  std::condition_variable work_, slots_, finished_, tasksDone_;
   std::deque<Ticket> tickets_;
-  std::atomic<int> pending_{0};  // tickets queued, read without the lock by spinning workers
+  std::deque<Posted> posted_;               // tasks not started, in order
+  std::vector<const void*> runningOwners_;  // one entry per task running
+  std::atomic<int> pending_{0};  // tickets and tasks queued, read without the lock by spinning workers
   int idleWorkers_ = 0;
   std::vector<std::thread> threads_;
 };

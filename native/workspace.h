@@ -3,6 +3,7 @@
 // WorkspacePool, from which concurrent calls on one Network each take their own.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "pages.h"
+#include "thread_plan.h"
 
 namespace birnn::detail {
 
@@ -91,8 +93,9 @@ struct Workspace {
 // them all; the TypeScript engine calls it when a model has been idle for a while.
 class WorkspacePool {
  public:
-  // Idle workspaces kept: libuv runs 4 forward() calls at once by default.
-  static constexpr std::size_t kPoolSize = 4;
+  // Idle workspaces kept: as many as calls compute at once (one per thread of the worker pool),
+  // and 4 on a smaller machine, where one more call may wait for each.
+  static std::size_t kept() { return static_cast<std::size_t>(std::max(4, hardwareThreads())); }
   // Most bytes kept idle per Network: a W-b64 call (bi-LSTM, 2 layers, H256, T100, N64) needs
   // about 80 MB; a T = 1000 one ten times that, which is not kept.
   static constexpr std::size_t kMaxIdleBytes = std::size_t(256) << 20;
@@ -114,7 +117,7 @@ class WorkspacePool {
     std::lock_guard<std::mutex> lock(mutex_);
     std::size_t total = held;
     for (const auto& w : idle_) total += w->bytes(false);
-    if (idle_.size() < kPoolSize && total <= kMaxIdleBytes) idle_.push_back(std::move(ws));
+    if (idle_.size() < kept() && total <= kMaxIdleBytes) idle_.push_back(std::move(ws));
   }
   void trim() {
     std::vector<std::unique_ptr<Workspace>> freed;

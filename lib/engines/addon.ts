@@ -70,8 +70,8 @@ export interface NativeNetwork {
   /** Throws TypeError/RangeError for bad arguments, an Error after dispose() (all 'birnn internal: ...'). */
   forwardSync(call: NativeCall): NativeResult
   /**
-   * Runs on the libuv thread pool. Argument errors and a disposed network throw synchronously;
-   * kernel failures reject.
+   * Runs on the kernel's worker pool, and settles on the calling thread. Argument errors and a
+   * disposed network throw synchronously; kernel failures reject.
    */
   forward(call: NativeCall): Promise<NativeResult>
   /** Frees the work buffers kept between calls; calls in flight keep theirs. */

@@ -85,7 +85,7 @@ export function nativeEngine(weights: Weights, options: { threads: number; simd:
   const engine: Engine = {
     runSync: (plan) => done(raw(guarded(() => network.forwardSync(call(plan))))),
     run: (plan) => {
-      // Captured here so an async failure points at the caller, not at the libuv callback.
+      // Captured here so an async failure points at the caller, not at the callback that settles it.
       const site = new Error()
       return guarded(() => network.forward(call(plan))).then(
         (result) => done(raw(result)),

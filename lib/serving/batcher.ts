@@ -50,8 +50,7 @@ const REQUEST_OPTIONS = ['h0', 'c0', 'lengths', 'returnLayers', 'signal']
  * threads one batch at a time leaves some idle (its rows end at different steps; between calls
  * the main thread splits one batch and joins the next): on 16 cores 3 served the standard LSTM
  * 1.2x as fast as 1, and 4 no faster than 3, while 1 and 2 were close on 2 cores
- * (bench/RESULTS.md). Three also leave one of libuv's 4 default threads to the rest of the
- * process. Where calls run one at a time on the main thread (the JS engine), 1.
+ * (bench/RESULTS.md). Where calls run one at a time on the main thread (the JS engine), 1.
  */
 export function defaultConcurrency(parallelism: number | undefined): number {
   if (parallelism === undefined) return 1

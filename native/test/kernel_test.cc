@@ -2,7 +2,9 @@
 //  - vectorized tanh and sigmoid against double precision over the whole float range;
 //  - the Network against a double-precision scalar reference, for every mode and option;
 //  - the same bits for every thread count;
-//  - the thread plan's choices and the step barrier (`plan`), and allocateFloats' reuse of freed memory (`memory`).
+//  - the same bits for tasks posted to the pool, as forward() runs them;
+//  - the thread plan's choices, the step barrier and the pool's posted tasks (`plan`), and
+//    allocateFloats' reuse of freed memory (`memory`).
 // Usage: birnn_kernel_test [generic|avx2|avx512|neon|wide16|plan|memory]; wide16 is the AVX-512 geometry in
 // portable code. Prints `ok   <name>` or `FAIL <name>: detail` per test, then `N passed, N
 // failed`; exits 77 (a skip for ctest) when the CPU lacks the requested ISA. No argument: every
@@ -16,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -237,6 +240,16 @@ void network(const Target& target, Mode mode, int inputSize, int hidden, int pro
 // The thread count only splits rows between threads: every count gives the same bits, with
 // padded sequences, batch-first layout, a projection and every layer's output.
 // The same bits for every thread count, over a plan's every kind of split: batch chunks, the
+// A pool task that runs a function.
+class Posted final : public Task {
+ public:
+  explicit Posted(std::function<void()> fn) : fn_(std::move(fn)) {}
+  void run() override { fn_(); }
+
+ private:
+  std::function<void()> fn_;
+};
+
 // column parts of a step (with a barrier per step; uneven panels; with a projection, parts that
 // get no panel of W_hr) and the copy phases. main() sizes the pool to 8 threads, so that every
 // split runs on any machine.
@@ -268,16 +281,28 @@ void threadInvariance(const Target& target, Mode mode, int T, int N, int I, int 
     return result;
   };
   const std::vector<float> one = run(1);
-  for (int threads : {2, 3, 5, 8}) {
-    const std::vector<float> many = run(threads);
+  auto compare = [&](const std::vector<float>& many, const std::string& how) {
     std::size_t differ = 0;
     for (std::size_t i = 0; i < one.size(); ++i) differ += std::memcmp(&one[i], &many[i], sizeof(float)) != 0;
     report(differ == 0,
            target.name + " " + spec::name(mode) + " N " + std::to_string(N) + " H " + std::to_string(H) +
-               (P ? " P " + std::to_string(P) : "") + ": threads " + std::to_string(threads) +
-               " give the bits of threads 1",
+               (P ? " P " + std::to_string(P) : "") + ": " + how + " give the bits of threads 1",
            format("%.0f floats differ", static_cast<double>(differ)));
+  };
+  for (int threads : {2, 3, 5, 8}) compare(run(threads), "threads " + std::to_string(threads));
+  // As forward() runs them: tasks on the pool, several at once, each computing on its own thread
+  // and the workers it borrows.
+  std::vector<std::vector<float>> results(3);
+  std::atomic<int> done{0};
+  const int counts[3] = {1, 3, 8};
+  for (int i = 0; i < 3; ++i) {
+    post(&results, std::make_unique<Posted>([&, i] {
+           results[i] = run(counts[i]);
+           ++done;
+         }));
   }
+  while (done.load() < 3) std::this_thread::yield();
+  for (int i = 0; i < 3; ++i) compare(results[i], "posted tasks of threads " + std::to_string(counts[i]));
 }
 
 void networks(const Target& target, std::mt19937& rng) {
@@ -443,6 +468,46 @@ void barrier() {
   }
 }
 
+// post and withdraw: tasks start only on a free slot; withdraw takes back its owner's tasks that
+// have not started, leaves other owners' alone, and returns only once its owner's running tasks
+// have ended.
+void posting() {
+  const int slots = computeThreads();
+  std::atomic<bool> open{false};
+  std::atomic<int> started{0}, ranA{0}, runningA{0}, ranB{0};
+  const char ownerA = 0, ownerB = 0, ownerC = 0;
+  for (int i = 0; i < slots; ++i) {
+    post(&ownerC, std::make_unique<Posted>([&] {
+           ++started;
+           while (!open.load()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+         }));
+  }
+  while (started.load() < slots) std::this_thread::yield();
+  auto a = [&] {
+    return std::make_unique<Posted>([&] {
+      ++runningA;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      ++ranA;
+      --runningA;
+    });
+  };
+  for (int i = 0; i < 3; ++i) post(&ownerA, a());
+  post(&ownerB, std::make_unique<Posted>([&] { ++ranB; }));
+  const std::size_t taken = withdraw(&ownerA).size();
+  report(taken == 3 && ranA.load() == 0, "plan: withdraw takes back the tasks that have not started",
+         std::to_string(taken) + " taken, " + std::to_string(ranA.load()) + " ran");
+  for (int i = 0; i < 2; ++i) post(&ownerA, a());
+  open = true;
+  while (ranA.load() == 0) std::this_thread::yield();
+  const std::size_t late = withdraw(&ownerA).size();
+  report(runningA.load() == 0 && ranA.load() + late == 2,
+         "plan: withdraw returns once its owner's running tasks have ended",
+         format("%.0f still running", static_cast<double>(runningA.load())));
+  withdraw(&ownerB);
+  withdraw(&ownerC);
+  report(ranB.load() == 1, "plan: withdraw leaves other owners' tasks to run", "another owner's task was dropped");
+}
+
 // allocateFloats: what it returns is zero, also when it reuses a block freed with data in it (the
 // kernel leaves padded output steps as they are); a block is reused only for a request of at
 // least half its size; small sizes come from the C heap, zeroed too.
@@ -494,12 +559,14 @@ int main(int argc, char** argv) {
     plans();
     geometry();
     barrier();
+    posting();
   } else if (argc == 2 && std::string(argv[1]) == "memory") {
     memory();
   } else if (argc == 1) {
     plans();
     geometry();
     barrier();
+    posting();
     memory();
     for (const spec::IsaInfo& info : spec::kIsas) {
       if (isaSupported(info.isa)) {

@@ -183,8 +183,9 @@ describe.skipIf(missing)('the raw addon', () => {
   })
 
   // Each worker loads its own instance of the addon (context-aware, no shared globals). A worker
-  // terminated while its forward() runs on the libuv pool must not take the process down: it runs
-  // in a child process so that a crash would show as its exit status, not kill the test runner.
+  // terminated while its forward() calls run on the pool, and more wait there for a free core,
+  // must not take the process down: it runs in a child process so that a crash would show as its
+  // exit status, not kill the test runner.
   it('loads in worker threads, twice at once, and survives workers terminated mid-forward', () => {
     const script = `
       const { Worker } = require('node:worker_threads')
@@ -198,17 +199,18 @@ describe.skipIf(missing)('the raw addon', () => {
         const input = new Float32Array(T * N * I).fill(0.5)
         const call = { seqLen: T, batch: N, batchFirst: false, input, returnLayers: false, threads: 1 }
         net.forward(call).then((r) => parentPort.postMessage(Array.from(r.hN.slice(0, 4))))
+        for (let i = 1; i < workerData.calls; i++) net.forward(call)
       \`
-      const run = (T) => new Worker(source, { eval: true, workerData: { path: process.argv[1], T } })
+      const run = (T, calls = 1) => new Worker(source, { eval: true, workerData: { path: process.argv[1], T, calls } })
       const answer = (w) => new Promise((resolve, reject) => w.once('message', resolve).once('error', reject))
       const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
       ;(async () => {
         const [a, b] = await Promise.all([answer(run(5)), answer(run(5))])
         if (JSON.stringify(a) !== JSON.stringify(b) || !a.every((v) => v > 0)) throw new Error('workers disagree')
         for (let i = 0; i < 5; i++) {
-          const doomed = run(4000)
+          const doomed = run(4000, 2 + 2 * require('node:os').availableParallelism())
           await sleep(50)
-          await doomed.terminate() // its forward is still running on the pool
+          await doomed.terminate() // its calls still run or wait on the pool
         }
         await sleep(300)
         const after = await answer(run(5))
@@ -222,6 +224,30 @@ describe.skipIf(missing)('the raw addon', () => {
     expect(child.stderr).toBe('')
     expect(child.status).toBe(0)
     expect(child.stdout).toBe('ok')
+  })
+
+  // forward()'s calls come back through a handle that holds the event loop only while calls are in
+  // flight: a process whose last work is a pending forward() waits for it, then exits at once.
+  it('keeps the process alive for a pending forward(), and lets it exit once it settles', () => {
+    const script = `
+      const addon = require(process.argv[1])
+      const I = 16, H = 32, T = 200, N = 8
+      const config = { mode: 2, inputSize: I, hiddenSize: H, projSize: 0, numLayers: 2, bidirectional: true, bias: false }
+      const w = (l) => [new Float32Array(3 * H * (l ? 2 * H : I)).fill(0.02), new Float32Array(3 * H * H).fill(0.02)]
+      const net = new addon.Network(config, [...w(0), ...w(0), ...w(1), ...w(1)], addon.isa().best)
+      const input = new Float32Array(T * N * I).fill(0.5)
+      for (let i = 0; i < 3; i++) {
+        net.forward({ seqLen: T, batch: N, batchFirst: false, input, returnLayers: false, threads: 2 })
+          .then((r) => process.stdout.write(r.hN.length + ' '))
+      }
+    `
+    const child = spawnSync(process.execPath, ['-e', script, native.addon ? native.path : ''], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    })
+    expect(child.stderr).toBe('')
+    expect(child.status).toBe(0)
+    expect(child.stdout).toBe('1024 1024 1024 ')
   })
 
   it.each([
