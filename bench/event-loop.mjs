@@ -57,8 +57,7 @@ const now = () => performance.now()
 
 console.log(
   `event-loop: ${CALLS} concurrent forward() calls of a bi-LSTM, ${L} layers, I${I} H${H}, T=${T}, N=${N}; ` +
-    `backend ${model.backend} (${model.simd}), threads ${threads ?? 'default (all cores)'}, ` +
-    `UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}; ${ROUNDS} rounds`,
+    `backend ${model.backend} (${model.simd}), threads ${threads ?? 'default (all cores)'}; ${ROUNDS} rounds`,
 )
 await model.forward(inputs[0]) // warm-up: work buffers, code paths
 let worst = 0

@@ -397,8 +397,8 @@ struct Job {
   // The outputs' lengths, and their memory once allocated.
   size_t outputLength = 0, stateLength = 0, cellLength = 0;
   bool lstm = false, returnLayers = false;
-  // forward() allocates them on its libuv thread (AllocateOutputs), so their pages are touched off
-  // the main thread; forwardSync() writes into V8 arrays instead.
+  // forward() allocates them on the pool thread that computes it (AllocateOutputs), so their pages
+  // are touched off the main thread; forwardSync() writes into V8 arrays instead.
   Buffer output, hN, cN, layers;
   ~Job() {
     for (auto& c : copies) staging->keep(std::move(c));
@@ -540,7 +540,7 @@ class AsyncCalls {
   class Compute final : public birnn::Task {
    public:
     Compute(AsyncCalls* calls, std::unique_ptr<Pending> call) : calls_(calls), call_(std::move(call)) {}
-    void run() override {
+    void run() noexcept override {
       Job& job = *call_->job;
       try {
         job.AllocateOutputs();
@@ -570,11 +570,18 @@ class AsyncCalls {
     if (env == nullptr) return;
     auto* calls = static_cast<AsyncCalls*>(context);
     if (--calls->inFlight_ == 0) napi_unref_threadsafe_function(env, calls->settle_);
-    if (!call->error.empty()) return call->deferred.Reject(Napi::Error::New(env, call->error).Value());
+    // Nothing may escape a Node-API callback.
     try {
-      call->deferred.Resolve(call->job->Result(env));
-    } catch (const Napi::Error& error) {  // the result's arrays could not be made
-      call->deferred.Reject(error.Value());
+      if (call->error.empty()) {
+        try {
+          return call->deferred.Resolve(call->job->Result(env));
+        } catch (const Napi::Error& error) {  // the result's arrays could not be made
+          return call->deferred.Reject(error.Value());
+        }
+      }
+      call->deferred.Reject(Napi::Error::New(env, call->error).Value());
+    } catch (...) {
+      // Only where this environment can no longer run JavaScript (a worker being torn down).
     }
   }
 

@@ -65,14 +65,15 @@ int computeThreads();
 class Task {
  public:
   virtual ~Task() = default;
-  virtual void run() = 0;
+  virtual void run() noexcept = 0;
 };
 // Queues `task` (tagged with `owner`, for withdraw) to start on the pool when a compute slot is
-// free, in the order posted; where the pool has no thread, runs it at once on this thread.
-// Never blocks for a slot. The pool deletes the task after run() returns.
+// free, in the order posted, after the threads already waiting for a slot in forward(); where the
+// pool has no thread, runs it at once on this thread. Never blocks for a slot. The pool deletes
+// the task after run() returns.
 void post(const void* owner, std::unique_ptr<Task> task);
 // Takes back `owner`'s tasks that have not started (returned, for the caller to delete on its
-// own thread), then waits until none of its tasks is running.
+// own thread), then waits until none of its tasks is running (so never call it from one).
 std::vector<std::unique_ptr<Task>> withdraw(const void* owner);
 
 // One forward call. All pointers are caller-owned and must stay valid for the call.

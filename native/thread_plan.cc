@@ -5,6 +5,7 @@
 #include <cassert>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <string>
 #include <system_error>
 
@@ -205,20 +206,25 @@ void WorkerPool::serve() {
     Ticket ticket{};
     Posted posted{};
     {
-      spinUntil([&] { return pending_.load(std::memory_order_acquire) > 0; });
+      spinUntil([&] {
+        return pending_.load(std::memory_order_acquire) > 0 ||
+               (queuedTasks_.load(std::memory_order_acquire) > 0 && idleWorkers_.load(std::memory_order_acquire) > 0);
+      });
       std::unique_lock<std::mutex> lock(mutex_);
       // A phase's parts first: their slots are already counted out, and their call waits on them.
-      work_.wait(lock, [&] { return !tickets_.empty() || (!posted_.empty() && idleWorkers_ > 0); });
+      // Then a posted task, when a slot is free that no thread waits for in lease().
+      work_.wait(lock, [&] { return !tickets_.empty() || (!posted_.empty() && idleWorkers_ > leaseWaiters_); });
       if (!tickets_.empty()) {
         ticket = tickets_.front();
         tickets_.pop_front();
+        pending_.fetch_sub(1, std::memory_order_release);
       } else {
         posted = std::move(posted_.front());
         posted_.pop_front();
+        queuedTasks_.fetch_sub(1, std::memory_order_release);
         --idleWorkers_;
         runningOwners_.push_back(posted.owner);
       }
-      pending_.fetch_sub(1, std::memory_order_release);
     }
     if (posted.task) {
       tlsRunsTask = true;
@@ -243,7 +249,7 @@ void WorkerPool::serve() {
 
 void WorkerPool::slotsFreed() {
   slots_.notify_all();
-  if (!posted_.empty()) work_.notify_one();
+  if (!posted_.empty()) work_.notify_all();  // a worker for each slot freed, each re-checking
 }
 
 void WorkerPool::post(const void* owner, std::unique_ptr<Task> task) {
@@ -251,8 +257,8 @@ void WorkerPool::post(const void* owner, std::unique_ptr<Task> task) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!threads_.empty()) {
       posted_.push_back({owner, std::move(task)});
-      pending_.fetch_add(1, std::memory_order_release);
-      if (idleWorkers_ > 0) work_.notify_one();
+      queuedTasks_.fetch_add(1, std::memory_order_release);
+      if (idleWorkers_ > leaseWaiters_) work_.notify_one();
       return;
     }
   }
@@ -269,7 +275,7 @@ std::vector<std::unique_ptr<Task>> WorkerPool::withdraw(const void* owner) {
     }
     taken.push_back(std::move(it->task));
     it = posted_.erase(it);
-    pending_.fetch_sub(1, std::memory_order_release);
+    queuedTasks_.fetch_sub(1, std::memory_order_release);
   }
   tasksDone_.wait(lock, [&] {
     return std::find(runningOwners_.begin(), runningOwners_.end(), owner) == runningOwners_.end();
@@ -281,7 +287,9 @@ WorkerPool::Lease WorkerPool::lease() {
   if (tlsRunsTask) return Lease(this, true);
   std::unique_lock<std::mutex> lock(mutex_);
   if (threads_.empty()) return Lease(nullptr, false);  // no worker could be started: run on the caller
+  ++leaseWaiters_;
   slots_.wait(lock, [&] { return idleWorkers_ > 0; });
+  --leaseWaiters_;
   --idleWorkers_;
   return Lease(this, false);
 }
@@ -300,7 +308,7 @@ void WorkerPool::Lease::run(int threads, const ThreadWork& work) const {
   bool coreFree = false;
   {
     std::lock_guard<std::mutex> lock(pool.mutex_);
-    extra = std::max(0, std::min(threads - 1, pool.idleWorkers_));
+    extra = std::max(0, std::min(threads - 1, pool.idleWorkers_.load()));
     pool.idleWorkers_ -= extra;
     coreFree = pool.idleWorkers_ > 0;  // the pool has a thread per core
   }
@@ -315,7 +323,14 @@ void WorkerPool::Lease::run(int threads, const ThreadWork& work) const {
   }
   if (1 + extra - first == 1) pool.work_.notify_one();
   else pool.work_.notify_all();
-  if (own_) work(0, job.count);
+  std::exception_ptr error;  // thrown by this thread's part: rethrown once the others are done with `job`
+  if (own_) {
+    try {
+      work(0, job.count);
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }
   auto done = [&] { return job.remaining.load(std::memory_order_acquire) == 0; };
   // A thread that called in takes a core from a worker (which runs at a lower priority) when it
   // spins, unless one is free: with every core computing, it sleeps at once (bi-RNN at batch 64
@@ -327,6 +342,7 @@ void WorkerPool::Lease::run(int threads, const ThreadWork& work) const {
     pool.idleWorkers_ += extra;
     if (extra > 0) pool.slotsFreed();
   }
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace birnn::detail

@@ -101,13 +101,13 @@ class WorkerPool {
   // part itself.
   class Lease {
    public:
-    Lease(Lease&& other) noexcept : pool_(other.pool_) { other.pool_ = nullptr; }
+    Lease(Lease&& other) noexcept : pool_(other.pool_), own_(other.own_) { other.pool_ = nullptr; }
     Lease(const Lease&) = delete;
     Lease& operator=(const Lease&) = delete;
     ~Lease();
-    // Runs `work` on the held worker and up to threads - 1 idle ones (on this thread when the
-    // pool has no thread at all), all at once (so they may wait for one another); returns when
-    // all are done.
+    // Runs `work` on the held worker (this thread, in a posted task; also when the pool has no
+    // thread at all) and up to threads - 1 idle ones, all at once (so they may wait for one
+    // another); returns when all are done.
     void run(int threads, const ThreadWork& work) const;
 
    private:
@@ -143,8 +143,11 @@ class WorkerPool {
   std::deque<Ticket> tickets_;
   std::deque<Posted> posted_;               // tasks not started, in order
   std::vector<const void*> runningOwners_;  // one entry per task running
-  std::atomic<int> pending_{0};  // tickets and tasks queued, read without the lock by spinning workers
-  int idleWorkers_ = 0;
+  // Changed under the mutex; read without it by spinning workers.
+  std::atomic<int> pending_{0};      // tickets queued
+  std::atomic<int> queuedTasks_{0};  // posted_.size()
+  std::atomic<int> idleWorkers_{0};  // slots neither held by a call nor lent to one of its phases
+  int leaseWaiters_ = 0;             // threads waiting in lease(), which go before posted tasks
   std::vector<std::thread> threads_;
 };
 

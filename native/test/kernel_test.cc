@@ -239,17 +239,17 @@ void network(const Target& target, Mode mode, int inputSize, int hidden, int pro
 
 // The thread count only splits rows between threads: every count gives the same bits, with
 // padded sequences, batch-first layout, a projection and every layer's output.
-// The same bits for every thread count, over a plan's every kind of split: batch chunks, the
 // A pool task that runs a function.
 class Posted final : public Task {
  public:
   explicit Posted(std::function<void()> fn) : fn_(std::move(fn)) {}
-  void run() override { fn_(); }
+  void run() noexcept override { fn_(); }
 
  private:
   std::function<void()> fn_;
 };
 
+// The same bits for every thread count, over a plan's every kind of split: batch chunks, the
 // column parts of a step (with a barrier per step; uneven panels; with a projection, parts that
 // get no panel of W_hr) and the copy phases. main() sizes the pool to 8 threads, so that every
 // split runs on any machine.
@@ -506,6 +506,37 @@ void posting() {
   withdraw(&ownerB);
   withdraw(&ownerC);
   report(ranB.load() == 1, "plan: withdraw leaves other owners' tasks to run", "another owner's task was dropped");
+
+  // A thread waiting for a slot in lease() (a forwardSync call) goes before the posted tasks.
+  std::vector<std::atomic<bool>> gates(slots);
+  started = 0;
+  for (int i = 0; i < slots; ++i) {
+    post(&ownerC, std::make_unique<Posted>([&, i] {
+           ++started;
+           while (!gates[i].load()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+         }));
+  }
+  while (started.load() < slots) std::this_thread::yield();
+  std::atomic<bool> leased{false}, release{false}, queuedRan{false};
+  post(&ownerA, std::make_unique<Posted>([&] { queuedRan = true; }));
+  std::thread sync([&] {
+    const detail::WorkerPool::Lease lease = detail::WorkerPool::shared().lease();
+    leased = true;
+    while (!release.load()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));  // the task queued, the thread waiting
+  gates[0] = true;                                              // one slot comes free
+  while (!leased.load()) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  const bool first = !queuedRan.load();
+  release = true;
+  sync.join();
+  while (!queuedRan.load()) std::this_thread::yield();  // and the task takes the slot after it
+  for (auto& gate : gates) gate = true;
+  withdraw(&ownerC);
+  withdraw(&ownerA);
+  report(first, "plan: a thread waiting in lease() gets a freed slot before a posted task",
+         "the posted task took the slot");
 }
 
 // allocateFloats: what it returns is zero, also when it reuses a block freed with data in it (the
