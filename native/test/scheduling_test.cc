@@ -1,0 +1,255 @@
+// The checks of `birnn_kernel_test plan` and `memory` (kernel_test.cc has main): the thread
+// plan's choices, the panel geometry, the step barrier, the pool's posted tasks, and
+// allocateFloats' reuse of freed memory. None of them computes a forward pass.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "birnn.h"
+#include "kernels/kernel.h"
+#include "test_support.h"
+#include "thread_plan.h"
+
+namespace birnn::checks {
+
+// Panel geometry (kernel.h): a single-gate cell's last panel is one vector wide when its units fit
+// one; every other panel, and every panel of a multi-gate cell, is full.
+void geometry() {
+  struct Case {
+    Mode mode;
+    int hidden, lanes, panels, lastUnits, columns;
+  };
+  const Case cases[] = {
+      {Mode::RnnTanh, 50, 8, 4, 8, 56},   // the seed's RNN on AVX2: 3 x 16 + 8
+      {Mode::RnnRelu, 57, 8, 4, 16, 64},  // 9 units left: a full last panel
+      {Mode::RnnTanh, 48, 8, 3, 16, 48},  // no remainder
+      {Mode::RnnTanh, 7, 16, 1, 16, 16},  // AVX-512: the only panel is the narrow one
+      {Mode::Gru, 50, 8, 7, 8, 168},      // one vector per gate already
+      {Mode::Lstm, 50, 8, 7, 8, 224},
+  };
+  for (const Case& c : cases) {
+    const detail::PanelGeometry g = detail::geometryFor(c.mode, c.hidden, c.lanes);
+    char name[160], got[100];
+    std::snprintf(name, sizeof name, "geometry: %s H %d, %d lanes: %d panels, the last of %d units, %d columns",
+                  spec::name(c.mode), c.hidden, c.lanes, c.panels, c.lastUnits, c.columns);
+    std::snprintf(got, sizeof got, "got %d panels, the last of %d units, %d columns", g.panels, g.lastUnits,
+                  g.paddedColumns());
+    report(g.panels == c.panels && g.lastUnits == c.lastUnits && g.paddedColumns() == c.columns, name, got);
+  }
+}
+
+// The cost model's choices for given sizes and machines, without timing (thread_plan.h).
+void plans() {
+  using detail::PlanInput;
+  using detail::planThreads;
+  // The workloads: bidirectional, 2 layers, I128 H256 T100.
+  auto lstm = [](int batch, int requested, int cores) {
+    PlanInput in;
+    in.requested = requested;
+    in.cores = cores;
+    in.directions = 2;
+    in.batch = batch;
+    in.rows = 100L * batch;
+    in.recurrenceFlops = in.rows * 2.0 * 4 * 256 * 256 * 2;
+    in.layerFlops = in.recurrenceFlops + in.rows * 2.0 * 4 * 256 * 512 * 2;
+    in.stepFlops = batch * 2.0 * 4 * 256 * 256;
+    in.panels = 16;  // AVX-512: 16 units a panel
+    return in;
+  };
+  auto check = [](bool ok, const std::string& name, const detail::ThreadPlan& p) {
+    report(ok, "plan: " + name,
+           "threads " + std::to_string(p.threads) + ", chunks " + std::to_string(p.chunks) + ", columnParts " +
+               std::to_string(p.columnParts) + ", projChunks " + std::to_string(p.projChunks));
+  };
+  const auto b64 = planThreads(lstm(64, 16, 16));
+  check(b64.threads == 16 && b64.chunks == 8 && b64.columnParts == 1 && b64.projChunks == 32,
+        "W-b64 on 16 cores uses them all, by batch chunks (no barrier per step)", b64);
+  const auto b64two = planThreads(lstm(64, 2, 2));
+  check(b64two.threads == 2 && b64two.chunks == 1, "W-b64 on 2 cores: one thread per direction", b64two);
+  const auto b1 = planThreads(lstm(1, 16, 16));
+  check(b1.chunks == 1 && b1.columnParts >= 4 && b1.threads == 2 * b1.columnParts,
+        "W-b1 on 16 cores: one chunk per direction, its steps shared by column parts", b1);
+  const auto b1two = planThreads(lstm(1, 16, 2));
+  check(b1two.threads == 2 && b1two.columnParts == 1, "W-b1 on 2 cores: one thread per direction", b1two);
+  const auto capped = planThreads(lstm(64, 4096, 2));
+  check(capped.threads == 2, "threads: 4096 on 2 cores runs 2", capped);
+  PlanInput seed = lstm(1, 16, 16);  // the seed's RNN(25, 50, 4, bi) on one sequence of 5 steps
+  seed.rows = 5;
+  seed.recurrenceFlops = 5 * 2.0 * 50 * 50 * 2;
+  seed.layerFlops = seed.recurrenceFlops + 5 * 2.0 * 50 * 100 * 2;
+  seed.stepFlops = 2.0 * 50 * 50;
+  seed.panels = 2;
+  const auto tiny = planThreads(seed);
+  check(tiny.threads == 1, "a tiny call runs on its own thread", tiny);
+  PlanInput smallStep = seed;  // many steps of a small model: each too small to share
+  smallStep.rows = 5000;
+  smallStep.recurrenceFlops *= 1000;
+  smallStep.layerFlops *= 1000;
+  const auto small = planThreads(smallStep);
+  check(small.columnParts == 1, "steps of 5,000 flops are not shared by column parts", small);
+  // A container's CPU quota (cgroup v2 cpu.max) bounds the pool.
+  const bool quotas = detail::cpusOfQuota("200000 100000") == 2 && detail::cpusOfQuota("150000 100000") == 2 &&
+                      detail::cpusOfQuota("50000 100000") == 1 && detail::cpusOfQuota("max 100000") == 0 &&
+                      detail::cpusOfQuota("") == 0 && detail::cpusOfQuota("0 100000") == 0;
+  report(quotas, "plan: cpu.max quotas read as CPUs (2, 1.5 -> 2, 0.5 -> 1; max and junk: none)", "wrong");
+  bool monotone = true;
+  for (int batch : {1, 4, 16, 64, 256}) {
+    int previous = 0;
+    for (int requested = 1; requested <= 32; ++requested) {
+      const int threads = planThreads(lstm(batch, requested, 16)).threads;
+      monotone = monotone && threads >= previous && threads <= requested && threads <= 16;
+      previous = threads;
+    }
+  }
+  report(monotone, "plan: more threads allowed never means fewer used, nor more than allowed or than the cores",
+         "not monotone");
+}
+
+// StepBarrier: no thread leaves round r before every thread has arrived in it, so what each wrote
+// before arriving is what the others read after; with one thread late by far more than the spin
+// budget (the others go to sleep and must be woken), and with a fresh barrier for a phase of
+// fewer threads than the one before (as forward.cc makes one per layer).
+void barrier() {
+  auto run = [](detail::StepBarrier& b, int count, int rounds, int lateEvery) {
+    std::vector<long> written(count, -1);
+    std::atomic<bool> ok{true};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < count; ++t) {
+      threads.emplace_back([&, t] {
+        for (long r = 0; r < rounds; ++r) {
+          if (lateEvery && t == count - 1 && r % lateEvery == lateEvery - 1) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(3));
+          }
+          written[t] = r;
+          b.arriveAndWait(t, count);
+          for (int o = 0; o < count; ++o) {
+            if (written[o] != r) ok = false;
+          }
+          b.arriveAndWait(t, count);  // nobody writes round r + 1 before everybody has read round r
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    return ok.load();
+  };
+  {
+    detail::StepBarrier b(3);
+    report(run(b, 3, 3000, 0), "plan: a step barrier of 3 threads, 3,000 rounds", "a thread left a round early");
+  }
+  {
+    detail::StepBarrier b(3);
+    report(run(b, 3, 40, 10), "plan: a step barrier whose sleepers are woken by a late thread", "a thread left early");
+  }
+  {
+    detail::StepBarrier wide(7), narrow(7);  // as forward.cc: slots for the plan's parts, fewer lent
+    const bool ok = run(wide, 7, 300, 0) && run(narrow, 2, 300, 0);
+    report(ok, "plan: step barriers of 7, then 2 of 7 threads", "a thread left a round early");
+  }
+}
+
+// post and withdraw: tasks start only on a free slot; withdraw takes back its owner's tasks that
+// have not started, leaves other owners' alone, and returns only once its owner's running tasks
+// have ended.
+void posting() {
+  const int slots = computeThreads();
+  std::atomic<bool> open{false};
+  std::atomic<int> started{0}, ranA{0}, runningA{0}, ranB{0};
+  const char ownerA = 0, ownerB = 0, ownerC = 0;
+  for (int i = 0; i < slots; ++i) {
+    post(&ownerC, std::make_unique<Posted>([&] {
+           ++started;
+           while (!open.load()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+         }));
+  }
+  while (started.load() < slots) std::this_thread::yield();
+  auto a = [&] {
+    return std::make_unique<Posted>([&] {
+      ++runningA;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      ++ranA;
+      --runningA;
+    });
+  };
+  for (int i = 0; i < 3; ++i) post(&ownerA, a());
+  post(&ownerB, std::make_unique<Posted>([&] { ++ranB; }));
+  const std::size_t taken = withdraw(&ownerA).size();
+  report(taken == 3 && ranA.load() == 0, "plan: withdraw takes back the tasks that have not started",
+         std::to_string(taken) + " taken, " + std::to_string(ranA.load()) + " ran");
+  for (int i = 0; i < 2; ++i) post(&ownerA, a());
+  open = true;
+  while (ranA.load() == 0) std::this_thread::yield();
+  const std::size_t late = withdraw(&ownerA).size();
+  report(runningA.load() == 0 && ranA.load() + late == 2,
+         "plan: withdraw returns once its owner's running tasks have ended",
+         format("%.0f still running", static_cast<double>(runningA.load())));
+  withdraw(&ownerB);
+  withdraw(&ownerC);
+  report(ranB.load() == 1, "plan: withdraw leaves other owners' tasks to run", "another owner's task was dropped");
+
+  // A thread waiting for a slot in lease() (a forwardSync call) goes before the posted tasks.
+  std::vector<std::atomic<bool>> gates(slots);
+  started = 0;
+  for (int i = 0; i < slots; ++i) {
+    post(&ownerC, std::make_unique<Posted>([&, i] {
+           ++started;
+           while (!gates[i].load()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+         }));
+  }
+  while (started.load() < slots) std::this_thread::yield();
+  std::atomic<bool> leased{false}, release{false}, queuedRan{false};
+  post(&ownerA, std::make_unique<Posted>([&] { queuedRan = true; }));
+  std::thread sync([&] {
+    const detail::WorkerPool::Lease lease = detail::WorkerPool::shared().lease();
+    leased = true;
+    while (!release.load()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));  // the task queued, the thread waiting
+  gates[0] = true;                                              // one slot comes free
+  while (!leased.load()) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  const bool first = !queuedRan.load();
+  release = true;
+  sync.join();
+  while (!queuedRan.load()) std::this_thread::yield();  // and the task takes the slot after it
+  for (auto& gate : gates) gate = true;
+  withdraw(&ownerC);
+  withdraw(&ownerA);
+  report(first, "plan: a thread waiting in lease() gets a freed slot before a posted task",
+         "the posted task took the slot");
+}
+
+// allocateFloats: what it returns is zero, also when it reuses a block freed with data in it (the
+// kernel leaves padded output steps as they are); a block is reused only for a request of at
+// least half its size; small sizes come from the C heap, zeroed too.
+void memory() {
+  auto zeros = [](const float* p, std::size_t n) { return std::all_of(p, p + n, [](float v) { return v == 0.0f; }); };
+  const std::size_t n = (std::size_t(3) << 20) / sizeof(float);  // 3 MiB: mapped, and kept once freed
+  std::size_t capacity = 0;
+  float* a = allocateFloats(n, capacity);
+  report(capacity >= n && zeros(a, n), "memory: a fresh mapped block is zero", "not zero");
+  std::fill(a, a + capacity, 1.0f);
+  freeFloats(a, capacity);
+  std::size_t again = 0;
+  float* b = allocateFloats(n - 1000, again);
+  report(b == a && again == capacity && zeros(b, n - 1000), "memory: a freed block is reused, zeroed",
+         b == a ? "not zero" : "not reused");
+  std::fill(b, b + again, 1.0f);
+  freeFloats(b, again);
+  std::size_t smallCapacity = 0;
+  float* c = allocateFloats(n / 3 + 1, smallCapacity);  // over 1 MiB, but under half the kept block
+  report(c != b && zeros(c, n / 3 + 1), "memory: a block is not reused for a request under half its size",
+         c == b ? "reused" : "not zero");
+  freeFloats(c, smallCapacity);
+  std::size_t tinyCapacity = 0;
+  float* d = allocateFloats(100, tinyCapacity);
+  report(tinyCapacity == 100 && zeros(d, 100), "memory: a small allocation is zero", "not zero");
+  freeFloats(d, tinyCapacity);
+  trimFloats();
+}
+
+}  // namespace birnn::checks
