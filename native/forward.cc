@@ -37,10 +37,15 @@ using idx = std::ptrdiff_t;
 // are left as the caller's zeros). When the lengths differ, the backward direction's step s
 // reads a different time step of each sequence: its input projection is computed in reversed
 // packed order (that of the reversed sequences), so that each step still reads adjacent rows.
+//
+// A Pass computes the batch entries `members` (all of them, or one group of the plan, whose other
+// entries other Passes compute): ranks, steps and buffers are the members'; the caller's arrays,
+// and the states in them, are indexed by batch entry as always.
 class Pass {
  public:
   // Sizes every buffer in `ws` before any thread starts, so that no thread allocates or throws.
-  Pass(const detail::PackedNetwork& net, const Call& call, const detail::ThreadPlan& plan, Workspace& ws);
+  Pass(const detail::PackedNetwork& net, const Call& call, const detail::ThreadPlan& plan, Workspace& ws,
+       std::vector<int> members);
 
   // Whether layer 0's input must first be gathered into packed order.
   bool gathers() const { return !inPlace_; }
@@ -64,6 +69,8 @@ class Pass {
   // Part `part` of `parts` of that move. Padded steps are not touched: the caller's arrays arrive
   // zero-filled (birnn.h), and their pages stay unmapped.
   void scatter(int l, int part, int parts) const;
+  // Every phase above in order, on this thread alone (a plan of one thread).
+  void runAlone() const;
   // When the caller asked for every layer's output, the last one is also the output.
   void finish() const;
 
@@ -81,7 +88,7 @@ class Pass {
   // Batch chunk c of the recurrence holds the ranks c, c + chunks, c + 2 chunks, ...: with lengths
   // that differ, every chunk gets long and short sequences alike, so the chunks' work (the sum of
   // their lengths) is even, where a run of adjacent ranks gave one chunk all the longest.
-  int chunkSize(int chunk) const { return (N_ - chunk + plan_.chunks - 1) / plan_.chunks; }
+  int chunkSize(int chunk) const { return (n_ - chunk + plan_.chunks - 1) / plan_.chunks; }
   int rankOf(int chunk, int i) const { return chunk + i * plan_.chunks; }
   // The chunk's rows still running at step t: a prefix of them, as ranks go longest first.
   int activeIn(int chunk, int t) const { return (active_[t] - chunk + plan_.chunks - 1) / plan_.chunks; }
@@ -98,6 +105,7 @@ class Pass {
   const detail::ThreadPlan& plan_;
   Workspace& ws_;
   int T_, N_, L_;
+  int n_;         // members
   bool lstm_, proj_;
   int Hp_;        // hidden units padded to whole panels
   idx ldP_;       // floats per row of the input projection
@@ -107,14 +115,15 @@ class Pass {
   // the projection GEMM in whole panels, otherwise by the cell update in whole panels of units.
   idx ldh_;
   std::vector<int> len_;
-  std::vector<int> order_;     // batch entries by rank: longest first, ties in batch order
+  std::vector<int> order_;     // members by rank: longest first, ties in batch order
   std::vector<int> active_;    // [T]: ranks still running at step t
   std::vector<idx> offset_;    // [T + 1]: first packed row of step t; offset_[T] = sum of lengths
   bool inPlace_;               // time-major and unpadded: packed order is the caller's layout
   bool reversed_;              // bidirectional, and the lengths differ
 };
 
-Pass::Pass(const detail::PackedNetwork& net, const Call& call, const detail::ThreadPlan& plan, Workspace& ws)
+Pass::Pass(const detail::PackedNetwork& net, const Call& call, const detail::ThreadPlan& plan, Workspace& ws,
+           std::vector<int> members)
     : net_(net),
       call_(call),
       plan_(plan),
@@ -122,6 +131,7 @@ Pass::Pass(const detail::PackedNetwork& net, const Call& call, const detail::Thr
       T_(call.seqLen),
       N_(call.batch),
       L_(net.cfg.numLayers),
+      n_(static_cast<int>(members.size())),
       lstm_(net.cfg.mode == Mode::Lstm),
       proj_(net.cfg.projSize > 0),
       Hp_(net.geo.paddedUnits()),
@@ -130,32 +140,34 @@ Pass::Pass(const detail::PackedNetwork& net, const Call& call, const detail::Thr
       outSize_(static_cast<idx>(T_) * N_ * outWidth_),
       ldh_(proj_ ? static_cast<idx>(net.projPanels) * net.projWidth : Hp_),
       len_(N_, T_),
-      order_(N_),
+      order_(std::move(members)),
       active_(T_, 0),
       offset_(T_ + 1, 0) {
   if (call.lengths) std::copy(call.lengths, call.lengths + N_, len_.begin());
-  std::iota(order_.begin(), order_.end(), 0);
   std::stable_sort(order_.begin(), order_.end(), [&](int a, int b) { return len_[a] > len_[b]; });
-  for (int b = 0; b < N_; ++b) {
+  for (int b : order_) {
     for (int t = 0; t < len_[b]; ++t) ++active_[t];
   }
   for (int t = 0; t < T_; ++t) offset_[t + 1] = offset_[t] + active_[t];
   const idx rows = offset_[T_];
   inPlace_ = !call.batchFirst && rows == static_cast<idx>(T_) * N_;
-  reversed_ = net.D == 2 && *std::min_element(len_.begin(), len_.end()) != *std::max_element(len_.begin(), len_.end());
+  reversed_ = net.D == 2 && len_[order_.front()] != len_[order_.back()];
 
-  // Written in full before they are read.
+  // Written in full before they are read. A buffer this call does not use gets size 0 (its
+  // capacity stays): the pool reads the sizes as what the call used (WorkspacePool::release).
   const int D = net.D;
   const idx packedSize = rows * outWidth_;
-  if (!inPlace_) ws.input.resize(static_cast<std::size_t>(rows * net.cfg.inputSize));
-  if (reversed_) ws.reversed.resize(static_cast<std::size_t>(rows * std::max(net.cfg.inputSize, outWidth_)));
+  ws.input.resize(inPlace_ ? 0 : static_cast<std::size_t>(rows * net.cfg.inputSize));
+  ws.reversed.resize(reversed_ ? static_cast<std::size_t>(rows * std::max(net.cfg.inputSize, outWidth_)) : 0);
   ws.P.resize(D);
   for (auto& p : ws.P) p.resize(static_cast<std::size_t>(rows * ldP_));
   // Packed layer outputs in the workspace, alternating: layer l + 2 overwrites layer l only
   // after layer l + 1 (which read it) is done, and layer l was scattered alongside.
+  std::size_t outSizes[2] = {0, 0};
   for (int l = 0; l < L_; ++l) {
-    if (buffered(l)) ws.layerOut[l % 2].resize(static_cast<std::size_t>(packedSize));
+    if (buffered(l)) outSizes[l % 2] = static_cast<std::size_t>(packedSize);
   }
+  for (int i = 0; i < 2; ++i) ws.layerOut[i].resize(outSizes[i]);
   // Per (direction, chunk) recurrent state, at index chunk * D + d.
   ws.rows.resize(static_cast<std::size_t>(D) * plan.chunks);
   for (int task = 0; task < D * plan.chunks; ++task) {
@@ -362,6 +374,17 @@ void Pass::scatter(int l, int part, int parts) const {
   }
 }
 
+void Pass::runAlone() const {
+  if (gathers()) gather(0, 1);
+  for (int l = 0; l < L_; ++l) {
+    if (reverses()) reverse(l, 0, 1);
+    for (int d = 0; d < net_.D; ++d) project(l, d, 0);
+    if (l > 0) scatter(l - 1, 0, 1);
+    for (int d = 0; d < net_.D; ++d) recur(l, d, 0, 0, 1, nullptr);
+  }
+  scatter(L_ - 1, 0, 1);
+}
+
 void Pass::finish() const {
   if (call_.layers == nullptr) return;
   std::memcpy(call_.output, call_.layers + (L_ - 1) * outSize_, sizeof(float) * outSize_);
@@ -381,6 +404,9 @@ detail::PlanInput planInput(const detail::PackedNetwork& net, const Call& call, 
   in.layerFlops = in.recurrenceFlops + rows * perRow * std::max(net.cfg.inputSize, net.D * net.Hout);
   in.stepFlops = call.batch * (perRow * net.Hout + 2.0 * net.cfg.projSize * net.H * net.D) / net.D;
   in.panels = net.geo.panels;
+  for (const PackedLayer& w : net.layers) {
+    in.recurrentBytes = std::max(in.recurrentBytes, (w.whh.size() + w.whr.size()) * sizeof(float));
+  }
   return in;
 }
 
@@ -392,8 +418,11 @@ void Network::Impl::run(const Call& call) const {
   const detail::ThreadPlan plan = detail::planThreads(planInput(*this, call, rows));
   // The calling thread's compute slot first: a call that waits for one holds no work buffers.
   const detail::WorkerPool::Lease lease = detail::WorkerPool::shared().lease();
+  if (plan.groups > 1) return runGroups(call, plan, lease);
+  std::vector<int> everyone(call.batch);
+  std::iota(everyone.begin(), everyone.end(), 0);
   std::unique_ptr<Workspace> ws = workspaces.acquire();
-  const Pass pass(*this, call, plan, *ws);
+  const Pass pass(*this, call, plan, *ws, std::move(everyone));
   // Phase by phase, each on the threads it can use (borrowed from the pool for that phase only):
   // the gather of the input; per layer the projections of all rows (alongside the scatter of the
   // previous layer's output, which reads the same rows), then the recurrence; the last scatter.
@@ -438,6 +467,34 @@ void Network::Impl::run(const Call& call) const {
   }
   pass.finish();
   workspaces.release(std::move(ws));
+}
+
+// Groups of sequences, each computed whole by one thread (ThreadPlan::groups): group g holds the
+// ranks g, g + groups, g + 2 groups, ... of the batch by length, so that every group gets long and
+// short sequences alike and the groups' work is even. Every group's buffers are made here, before
+// any thread starts; the threads then take the groups in turn.
+void Network::Impl::runGroups(const Call& call, const detail::ThreadPlan& plan,
+                              const detail::WorkerPool::Lease& lease) const {
+  std::vector<int> order(call.batch);
+  std::iota(order.begin(), order.end(), 0);
+  if (call.lengths) {
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return call.lengths[a] > call.lengths[b]; });
+  }
+  const detail::ThreadPlan alone;  // within a group: one thread, one chunk, one part
+  std::vector<std::unique_ptr<Workspace>> spaces;
+  std::deque<Pass> passes;
+  for (int g = 0; g < plan.groups; ++g) {
+    std::vector<int> members;
+    for (int rank = g; rank < call.batch; rank += plan.groups) members.push_back(order[rank]);
+    spaces.push_back(workspaces.acquire());
+    passes.emplace_back(*this, call, alone, *spaces.back(), std::move(members));
+  }
+  std::atomic<int> next{0};
+  lease.run(plan.threads, [&](int, int) {
+    for (int g; (g = next.fetch_add(1, std::memory_order_relaxed)) < plan.groups;) passes[g].runAlone();
+  });
+  passes.front().finish();
+  for (auto& ws : spaces) workspaces.release(std::move(ws));
 }
 
 }  // namespace birnn

@@ -37,6 +37,10 @@ struct Network::Impl : detail::PackedNetwork {
   mutable detail::WorkspacePool workspaces;
 
   void run(const Call& call) const;  // forward.cc
+
+ private:
+  // A plan of several groups (ThreadPlan::groups): each group of sequences on one thread.
+  void runGroups(const Call& call, const detail::ThreadPlan& plan, const detail::WorkerPool::Lease& lease) const;
 };
 
 }  // namespace birnn

@@ -31,6 +31,7 @@ struct PlanInput {
   double recurrenceFlops = 0;  // of those, the recurrence's
   double stepFlops = 0;        // of one step of one direction, every batch row
   int panels = 1;              // W_hh's panels: the most parts a step's columns split into
+  std::size_t recurrentBytes = 0;  // packed W_hh (and W_hr) of one direction, the largest layer's
 };
 
 struct ThreadPlan {
@@ -40,6 +41,9 @@ struct ThreadPlan {
                         // barrier per step (D * chunks * columnParts threads at once)
   int projChunks = 1;   // row chunks per direction in the input projection, which threads take
                         // in turn (a few per thread)
+  int groups = 1;       // > 1: groups of sequences, each computed whole (every layer and direction)
+                        // by one thread, with no phase between layers; then chunks, columnParts
+                        // and projChunks are 1 (within a group)
 };
 
 // A pure function of its input, so that its choices are tested without timing.

@@ -13,7 +13,7 @@ export function loadOrt() {
   try {
     ort = require('onnxruntime-node')
   } catch (e) {
-    missing = `onnxruntime-node is not installed (npm run bench:setup): ${e.message.split('\n')[0]}`
+    missing = `onnxruntime-node is not installed in bench/node_modules (ONNXRUNTIME_NODE_INSTALL=skip npm --prefix bench ci): ${e.message.split('\n')[0]}`
   }
   return ort ?? null
 }

@@ -37,7 +37,7 @@ export function loadTf() {
       console.log = prev
     }
   } catch (e) {
-    missing = `@tensorflow/tfjs(-backend-wasm) is not installed (npm run bench:setup): ${e.message.split('\n')[0]}`
+    missing = `@tensorflow/tfjs(-backend-wasm) is not installed in bench/node_modules (ONNXRUNTIME_NODE_INSTALL=skip npm --prefix bench ci): ${e.message.split('\n')[0]}`
   }
   return tf ?? null
 }

@@ -165,7 +165,7 @@ function generated(results) {
   }
   if (r.peak && !r.peak.error) {
     L.push(
-      `- Measured fp32 FMA peak (bench/peak-fma, AVX2 FMA, 12 independent chains, best of ${r.peak.trials[1].length} × ${r.peak.seconds} s): **${r.peak[1].toFixed(1)} GFLOP/s on 1 thread, ${r.peak[2].toFixed(1)} GFLOP/s on 2 threads** (median trial ${median(r.peak.trials[1]).toFixed(1)} / ${median(r.peak.trials[2]).toFixed(1)}: the machine is shared, so the best trial is the estimate of the peak)`,
+      `- Measured fp32 FMA peak (bench/peak-fma, ${r.peak.isa === 'avx512' ? 'AVX-512' : 'AVX2'} FMA, the vectors of birnn's SIMD path, 12 independent chains, best of ${r.peak.trials[1].length} × ${r.peak.seconds} s): **${r.peak[1].toFixed(1)} GFLOP/s on 1 thread, ${r.peak[2].toFixed(1)} GFLOP/s on 2 threads** (median trial ${median(r.peak.trials[1]).toFixed(1)} / ${median(r.peak.trials[2]).toFixed(1)}: the machine is shared, so the best trial is the estimate of the peak)`,
     )
   }
   if (r.torch) {

@@ -264,6 +264,36 @@ void threadInvariance(const Target& target, Mode mode, int T, int N, int I, int 
            format("%.0f floats differ", static_cast<double>(differ)));
   };
   for (int threads : {2, 3, 5, 8}) compare(run(threads), "threads " + std::to_string(threads));
+  // Each sequence alone (a batch of one never runs in groups, nor in batch chunks).
+  std::vector<float> alone(one.size());
+  for (int n = 0; n < N; ++n) {
+    std::vector<float> result(out / N * (L + 1) + states / N * (Ho + H));
+    float* at = result.data();
+    Call call;
+    call.seqLen = T;
+    call.batch = 1;
+    call.batchFirst = true;
+    call.input = x.data() + static_cast<std::size_t>(n) * T * I;
+    call.lengths = &lengths[n];
+    call.output = at;
+    call.layers = at += out / N;
+    call.hN = at += out / N * L;
+    call.cN = mode == Mode::Lstm ? at + states / N * Ho : nullptr;
+    net.forward(call);
+    // Into the batch's places: every (N, T, D * Ho) sequence block, every (L * D, N, F) state row.
+    const std::size_t seq = out / N;
+    for (int block = 0; block <= L; ++block) {
+      std::memcpy(&alone[block * out + n * seq], &result[block * seq], seq * sizeof(float));
+    }
+    for (int ld = 0; ld < L * D; ++ld) {
+      std::memcpy(&alone[out * (L + 1) + (ld * N + n) * Ho], &result[seq * (L + 1) + ld * Ho], Ho * sizeof(float));
+      if (mode == Mode::Lstm) {
+        std::memcpy(&alone[out * (L + 1) + states * Ho + (ld * N + n) * H],
+                    &result[seq * (L + 1) + L * D * Ho + ld * H], H * sizeof(float));
+      }
+    }
+  }
+  compare(alone, "each sequence alone");
   // As forward() runs them: tasks on the pool, several at once, each computing on its own thread
   // and the workers it borrows.
   std::vector<std::vector<float>> results(3);
@@ -296,8 +326,11 @@ void networks(const Target& target, std::mt19937& rng) {
   // full tiles and tails of both widths.
   network(target, Mode::RnnTanh, 25, 50, 0, 4, true, true, 6, 64, 1, rng);
   network(target, Mode::RnnRelu, 25, 50, 0, 2, true, true, 6, 29, 2, rng);
-  // Batch chunks, and the copy phases on several threads.
+  // Groups of sequences (small weights), each whole on one thread; and batch chunks with the copy
+  // phases on several threads (weights beyond ThreadPlan's groups).
   threadInvariance(target, Mode::Lstm, 48, 48, 96, 64, 24, 3, true, rng);
+  threadInvariance(target, Mode::Gru, 12, 40, 16, 160, 0, 2, true, rng);
+  threadInvariance(target, Mode::RnnTanh, 30, 37, 25, 50, 0, 4, true, rng);
   // Column parts: few rows, many panels.
   // (200 hidden units: with AVX2, the last part's last panel is narrow.)
   for (const spec::ModeInfo& info : spec::kModes) threadInvariance(target, info.mode, 40, 3, 20, 200, 0, 2, true, rng);

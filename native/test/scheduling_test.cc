@@ -59,12 +59,14 @@ void plans() {
     in.layerFlops = in.recurrenceFlops + in.rows * 2.0 * 4 * 256 * 512 * 2;
     in.stepFlops = batch * 2.0 * 4 * 256 * 256;
     in.panels = 16;  // AVX-512: 16 units a panel
+    in.recurrentBytes = std::size_t(256) * 1024 * sizeof(float);  // W_hh: 1 MB a direction
     return in;
   };
   auto check = [](bool ok, const std::string& name, const detail::ThreadPlan& p) {
     report(ok, "plan: " + name,
            "threads " + std::to_string(p.threads) + ", chunks " + std::to_string(p.chunks) + ", columnParts " +
-               std::to_string(p.columnParts) + ", projChunks " + std::to_string(p.projChunks));
+               std::to_string(p.columnParts) + ", projChunks " + std::to_string(p.projChunks) + ", groups " +
+               std::to_string(p.groups));
   };
   const auto b64 = planThreads(lstm(64, 16, 16));
   check(b64.threads == 16 && b64.chunks == 8 && b64.columnParts == 1 && b64.projChunks == 32,
@@ -92,6 +94,35 @@ void plans() {
   smallStep.layerFlops *= 1000;
   const auto small = planThreads(smallStep);
   check(small.columnParts == 1, "steps of 5,000 flops are not shared by column parts", small);
+  // Many sequences of the seed's RNN (W_hh: 13 KB a direction): groups of sequences, each whole
+  // on one thread; a model whose W_hh is beyond L2 shares out its batch by phases instead.
+  auto seedBatch = [&](int batch, int requested, int cores) {
+    PlanInput in = smallStep;
+    in.requested = requested;
+    in.cores = cores;
+    in.batch = batch;
+    in.rows = 60L * batch;
+    in.recurrenceFlops = in.rows * 2.0 * 50 * 50 * 2;
+    in.layerFlops = in.recurrenceFlops + in.rows * 2.0 * 50 * 100 * 2;
+    in.stepFlops = batch * 2.0 * 50 * 50;
+    in.recurrentBytes = std::size_t(50) * 64 * sizeof(float);
+    return in;
+  };
+  const auto seed64two = planThreads(seedBatch(64, 2, 2));
+  check(seed64two.threads == 2 && seed64two.groups == 4, "seed RNN, batch 64, 2 cores: 4 groups of 16", seed64two);
+  const auto seed64one = planThreads(seedBatch(64, 1, 16));
+  check(seed64one.threads == 1 && seed64one.groups == 4, "seed RNN, batch 64, 1 thread: 4 groups of 16 (cache)",
+        seed64one);
+  const auto seed64many = planThreads(seedBatch(64, 16, 16));
+  check(seed64many.threads == 8 && seed64many.groups == 8, "seed RNN, batch 64, 16 cores: 8 groups of 8",
+        seed64many);
+  const auto seed20two = planThreads(seedBatch(20, 2, 2));
+  check(seed20two.threads == 2 && seed20two.groups == 2, "seed RNN, batch 20, 2 cores: 2 groups of 10", seed20two);
+  const auto seed12 = planThreads(seedBatch(12, 2, 2));
+  check(seed12.groups == 1, "seed RNN, batch 12: too few sequences for groups of 8", seed12);
+  const auto seed16one = planThreads(seedBatch(16, 1, 2));
+  check(seed16one.groups == 1, "seed RNN, batch 16, 1 thread: one group is the whole call", seed16one);
+  check(b64.groups == 1 && b64two.groups == 1, "W-b64 (W_hh 1 MB a direction): no groups", b64two);
   // A container's CPU quota (cgroup v2 cpu.max) bounds the pool.
   const bool quotas = detail::cpusOfQuota("200000 100000") == 2 && detail::cpusOfQuota("150000 100000") == 2 &&
                       detail::cpusOfQuota("50000 100000") == 1 && detail::cpusOfQuota("max 100000") == 0 &&

@@ -102,16 +102,20 @@ describe.each(nativeIsas())('native %s: results do not depend on threads or on s
 })
 
 describe.skipIf(missing)('the native backend off the event loop', () => {
-  // An LSTM sized so one forward takes about 3 s here.
+  // An LSTM sized so one forward takes about 3 s here. Deep and wide for its input, so that its
+  // arrays stay small for its work: forward() copies the input on the calling thread (by design),
+  // and a shallow model's 3 s grow with the machine (I256 H256, one layer, on a Zen 5 core:
+  // T = 2,200, a 144 MB input, 1.5 GB of work buffers mapped and unmapped by each call), where
+  // forward() itself took 190-410 ms to return.
   const big = () => {
     const r = rng(7)
     // One kernel thread, so the event loop has a core of its own even on a 2-core machine.
-    const model = fromStateDict(randomStateDict(r, { mode: 'LSTM', I: 256, H: 256, L: 1, D: 2, bias: true }), {
+    const model = fromStateDict(randomStateDict(r, { mode: 'LSTM', I: 32, H: 512, L: 4, D: 2, bias: true }), {
       backend: 'native',
       threads: 1,
     })
     const N = 64
-    const make = (T: number) => ({ data: r.floats(T * N * 256), shape: [T, N, 256] })
+    const make = (T: number) => ({ data: r.floats(T * N * 32), shape: [T, N, 32] })
     const probe = make(40)
     model.forwardSync(probe) // warm-up
     const start = performance.now()
