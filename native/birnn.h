@@ -50,7 +50,7 @@ struct LayerWeights {
 // Zero-filled memory for at least n floats, as a Call's outputs need it (and for copies of its
 // inputs); sets `capacity` to what was allocated, which freeFloats takes back. Large sizes are
 // mapped from the OS and, once freed, kept process-wide (up to 64 MiB) for later allocations of
-// about their size (blocks up to 8 MiB); trimFloats() returns those to the OS.
+// about their size (blocks up to 32 MiB); trimFloats() returns those to the OS.
 // Throws std::bad_alloc.
 float* allocateFloats(std::size_t n, std::size_t& capacity);
 void freeFloats(float* p, std::size_t capacity);

@@ -48,9 +48,11 @@ inline void unmapPages(void* p, std::size_t bytes) { munmap(p, mappedSize(bytes)
 class PageCache {
  public:
   static constexpr std::size_t kMaxBytes = std::size_t(64) << 20;
-  // Larger blocks are not kept: fresh pages matter most to small models' calls, and a large
-  // idle block would outlast the calls that needed it (test/native/memory.test.ts).
-  static constexpr std::size_t kMaxBlock = std::size_t(8) << 20;
+  // Larger blocks are not kept: a large idle block would outlast the calls that needed it
+  // (test/native/memory.test.ts). Up to this size, a batch's outputs are: W-b64's 13 MB output
+  // cost its forward() 17-35 ms of page faults on a VM that traps each first touch of a page
+  // (2-core Zen 5 guest: 13 MB of fresh pages 40-50 ms to write, of kept ones 0.2-0.7 ms).
+  static constexpr std::size_t kMaxBlock = std::size_t(32) << 20;
 
   static PageCache& instance() {
     static PageCache* cache = new PageCache;  // never destroyed: blocks may be freed at exit

@@ -36,6 +36,7 @@ describe.skipIf(missing)(`memory kept between calls${missing ? ` (skipped: ${mis
         const afterSmall = await mb()
         await Promise.all([1, 2].map(() => net.forward(call(600, 64))))
         const beforeTrim = await mb()
+        await mb() // a collected array's memory reaches the cache of freed outputs a GC later
         net.trim()
         const afterTrim = await mb()
         process.stdout.write(JSON.stringify({ base, afterBig, afterSmall, beforeTrim, afterTrim }))
@@ -60,8 +61,9 @@ describe.skipIf(missing)(`memory kept between calls${missing ? ` (skipped: ${mis
     // input copies (29 MB).
     expect(rss.afterBig - rss.base).toBeGreaterThan(100)
     expect(rss.afterBig - rss.base).toBeLessThan(256 + 64 + 29 + 40)
-    // Small calls free what is far larger than they need.
-    expect(rss.afterSmall - rss.base).toBeLessThan(40)
+    // Small calls free what is far larger than they need (the big calls' collected outputs stay
+    // in the process's cache of freed output memory, up to 64 MiB, until trimmed).
+    expect(rss.afterSmall - rss.base).toBeLessThan(40 + 64)
     expect(rss.beforeTrim - rss.base).toBeGreaterThan(100)
     expect(rss.afterTrim - rss.base).toBeLessThan(40)
   })
