@@ -49,8 +49,8 @@ constexpr std::ptrdiff_t kChunksPerThread = 4;
 // some where it streams from L3 (the I128 H256 LSTM, 1 MB a direction, at batch 64 on one
 // thread: 3-13% slower in groups of 16). Every L2 since Haswell holds this much.
 constexpr std::size_t kGroupRecurrentBytes = std::size_t(256) << 10;
-// A group's sequences: at most this many, so that its projections and layer outputs stay in cache
-// from one layer to the next (the seed's RNN at batch 64, lengths 20..100, one thread: 16
+// A group's sequences: at most this many where the groups allow it (keptWorkspaces), so that its
+// projections and layer outputs stay in cache from one layer to the next (the seed's RNN at batch 64, lengths 20..100, one thread: 16
 // sequences a call ran 1.3x as fast a sequence as 64), and at least this many, to fill the
 // register tiles.
 constexpr int kGroupRows = 16;
@@ -133,7 +133,10 @@ ThreadPlan planThreads(const PlanInput& in) {
   if (in.recurrentBytes <= kGroupRecurrentBytes && in.batch >= 2 * kMinGroupRows) {
     const int teams = std::min(threads, in.batch / kMinGroupRows);
     const int forCache = (in.batch + kGroupRows - 1) / kGroupRows;
-    const int groups = teams * ((forCache + teams - 1) / teams);
+    // No more groups than the model keeps workspaces: the rest would be freed and mapped again by
+    // every call (a batch of 256 on 2 cores: 4 groups of 64, not 16 of 16).
+    const int most = teams * std::max(1, keptWorkspaces(in.cores) / teams);
+    const int groups = std::min(most, teams * ((forCache + teams - 1) / teams));
     if (groups > 1) {
       plan.threads = teams;
       plan.groups = groups;

@@ -49,6 +49,11 @@ struct ThreadPlan {
 // A pure function of its input, so that its choices are tested without timing.
 ThreadPlan planThreads(const PlanInput& in);
 
+// Idle workspaces a model keeps (WorkspacePool) on a machine of `cores`: one per thread of the
+// pool, and 4 on a smaller machine, where one more call may wait for each. A plan has at most
+// that many groups, each of which takes one for the call.
+inline int keptWorkspaces(int cores) { return cores > 4 ? cores : 4; }
+
 // Threads of the worker pool: the CPUs this process may run on, within its cgroup's CPU quota,
 // or BIRNN_POOL_THREADS when set (1 to 1024); 0 where threads are absent (wasm).
 int poolThreads();

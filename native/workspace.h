@@ -93,9 +93,8 @@ struct Workspace {
 // them all; the TypeScript engine calls it when a model has been idle for a while.
 class WorkspacePool {
  public:
-  // Idle workspaces kept: as many as calls compute at once (one per thread of the worker pool),
-  // and 4 on a smaller machine, where one more call may wait for each.
-  static std::size_t kept() { return static_cast<std::size_t>(std::max(4, hardwareThreads())); }
+  // Idle workspaces kept (thread_plan.h): as many as calls compute at once, or a call's groups.
+  static std::size_t kept() { return static_cast<std::size_t>(keptWorkspaces(hardwareThreads())); }
   // Most bytes kept idle per Network: a W-b64 call (bi-LSTM, 2 layers, H256, T100, N64) needs
   // about 80 MB; a T = 1000 one ten times that, which is not kept.
   static constexpr std::size_t kMaxIdleBytes = std::size_t(256) << 20;

@@ -118,6 +118,12 @@ void plans() {
         seed64many);
   const auto seed20two = planThreads(seedBatch(20, 2, 2));
   check(seed20two.threads == 2 && seed20two.groups == 2, "seed RNN, batch 20, 2 cores: 2 groups of 10", seed20two);
+  const auto seed256two = planThreads(seedBatch(256, 2, 2));
+  check(seed256two.threads == 2 && seed256two.groups == 4,
+        "seed RNN, batch 256, 2 cores: 4 groups, as many as the model keeps workspaces", seed256two);
+  const auto seed256many = planThreads(seedBatch(256, 16, 16));
+  check(seed256many.threads == 16 && seed256many.groups == 16, "seed RNN, batch 256, 16 cores: 16 groups of 16",
+        seed256many);
   const auto seed12 = planThreads(seedBatch(12, 2, 2));
   check(seed12.groups == 1, "seed RNN, batch 12: too few sequences for groups of 8", seed12);
   const auto seed16one = planThreads(seedBatch(16, 1, 2));

@@ -141,8 +141,9 @@ describe.skipIf(missing)('the native backend off the event loop', () => {
     const elapsed = performance.now() - start
     clearInterval(ticker)
     expect(elapsed).toBeGreaterThan(1000)
-    // Blocking would show as one gap as long as the forward; allow for a busy, shared machine.
-    expect(longest).toBeLessThan(100)
+    // Blocking would show as one gap as long as the forward (about 3 s). A shared VM stalls the
+    // whole process now and then: under the sanitizer in CI, once for 370 ms on a 2-core Zen 5.
+    expect(longest).toBeLessThan(Math.max(100, elapsed / 4))
   })
 
   it('runs 200 concurrent forwards on one model, each exactly as forwardSync', async () => {
