@@ -5,7 +5,7 @@
 //                       [--directions 2] [--batch 64] [--steps 100] [--lengths random|full]
 //                       [--threads 1] [--seconds 2] [--async]
 //
-// A model of random weights (PyTorch's uniform init), a batch-first input of `batch` sequences in a
+// A model of random weights, a batch-first input of `batch` sequences in a
 // tensor of `steps` steps, each of a length uniform in 20..steps (`random`) or all of them; calls of
 // forwardSync() (forward(), awaited one at a time, with --async) for `seconds` after 0.3 s of
 // warm-up. Prints the best and median call, the GFLOP/s of the real steps (2 flops per
@@ -14,7 +14,7 @@
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { GATES, ROOT, randn } from './lib/common.mjs'
+import { forwardFlops, ROOT, randn, randomStateDict } from './lib/common.mjs'
 
 const { fromStateDict } = await import(pathToFileURL(join(ROOT, 'dist', 'index.js')).href)
 const { values: o } = parseArgs({
@@ -43,28 +43,13 @@ const [I, H, L, D, N, T, threads, seconds] = [
   'seconds',
 ].map((k) => Number(o[k]))
 const mode = o.mode.toUpperCase()
-const G = GATES[mode]
-const tensors = {}
-let seed = 1
-for (let l = 0; l < L; l++) {
-  for (const s of [`_l${l}`, `_l${l}_reverse`].slice(0, D)) {
-    const add = (name, shape) => {
-      const n = shape.reduce((a, b) => a * b, 1)
-      tensors[name] = { data: randn(n, seed++).map((v) => v / Math.sqrt(H)), shape }
-    }
-    add(`weight_ih${s}`, [G * H, l ? D * H : I])
-    add(`weight_hh${s}`, [G * H, H])
-    add(`bias_ih${s}`, [G * H])
-    add(`bias_hh${s}`, [G * H])
-  }
-}
-const rnn = G === 1 ? { nonlinearity: mode === 'RNN_RELU' ? 'relu' : 'tanh' } : {}
+const tensors = randomStateDict(mode, { I, H, L, D, seed: 1 })
+const rnn = mode.startsWith('RNN') ? { nonlinearity: mode === 'RNN_RELU' ? 'relu' : 'tanh' } : {}
 const model = fromStateDict(tensors, { backend: 'native', threads, batchFirst: true, ...rnn })
 const input = { data: randn(N * T * I, 7), shape: [N, T, I] }
 const lengths = Array.from({ length: N }, (_, n) => (o.lengths === 'full' ? T : 20 + ((n * 37) % (T - 19))))
 const real = lengths.reduce((a, b) => a + b, 0)
-let flops = 0
-for (let l = 0; l < L; l++) flops += 2 * real * G * H * ((l ? D * H : I) + H) * D
+const flops = forwardFlops({ mode, inputSize: I, hiddenSize: H, numLayers: L, bidirectional: D === 2 }, real, 1)
 const call = o.async ? () => model.forward(input, { lengths }) : () => model.forwardSync(input, { lengths })
 
 for (const end = performance.now() + 300; performance.now() < end; ) await call()

@@ -11,29 +11,14 @@
 // Uses the built package (dist/, `npm run build`) and random weights.
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { GATES, ROOT, randn } from './lib/common.mjs'
+import { forwardFlops, ROOT, randn, randomStateDict } from './lib/common.mjs'
 import { measurePeak } from './peak-fma/peak.mjs'
 
 const { fromStateDict } = await import(pathToFileURL(join(ROOT, 'dist', 'index.js')).href)
 const reps = Number(process.argv[process.argv.indexOf('--reps') + 1]) || 7
 
 function model(mode, I, H, L, threads, directions) {
-  const G = GATES[mode]
-  const tensors = {}
-  let seed = 1
-  for (let l = 0; l < L; l++) {
-    for (const s of [`_l${l}`, `_l${l}_reverse`].slice(0, directions)) {
-      const add = (name, shape) => {
-        const n = shape.reduce((a, b) => a * b, 1)
-        tensors[name] = { data: randn(n, seed++).map((v) => v / Math.sqrt(H)), shape }
-      }
-      add(`weight_ih${s}`, [G * H, l ? directions * H : I])
-      add(`weight_hh${s}`, [G * H, H])
-      add(`bias_ih${s}`, [G * H])
-      add(`bias_hh${s}`, [G * H])
-    }
-  }
-  return fromStateDict(tensors, { backend: 'native', threads })
+  return fromStateDict(randomStateDict(mode, { I, H, L, D: directions, seed: 1 }), { backend: 'native', threads })
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
@@ -52,11 +37,8 @@ function measure(cases) {
   }
   return { medians: times.map(median), best: times.map((xs) => Math.min(...xs)) }
 }
-const flops = (mode, I, H, L, D, steps) => {
-  let f = 0
-  for (let l = 0; l < L; l++) f += 2 * steps * GATES[mode] * H * ((l ? D * H : I) + H) * D
-  return f
-}
+const flops = (mode, I, H, L, D, steps) =>
+  forwardFlops({ mode, inputSize: I, hiddenSize: H, numLayers: L, bidirectional: D === 2 }, steps, 1)
 
 const N = 64
 const T = 100

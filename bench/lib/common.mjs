@@ -40,18 +40,19 @@ export function mulberry32(seed) {
 }
 
 /**
- * A bidirectional state_dict of uniform random weights in [-1/16, 1/16) (timing does not depend
- * on their values): { name: { data: Float32Array, shape } }, PyTorch's names and shapes.
+ * A state_dict of uniform random weights in [-1/16, 1/16) (timing does not depend on their
+ * values), bidirectional unless D is 1: { name: { data: Float32Array, shape } }, PyTorch's names
+ * and shapes.
  */
-export function randomStateDict(mode, { I, H, L, seed }) {
+export function randomStateDict(mode, { I, H, L, D = 2, seed }) {
   const u = mulberry32(seed)
   const tensors = {}
   const add = (name, shape) => {
     tensors[name] = { data: Float32Array.from({ length: shape.reduce((a, b) => a * b) }, () => (u() - 0.5) / 8), shape }
   }
   for (let l = 0; l < L; l++) {
-    for (const sfx of ['', '_reverse']) {
-      add(`weight_ih_l${l}${sfx}`, [GATES[mode] * H, l ? 2 * H : I])
+    for (const sfx of ['', '_reverse'].slice(0, D)) {
+      add(`weight_ih_l${l}${sfx}`, [GATES[mode] * H, l ? D * H : I])
       add(`weight_hh_l${l}${sfx}`, [GATES[mode] * H, H])
       add(`bias_ih_l${l}${sfx}`, [GATES[mode] * H])
       add(`bias_hh_l${l}${sfx}`, [GATES[mode] * H])
