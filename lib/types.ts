@@ -46,6 +46,14 @@ export interface LoadOptions {
   simd?: 'auto' | Simd | WasmSimd
 }
 
+/**
+ * What a forward call returns as `output`: 'full', every step; 'last', one row per sequence, the
+ * forward direction at its last valid step and the backward one at step 0 (PyTorch's
+ * `torch.cat([h_n[-2], h_n[-1]], 1)` for a bidirectional model); 'mean', one row per sequence, the
+ * mean over its valid steps.
+ */
+export type OutputKind = 'full' | 'last' | 'mean'
+
 export interface ForwardOptions {
   /** Initial hidden state (numLayers*D, N, Hout), or (numLayers*D, Hout) for unbatched input; zeros when absent. */
   h0?: Tensor
@@ -55,10 +63,19 @@ export interface ForwardOptions {
   lengths?: number[] | Int32Array
   /** Also return every layer's full output sequence. */
   returnLayers?: boolean
+  /**
+   * 'full' (default), 'last' or 'mean' (OutputKind): the last two make `output` one row per
+   * sequence, (N, D*Hout) or (D*Hout) for unbatched input, without the full output's memory; with
+   * 'last' the kernels skip writing it. The rows are the full output's values, bit for bit.
+   */
+  output?: OutputKind
 }
 
 export interface ForwardResult {
-  /** (T, N, D*Hout), or (N, T, D*Hout) with batchFirst, or (T, D*Hout) for unbatched input. */
+  /**
+   * (T, N, D*Hout), or (N, T, D*Hout) with batchFirst, or (T, D*Hout) for unbatched input; with
+   * `output` 'last' or 'mean', (N, D*Hout), or (D*Hout) for unbatched input.
+   */
   output: Tensor
   /** Final hidden state of every layer and direction, layer-major, direction-minor. */
   hN: Tensor

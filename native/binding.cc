@@ -396,7 +396,7 @@ struct Job {
   std::vector<Buffer> copies;
   // The outputs' lengths, and their memory once allocated.
   size_t outputLength = 0, stateLength = 0, cellLength = 0;
-  bool lstm = false, returnLayers = false;
+  bool lstm = false, returnOutput = true, returnLayers = false;
   // forward() allocates them on the pool thread that computes it (AllocateOutputs), so their pages
   // are touched off the main thread; forwardSync() writes into V8 arrays instead.
   Buffer output, hN, cN, layers;
@@ -406,17 +406,17 @@ struct Job {
 
   // Throws std::bad_alloc.
   void AllocateOutputs() {
-    call.output = output.Allocate(outputLength);
+    if (returnOutput) call.output = output.Allocate(outputLength);
     call.hN = hN.Allocate(stateLength);
     if (lstm) call.cN = cN.Allocate(cellLength);
     if (returnLayers) call.layers = layers.Allocate(outputLength * layerCount);
   }
   size_t layerCount = 0;
 
-  // { output, hN, cN?, layers? }, the arrays now owned by JS.
+  // { output?, hN, cN?, layers? }, the arrays now owned by JS.
   Napi::Object Result(Napi::Env env) {
     Napi::Object result = Napi::Object::New(env);
-    result.Set("output", output.Release(env));
+    if (returnOutput) result.Set("output", output.Release(env));
     result.Set("hN", hN.Release(env));
     if (lstm) result.Set("cN", cN.Release(env));
     if (returnLayers) result.Set("layers", layers.Release(env));
@@ -442,6 +442,10 @@ std::unique_ptr<Job> PrepareJob(const Napi::Value& value,
   call.batch = GetInt(object, "batch", "call.batch", 1, kMaxInt);
   call.batchFirst = GetBool(object, "batchFirst", "call.batchFirst");
   const bool returnLayers = GetBool(object, "returnLayers", "call.returnLayers");
+  // False when only the final states are wanted: the kernel then skips writing the output (which
+  // every layer's output includes).
+  const bool returnOutput =
+      IsAbsent(object.Get("returnOutput")) || GetBool(object, "returnOutput", "call.returnOutput") || returnLayers;
   call.threads = GetInt(object, "threads", "call.threads", 1, birnn::spec::kMaxThreads);
 
   const size_t T = call.seqLen, N = call.batch, D = g.D, L = g.L;
@@ -495,6 +499,7 @@ std::unique_ptr<Job> PrepareJob(const Napi::Value& value,
   job->cellLength = Mul(env, {L, D, N, H});
   Mul(env, {L, job->outputLength});  // checked here: layers must fit size_t too
   job->lstm = g.lstm;
+  job->returnOutput = returnOutput;
   job->returnLayers = returnLayers;
   job->layerCount = L;
   return job;
@@ -645,7 +650,7 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
       result.Set(name, array);
       return array.Data();
     };
-    call.output = output("output", job->outputLength);
+    if (job->returnOutput) call.output = output("output", job->outputLength);
     call.hN = output("hN", job->stateLength);
     if (job->lstm) call.cN = output("cN", job->cellLength);
     if (job->returnLayers) call.layers = output("layers", job->outputLength * job->layerCount);

@@ -86,7 +86,7 @@ struct Call {
   const float* c0 = nullptr;         // [L*D, N, H] or null for zeros (LSTM)
   const int32_t* lengths = nullptr;  // [N], each in [1, T], or null for all T
   // The outputs must arrive zero-filled: steps past a sequence's length are left as they are.
-  float* output = nullptr;           // [T, N, D*Hout] or [N, T, D*Hout]
+  float* output = nullptr;           // [T, N, D*Hout] or [N, T, D*Hout], or null: not wanted
   float* hN = nullptr;               // [L*D, N, Hout]
   float* cN = nullptr;               // [L*D, N, H], LSTM only (may be null otherwise)
   float* layers = nullptr;           // null, or [L] x output layout: every layer's full output

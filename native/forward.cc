@@ -75,9 +75,13 @@ class Pass {
   void finish() const;
 
  private:
+  // Whether layer l's output is read at all: by the next layer, or by the caller (the last
+  // layer's is not when the caller wants only the final states).
+  bool needed(int l) const { return l < L_ - 1 || wanted(l) != nullptr; }
   // Whether layer l's packed output needs a workspace buffer (it is not the caller's array).
-  bool buffered(int l) const { return !(inPlace_ && wanted(l)); }
-  // Layer l's output in packed order: the caller's own array when in place, else the workspace.
+  bool buffered(int l) const { return needed(l) && !(inPlace_ && wanted(l)); }
+  // Layer l's output in packed order: the caller's own array when in place, else the workspace;
+  // null when nothing reads it.
   float* packedOutput(int l) const { return buffered(l) ? ws_.layerOut[l % 2].data() : wanted(l); }
   // Where the caller wants layer l's output (in the caller's layout), or null.
   float* wanted(int l) const;
@@ -353,7 +357,7 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
     // The next step reads every part's columns of the new state, and overwrites the old one.
     meet(h[1 - cur].data(), m, ldh_, Hout);
     cur = 1 - cur;
-    for (int i = 0; i < m; ++i) {
+    for (int i = 0; Y != nullptr && i < m; ++i) {
       std::memcpy(Y + rowAt(s, i) * outWidth_ + d * Hout + hr0, &h[cur][i * ldh_ + hr0], hBytes);
     }
   }
@@ -386,7 +390,7 @@ void Pass::runAlone() const {
 }
 
 void Pass::finish() const {
-  if (call_.layers == nullptr) return;
+  if (call_.layers == nullptr || call_.output == nullptr) return;
   std::memcpy(call_.output, call_.layers + (L_ - 1) * outSize_, sizeof(float) * outSize_);
 }
 

@@ -130,7 +130,7 @@ void Network::forward(const Call& call) const {
   const Impl& n = *impl_;
   require(call.seqLen > 0, "seqLen: expected at least 1, received " + std::to_string(call.seqLen));
   require(call.batch > 0, "batch: expected at least 1, received " + std::to_string(call.batch));
-  require(call.input && call.output && call.hN, "input, output and hN are required");
+  require(call.input && call.hN, "input and hN are required");
   require(n.cfg.mode == Mode::Lstm || !call.c0, "c0: only an LSTM has a cell state");
   require(call.threads > 0, "threads: expected at least 1, received " + std::to_string(call.threads));
   if (call.lengths) {

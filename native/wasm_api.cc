@@ -136,7 +136,7 @@ birnn::Network* birnnNetworkCreate(const int32_t* config, const float* const* te
 
 BIRNN_EXPORT(birnn_network_free) void birnnNetworkFree(birnn::Network* network) { delete network; }
 
-// sizes: [seqLen, batch, batchFirst]. h0, c0, lengths, cN and layers may be null (as in
+// sizes: [seqLen, batch, batchFirst]. h0, c0, lengths, output, cN and layers may be null (as in
 // birnn::Call); every other pointer is required. Always one thread.
 BIRNN_EXPORT(birnn_network_forward)
 void birnnNetworkForward(const birnn::Network* network, const int32_t* sizes, const float* input, const float* h0,
@@ -159,7 +159,7 @@ void birnnNetworkForward(const birnn::Network* network, const int32_t* sizes, co
   const birnn::Config& c = network->config();
   const std::size_t outputFloats = static_cast<std::size_t>(call.seqLen) * call.batch * (c.bidirectional ? 2 : 1) *
                                    (c.projSize > 0 ? c.projSize : c.hiddenSize);
-  std::memset(output, 0, outputFloats * sizeof(float));
+  if (output) std::memset(output, 0, outputFloats * sizeof(float));
   if (layers) std::memset(layers, 0, outputFloats * c.numLayers * sizeof(float));
   network->forward(call);
 }

@@ -227,3 +227,33 @@ export function expectError(error: unknown, kind: ErrorClass, code: string, mess
   if (typeof message === 'string') expect((error as Error).message).toBe(message)
   else expect((error as Error).message).toMatch(message)
 }
+
+/**
+ * The oracle of the forward option `output` 'last' and 'mean', from a full output (layout given by
+ * batchFirst) of B sequences of T steps: forward direction at the last valid step, backward at
+ * step 0; or the mean over the valid steps, summed in float64 in step order.
+ */
+export function pooledFromFull(
+  output: Float32Array,
+  kind: 'last' | 'mean',
+  shape: { B: number; T: number; W: number; D: number; batchFirst: boolean },
+  lengths?: ArrayLike<number>,
+): Float32Array {
+  const { B, T, W, D, batchFirst } = shape
+  const at = (b: number, t: number) => (batchFirst ? b * T + t : t * B + b) * W
+  const rows = new Float32Array(B * W)
+  for (let b = 0; b < B; b++) {
+    const length = lengths ? lengths[b] : T
+    const half = W / D
+    for (let w = 0; w < W; w++) {
+      if (kind === 'last') {
+        rows[b * W + w] = output[at(b, w < half ? length - 1 : 0) + w]
+        continue
+      }
+      let sum = 0
+      for (let t = 0; t < length; t++) sum += output[at(b, t) + w]
+      rows[b * W + w] = sum / length
+    }
+  }
+  return rows
+}

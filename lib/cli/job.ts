@@ -2,12 +2,10 @@
 // pieces both kinds share (the shard's range, the initial states sliced per batch).
 
 import { directions, outputSize } from '../spec.js'
-import type { ModelConfig, Tensor } from '../types.js'
+import type { ModelConfig, OutputKind, Tensor } from '../types.js'
 import { RunError, requireFile } from './errors.js'
 import { formatNpyShape, NpyReader } from './npy.js'
 import type { ModelOptions, Shard } from './options.js'
-
-export type OutputKind = 'full' | 'last' | 'mean'
 
 /** `birnn score`'s options, as commander parses them. */
 export interface ScoreOptions extends ModelOptions {

@@ -8,7 +8,6 @@ import { type Batch, type Job, openStates, type ScoreOptions, shardRange } from 
 import { countSequences, formatRow, LineReader, parseSequence } from './jsonl.js'
 import { writeAll } from './npy.js'
 import type { PendingOutput } from './output-file.js'
-import { reduceOutput } from './pooling.js'
 
 export function openJsonlJob(model: Model, options: ScoreOptions, pending: () => PendingOutput): Job {
   const { config } = model
@@ -68,9 +67,7 @@ export function openJsonlJob(model: Model, options: ScoreOptions, pending: () =>
           text += `[${rows.join(',')}]\n`
         }
       } else {
-        const dims = { B: batch.count, T, W, D: directions(config), batchFirst: true }
-        const rows = reduceOutput(output.data, options.outputKind, dims, lengths)
-        for (let b = 0; b < batch.count; b++) text += `${formatRow(rows.subarray(b * W, (b + 1) * W))}\n`
+        for (let b = 0; b < batch.count; b++) text += `${formatRow(output.data.subarray(b * W, (b + 1) * W))}\n`
       }
       writeAll(fd, Buffer.from(text), null)
     },

@@ -7,7 +7,6 @@ import { RunError, requireFile } from './errors.js'
 import { type Batch, type InitialStates, type Job, openStates, type ScoreOptions, shardRange } from './job.js'
 import { formatNpyShape, NpyReader, NpyWriter, npyDtypeName } from './npy.js'
 import type { PendingOutput } from './output-file.js'
-import { reduceOutput } from './pooling.js'
 
 function openLengths(path: string, N: number): NpyReader {
   requireFile(path, '--lengths')
@@ -88,11 +87,8 @@ export function openNpyJob(model: Model, options: ScoreOptions, pending: () => P
       },
       write(batch, output) {
         const at = batch.first - start
-        if (options.outputKind === 'full') writer.write(nAxis, at, output.data)
-        else {
-          const dims = { B: batch.count, T, W, D: directions(config), batchFirst }
-          writer.write(0, at, reduceOutput(output.data, options.outputKind, dims, batch.lengths))
-        }
+        // Full outputs along the batch's axis; rows per sequence ('last', 'mean') along axis 0.
+        writer.write(options.outputKind === 'full' ? nAxis : 0, at, output.data)
       },
       close,
     }

@@ -2,14 +2,12 @@
 // batch, hands it to the model and, while the model computes, reads the next batch and writes the
 // previous result, so memory is bounded by the batch size whatever the file size.
 
-import { directions } from '../spec.js'
-import type { ForwardOptions, Tensor } from '../types.js'
+import type { ForwardOptions, OutputKind, Tensor } from '../types.js'
 import { requireFile, UsageError } from './errors.js'
 import { inputKind } from './input-kind.js'
-import type { Batch, Job, OutputKind, ScoreOptions } from './job.js'
+import type { Batch, Job, ScoreOptions } from './job.js'
 import { describeBackend, openModel } from './model.js'
 import { checkOutput, onInterrupt, PendingOutput, sameFile } from './output-file.js'
-import { reduceOutput } from './pooling.js'
 import { progressBar, showProgress } from './progress.js'
 import { openJsonlJob } from './score-jsonl.js'
 import { openNpyJob } from './score-npy.js'
@@ -25,21 +23,16 @@ const EXTENSION_KIND: Record<string, 'npy' | 'jsonl'> = {
 const PREVIEW_VALUES = 6
 
 /** The first few output values of a batch, for --preview. */
-function preview(batch: Batch, output: Tensor, kind: OutputKind, D: number) {
+function preview(batch: Batch, output: Tensor, kind: OutputKind) {
   const W = output.shape[output.shape.length - 1]
   const count = Math.min(PREVIEW_VALUES, W)
-  // In both layouts a full output starts with step 0 of the batch's first sequence.
-  const values =
-    kind === 'full'
-      ? output.data.slice(0, count)
-      : reduceOutput(
-          output.data,
-          kind,
-          { B: batch.count, T: batch.T, W, D, batchFirst: batch.batchFirst },
-          batch.lengths,
-        )
+  // In both layouts a full output starts with step 0 of the batch's first sequence, and rows with
+  // its row.
   const where = kind === 'full' ? 'step 0' : kind
-  return { label: `sequence ${batch.first}, ${where}, first ${count} of ${W} values`, values: values.slice(0, count) }
+  return {
+    label: `sequence ${batch.first}, ${where}, first ${count} of ${W} values`,
+    values: output.data.slice(0, count),
+  }
 }
 
 export async function score(modelPath: string, options: ScoreOptions): Promise<void> {
@@ -82,7 +75,7 @@ export async function score(modelPath: string, options: ScoreOptions): Promise<v
     job = kind === 'npy' ? openNpyJob(model, options, pending) : openJsonlJob(model, options, pending)
     bar = await progressBar(job.count, showProgress(options.quiet || options.json))
     const forward = ({ lengths, h0, c0, input }: Batch) => {
-      const forwardOptions: ForwardOptions = {}
+      const forwardOptions: ForwardOptions = { output: options.outputKind }
       if (lengths) forwardOptions.lengths = lengths
       if (h0) forwardOptions.h0 = h0
       if (c0) forwardOptions.c0 = c0
@@ -101,8 +94,7 @@ export async function score(modelPath: string, options: ScoreOptions): Promise<v
       // Should reading or writing fail while it computes, its outcome no longer matters.
       running?.catch(() => {})
       job.write(current, result.output)
-      if (options.preview && !firstValues)
-        firstValues = preview(current, result.output, options.outputKind, directions(model.config))
+      if (options.preview && !firstValues) firstValues = preview(current, result.output, options.outputKind)
       done += current.count
       bar.update(done)
       current = next

@@ -81,7 +81,7 @@ export async function serve(modelPath: string, options: ServeOptions): Promise<v
       headersTimeout: 10_000,
       keepAliveTimeout: 5_000,
     },
-    createHandler({ model, forwarder, metrics, maxBody: options.maxBody, draining: () => draining }),
+    createHandler({ forwarder, metrics, maxBody: options.maxBody, draining: () => draining }),
   )
   // Requests that arrived and are not answered yet: a drain waits for every one of them.
   let open = 0

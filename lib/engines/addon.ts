@@ -50,14 +50,16 @@ export interface NativeCall {
   /** [batch], each in [1, seqLen]; all seqLen when absent. */
   lengths?: Int32Array | undefined
   returnLayers: boolean
+  /** False: no output array (the kernel skips writing it), only the final states; default true. */
+  returnOutput?: boolean
   /** Upper bound on threads; results do not depend on it. */
   threads: number
 }
 
 /** Fresh arrays for every call. */
 export interface NativeResult {
-  /** [seqLen, batch, D*Hout], or [batch, seqLen, D*Hout] when batchFirst. */
-  output: Float32Array
+  /** [seqLen, batch, D*Hout], or [batch, seqLen, D*Hout] when batchFirst; absent without returnOutput. */
+  output?: Float32Array
   /** [numLayers*D, batch, Hout]. */
   hN: Float32Array
   /** [numLayers*D, batch, hiddenSize]; LSTM only. */

@@ -6,6 +6,7 @@
 //          ordered layer-major, direction-minor: l0 fwd, l0 bwd, l1 fwd, ...
 
 import { BirnnError } from '../errors.js'
+import type { OutputKind } from '../types.js'
 
 /** A checked forward call (lib/model/forward-args.ts makes it). The engine owns its arrays. */
 export interface Plan {
@@ -18,11 +19,22 @@ export interface Plan {
   c0?: Float32Array
   lengths?: Int32Array
   returnLayers: boolean
+  /** What the caller gets as `output` (forward option `output`); the engines read it through needsOutput. */
+  output: OutputKind
+}
+
+/**
+ * Whether the engine must return the full output: not for 'last' (rows of the final states,
+ * lib/model/pooling.ts), where the kernels skip writing it.
+ */
+export function needsOutput(plan: Plan): boolean {
+  return plan.output !== 'last' || plan.returnLayers
 }
 
 /** An engine's flat results, in the layouts above. */
 export interface RawResult {
-  output: Float32Array
+  /** Present whenever needsOutput(plan). */
+  output?: Float32Array
   hN: Float32Array
   cN?: Float32Array
   layers?: Float32Array[]
@@ -46,12 +58,13 @@ export interface Engine {
 /** A kernel's results (every layer's output in one array) as a RawResult (one array per layer). */
 export function rawResult(
   numLayers: number,
-  result: { output: Float32Array; hN: Float32Array; cN?: Float32Array; layers?: Float32Array },
+  result: { output?: Float32Array; hN: Float32Array; cN?: Float32Array; layers?: Float32Array },
 ): RawResult {
-  const out: RawResult = { output: result.output, hN: result.hN }
+  const out: RawResult = { hN: result.hN }
+  if (result.output) out.output = result.output
   if (result.cN) out.cN = result.cN
   if (result.layers) {
-    const size = result.output.length
+    const size = result.layers.length / numLayers
     const all = result.layers
     out.layers = Array.from({ length: numLayers }, (_, l) => all.subarray(l * size, (l + 1) * size))
   }

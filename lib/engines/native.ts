@@ -10,7 +10,7 @@ import { checkPoolThreadsEnvironment } from '../model/options.js'
 import { MODES } from '../spec.js'
 import type { Simd } from '../types.js'
 import { loadAddon, type NativeCall, type NativeResult } from './addon.js'
-import { type Engine, kernelError, type Plan, type RawResult, rawResult } from './engine.js'
+import { type Engine, kernelError, needsOutput, type Plan, type RawResult, rawResult } from './engine.js'
 
 /** How long a model may sit idle before the kernel's work buffers are freed. */
 export const IDLE_TRIM_MS = 2000
@@ -71,6 +71,7 @@ export function nativeEngine(weights: Weights, options: { threads: number; simd:
     c0: plan.c0,
     lengths: plan.lengths,
     returnLayers: plan.returnLayers,
+    returnOutput: needsOutput(plan),
     threads: options.threads,
   })
   const raw = (result: NativeResult): RawResult => rawResult(config.numLayers, result)

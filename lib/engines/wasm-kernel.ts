@@ -29,11 +29,13 @@ export interface WasmCall {
   c0?: Float32Array | undefined
   lengths?: Int32Array | undefined
   returnLayers: boolean
+  /** False: no output (the kernel skips writing it); only the final states. */
+  returnOutput: boolean
 }
 
 /** Fresh arrays, outside the module's memory. */
 export interface WasmResult {
-  output: Float32Array
+  output?: Float32Array
   hN: Float32Array
   cN?: Float32Array
   /** [numLayers, ...output layout]; only with returnLayers. */
@@ -160,14 +162,15 @@ export function wasmKernel(module: WebAssembly.Module): WasmKernel {
         const h0 = call.h0 ? copyIn(alloc, call.h0) : 0
         const c0 = call.c0 ? copyIn(alloc, call.c0) : 0
         const lengths = call.lengths ? copyIn(alloc, call.lengths) : 0
-        const output = alloc(4 * outSize)
+        const output = call.returnOutput || call.returnLayers ? alloc(4 * outSize) : 0
         const hN = alloc(4 * stateSize * Hout)
         const cN = lstm ? alloc(4 * stateSize * H) : 0
         const layers = call.returnLayers ? alloc(4 * L * outSize) : 0
         ex.birnn_network_forward(handle, sizes, input, h0, c0, lengths, output, hN, cN, layers)
         // The memory may have grown during the call: views are made after it.
         const read = (p: number, n: number) => new Float32Array(ex.memory.buffer, p, n).slice()
-        const result: WasmResult = { output: read(output, outSize), hN: read(hN, stateSize * Hout) }
+        const result: WasmResult = { hN: read(hN, stateSize * Hout) }
+        if (output) result.output = read(output, outSize)
         if (lstm) result.cN = read(cN, stateSize * H)
         if (layers) result.layers = read(layers, L * outSize)
         return result

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url'
 import type { Weights } from '../loading/state-dict.js'
 import { MODES } from '../spec.js'
 import type { WasmSimd } from '../types.js'
-import { type Engine, kernelError, type Plan, type RawResult, rawResult } from './engine.js'
+import { type Engine, kernelError, needsOutput, type Plan, type RawResult, rawResult } from './engine.js'
 import { type WasmCall, type WasmConfig, type WasmKernel, type WasmResult, wasmKernel } from './wasm-kernel.js'
 import { type PoolModel, poolFree, poolRun, poolSize } from './wasm-pool.js'
 
@@ -130,6 +130,7 @@ export function wasmEngine(weights: Weights, simd: 'auto' | WasmSimd = 'auto'): 
     c0: plan.c0,
     lengths: plan.lengths,
     returnLayers: plan.returnLayers,
+    returnOutput: needsOutput(plan),
   })
   const raw = (result: WasmResult): RawResult => rawResult(config.numLayers, result)
   const engine: Engine = {

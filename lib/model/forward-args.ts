@@ -14,7 +14,9 @@ import {
   typeError,
 } from '../errors.js'
 import { directions, outputSize } from '../spec.js'
-import type { ForwardOptions, ForwardResult, ModelConfig } from '../types.js'
+import type { ForwardOptions, ForwardResult, ModelConfig, OutputKind } from '../types.js'
+import { choices } from './options.js'
+import { lastOutput, meanOutput } from './pooling.js'
 
 function checkState(name: string, value: unknown, expected: number[]): Float32Array {
   const tensor = checkTensor(name, value)
@@ -24,12 +26,13 @@ function checkState(name: string, value: unknown, expected: number[]): Float32Ar
   return tensor.data
 }
 
-const FORWARD_OPTIONS = ['h0', 'c0', 'lengths', 'returnLayers']
+const FORWARD_OPTIONS = ['h0', 'c0', 'lengths', 'returnLayers', 'output']
+const OUTPUT_KINDS: readonly OutputKind[] = ['full', 'last', 'mean']
 
 export function planForward(config: ModelConfig, input: unknown, options: unknown = {}): Plan {
   if (typeof options !== 'object' || options === null) throw typeError('options', 'an object', options)
   checkKeys('forward options', options, FORWARD_OPTIONS)
-  const { h0, c0, lengths, returnLayers } = options as ForwardOptions
+  const { h0, c0, lengths, returnLayers, output } = options as ForwardOptions
   const x = checkTensor('input', input)
   const rank = x.shape.length
   if (rank !== 2 && rank !== 3) {
@@ -55,7 +58,7 @@ export function planForward(config: ModelConfig, input: unknown, options: unknow
   }
   const LD = config.numLayers * directions(config)
   const stateShape = (size: number) => (unbatched ? [LD, size] : [LD, N, size])
-  const plan: Plan = { T, N, batchFirst, unbatched, input: x.data, returnLayers: false }
+  const plan: Plan = { T, N, batchFirst, unbatched, input: x.data, returnLayers: false, output: 'full' }
   if (h0 !== undefined) plan.h0 = checkState('h0', h0, stateShape(outputSize(config)))
   if (c0 !== undefined) {
     if (config.mode !== 'LSTM')
@@ -82,18 +85,36 @@ export function planForward(config: ModelConfig, input: unknown, options: unknow
     if (typeof returnLayers !== 'boolean') throw typeError('returnLayers', 'a boolean', returnLayers)
     plan.returnLayers = returnLayers
   }
+  if (output !== undefined) {
+    if (!OUTPUT_KINDS.includes(output)) throw typeError('output', choices(OUTPUT_KINDS), output)
+    plan.output = output
+  }
   return plan
 }
 
-export function shapeResult(config: ModelConfig, plan: Plan, raw: RawResult): ForwardResult {
+/**
+ * An engine's results as the caller's tensors; `output` as plan.output asks: the full output, or
+ * its rows per sequence (`pooled`, when the caller already has them: the batcher's, from its batch).
+ */
+export function shapeResult(config: ModelConfig, plan: Plan, raw: RawResult, pooled?: Float32Array): ForwardResult {
   const { T, N, unbatched, batchFirst } = plan
-  const width = directions(config) * outputSize(config)
-  const LD = config.numLayers * directions(config)
+  const D = directions(config)
+  const Hout = outputSize(config)
+  const width = D * Hout
+  const LD = config.numLayers * D
   const sequence = unbatched ? [T, width] : batchFirst ? [N, T, width] : [T, N, width]
   const state = (size: number) => (unbatched ? [LD, size] : [LD, N, size])
+  const rows = (): Float32Array => {
+    if (pooled) return pooled
+    if (plan.output === 'last') return lastOutput(raw.hN, { L: config.numLayers, D, N, Hout })
+    return meanOutput(raw.output!, { B: N, T, W: width, batchFirst: batchFirst || unbatched }, plan.lengths)
+  }
   const result: ForwardResult = {
-    output: { data: raw.output, shape: sequence },
-    hN: { data: raw.hN, shape: state(outputSize(config)) },
+    output:
+      plan.output === 'full'
+        ? { data: raw.output!, shape: sequence }
+        : { data: rows(), shape: unbatched ? [width] : [N, width] },
+    hN: { data: raw.hN, shape: state(Hout) },
   }
   if (raw.cN) result.cN = { data: raw.cN, shape: state(config.hiddenSize) }
   if (raw.layers) result.layers = raw.layers.map((data) => ({ data, shape: [...sequence] }))

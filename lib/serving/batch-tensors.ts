@@ -11,6 +11,7 @@
 
 import type { Plan } from '../engines/engine.js'
 import { shapeResult } from '../model/forward-args.js'
+import { meanOutput } from '../model/pooling.js'
 import { directions, outputSize } from '../spec.js'
 import type { ForwardOptions, ForwardResult, ModelConfig, Tensor } from '../types.js'
 
@@ -108,6 +109,8 @@ export function join(config: Readonly<ModelConfig>, plans: Plan[]): { input: Ten
   if (h0) options.h0 = { data: h0, shape: [LD, N, Hout] }
   if (c0) options.c0 = { data: c0, shape: [LD, N, H] }
   if (returnLayers) options.returnLayers = true
+  // The full output only where a request reads it ('last' rows come from the final states).
+  if (plans.every((plan) => plan.output === 'last')) options.output = 'last'
   return { input: { data: input, shape: [N, T, I] }, options }
 }
 
@@ -130,11 +133,22 @@ export function split(config: Readonly<ModelConfig>, plans: Plan[], result: Forw
       moveState(LD, F, slot, N, out, data, false)
       return out
     }
-    return shapeResult(config, plan, {
-      output: sequence(result.output.data),
-      hN: state(result.hN.data, Hout),
-      ...(result.cN ? { cN: state(result.cN.data, H) } : {}),
-      ...(plan.returnLayers && result.layers ? { layers: result.layers.map((layer) => sequence(layer.data)) } : {}),
-    })
+    // A request's rows of the batch's output: its sequences, each of the batch's T steps.
+    const mean = () => {
+      const rows = result.output.data.subarray(slot.offset * T * W, (slot.offset + slot.N) * T * W)
+      const lengths = plan.lengths ?? new Int32Array(slot.N).fill(slot.T)
+      return meanOutput(rows, { B: slot.N, T, W, batchFirst: true }, lengths)
+    }
+    return shapeResult(
+      config,
+      plan,
+      {
+        ...(plan.output === 'full' ? { output: sequence(result.output.data) } : {}),
+        hN: state(result.hN.data, Hout),
+        ...(result.cN ? { cN: state(result.cN.data, H) } : {}),
+        ...(plan.returnLayers && result.layers ? { layers: result.layers.map((layer) => sequence(layer.data)) } : {}),
+      },
+      plan.output === 'mean' ? mean() : undefined,
+    )
   })
 }

@@ -42,7 +42,7 @@ export interface BatchTarget {
 }
 
 const BATCHER_OPTIONS = ['maxBatch', 'maxBatchTokens', 'maxDelayMs', 'maxQueue', 'concurrency']
-const REQUEST_OPTIONS = ['h0', 'c0', 'lengths', 'returnLayers', 'signal']
+const REQUEST_OPTIONS = ['h0', 'c0', 'lengths', 'returnLayers', 'output', 'signal']
 
 /**
  * Batches computing at once when `concurrency` is not given, from the threads the model's calls
@@ -220,6 +220,7 @@ export class Batcher {
     }
     if (plan.lengths) copied.lengths = plan.lengths
     if (plan.returnLayers) copied.returnLayers = true
+    if (plan.output !== 'full') copied.output = plan.output
     this.#counts.requests++
     return new Promise<ForwardResult>((resolve, reject) => {
       const entry: Entry = {

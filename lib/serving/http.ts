@@ -8,15 +8,12 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
-import { reduceOutput } from '../cli/pooling.js'
 import type { Model } from '../model/model.js'
-import { directions } from '../spec.js'
-import type { BatchRequestOptions, ForwardOptions, ForwardResult, Tensor } from '../types.js'
+import type { BatchRequestOptions, ForwardOptions, ForwardResult, OutputKind, Tensor } from '../types.js'
 import type { Batcher, BatchTarget } from './batcher.js'
 import { BadRequest, npyBody, parseNpyBody } from './npy-body.js'
 
-export type OutputKind = 'full' | 'last' | 'mean'
-const OUTPUT_KINDS: readonly string[] = ['full', 'last', 'mean']
+const OUTPUT_KINDS: readonly string[] = ['full', 'last', 'mean'] satisfies OutputKind[]
 const BODY_KEYS = ['input', 'h0', 'c0', 'lengths']
 const NPY = 'application/x-npy'
 
@@ -128,7 +125,6 @@ export class Metrics {
 }
 
 export interface HandlerOptions {
-  model: Model
   forwarder: Forwarder
   metrics: Metrics
   /** Largest body read, in bytes (413 beyond). */
@@ -282,24 +278,6 @@ function parseBody(body: Buffer, contentType: string, query: URLSearchParams): P
   return { input: jsonTensor('input', fields.input, [2, 3]), options, format: 'json' }
 }
 
-/** The output of `kind` for a result: the full output, or one row per sequence. */
-function shapedOutput(
-  result: ForwardResult,
-  kind: OutputKind,
-  D: number,
-  batchFirst: boolean,
-  lengths?: ArrayLike<number>,
-): Tensor {
-  const { output } = result
-  if (kind === 'full') return output
-  const unbatched = output.shape.length === 2
-  const W = output.shape[output.shape.length - 1]
-  const B = unbatched ? 1 : output.shape[batchFirst ? 0 : 1]
-  const T = unbatched ? output.shape[0] : output.shape[batchFirst ? 1 : 0]
-  const data = reduceOutput(output.data, kind, { B, T, W, D, batchFirst: unbatched || batchFirst }, lengths)
-  return { data, shape: unbatched ? [W] : [B, W] }
-}
-
 function send(
   res: ServerResponse,
   status: number,
@@ -364,9 +342,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 
 /** The request handler of `birnn serve`. */
 export function createHandler(options: HandlerOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  const { model, forwarder, metrics, maxBody, draining } = options
-  const D = directions(model.config)
-
+  const { forwarder, metrics, maxBody, draining } = options
   async function forward(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): Promise<number> {
     const kind = query.get('output') ?? 'full'
     if (!OUTPUT_KINDS.includes(kind)) {
@@ -380,10 +356,13 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
       if (!res.writableFinished) gone.abort()
     }
     res.on('close', onClose)
-    const result = await forwarder.forward(request.input, { ...request.options, signal: gone.signal })
+    const result = await forwarder.forward(request.input, {
+      ...request.options,
+      output: kind as OutputKind,
+      signal: gone.signal,
+    })
     if (res.destroyed) return 499
-    const lengths = request.options.lengths
-    const output = shapedOutput(result, kind as OutputKind, D, model.config.batchFirst, lengths)
+    const { output } = result
     const headers: Record<string, string> = draining() ? { Connection: 'close' } : {}
     if (request.format === 'npy') {
       send(res, 200, NPY, npyBody(output.data, output.shape), headers)

@@ -6,11 +6,10 @@ import { rmSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { reduceOutput } from '../../lib/cli/pooling.js'
 import { load } from '../../lib/index.js'
 import type { Model } from '../../lib/model/model.js'
 import type { Tensor } from '../../lib/types.js'
-import { rng } from '../helpers.js'
+import { pooledFromFull, rng } from '../helpers.js'
 import { buildPackage, npyBytes, root } from './harness.js'
 
 const modelFile = join(root, 'examples', 'model.safetensors') // LSTM, I 16, H 32, 2 layers, bidirectional
@@ -160,7 +159,7 @@ describe('birnn serve', () => {
     const batched = json(await postJson(server.url, { input: nested(xb), h0: nested(h0), lengths }, '?output=last'))
     const full = model.forwardSync(xb, { h0, lengths })
     expect(flat(batched.output)).toEqual(
-      reduceOutput(full.output.data, 'last', { B: 3, T: 9, W, D: 2, batchFirst: false }, lengths),
+      pooledFromFull(full.output.data, 'last', { B: 3, T: 9, W, D: 2, batchFirst: false }, lengths),
     )
     expect(flat(batched.hN)).toEqual(full.hN.data)
   })
@@ -173,7 +172,9 @@ describe('birnn serve', () => {
     const got = fromNpy(reply.body)
     const full = model.forwardSync(xb, { lengths: [6, 3] })
     expect(got.shape).toEqual([2, W])
-    expect(got.data).toEqual(reduceOutput(full.output.data, 'mean', { B: 2, T: 6, W, D: 2, batchFirst: false }, [6, 3]))
+    expect(got.data).toEqual(
+      pooledFromFull(full.output.data, 'mean', { B: 2, T: 6, W, D: 2, batchFirst: false }, [6, 3]),
+    )
     const one = fromNpy((await postNpy(server.url, npyOf(sequence(4)))).body)
     expect(one.shape).toEqual([4, W])
   })
@@ -185,7 +186,7 @@ describe('birnn serve', () => {
       const want = model.forwardSync(inputs[i])
       const T = inputs[i].shape[0]
       expect(flat(json(reply).output)).toEqual(
-        reduceOutput(want.output.data, 'last', { B: 1, T, W, D: 2, batchFirst: true }, undefined),
+        pooledFromFull(want.output.data, 'last', { B: 1, T, W, D: 2, batchFirst: true }),
       )
     })
   })
@@ -369,7 +370,7 @@ describe('birnn serve under load and at shutdown', () => {
       const want = jsModel.forwardSync(inputs[i])
       const T = inputs[i].shape[0]
       expect(flat(json(reply).output)).toEqual(
-        reduceOutput(want.output.data, 'mean', { B: 1, T, W, D: 2, batchFirst: true }, undefined),
+        pooledFromFull(want.output.data, 'mean', { B: 1, T, W, D: 2, batchFirst: true }),
       )
     })
     expect(await server.exit).toBe(0)

@@ -318,6 +318,12 @@ describe.skipIf(missing)('the raw addon', () => {
     ['a fractional seqLen', { seqLen: 1.5 }, TypeError, 'call.seqLen: expected an integer, received number 1.5'],
     ['zero threads', { threads: 0 }, RangeError, 'call.threads: expected an integer in [1, 4096], received number 0'],
     [
+      'returnOutput a number',
+      { returnOutput: 0 },
+      TypeError,
+      'call.returnOutput: expected a boolean, received number 0',
+    ],
+    [
       'a short h0',
       { h0: new Float32Array(3) },
       RangeError,
@@ -329,6 +335,48 @@ describe.skipIf(missing)('the raw addon', () => {
     expect(() => net.forward(call(over) as never)).toThrow(new kind(`birnn internal: ${message}`))
     net.dispose()
     expect(() => net.forwardSync(call() as never)).toThrow('birnn internal: network is disposed')
+  })
+})
+
+describe.skipIf(missing)('the raw addon without the output', () => {
+  // returnOutput false: only the final states come back, the same bits (the kernel writes no output).
+  it.each(native.addon ? nativeIsas() : [])('%s: the same states, and no output unless returnLayers', async (isa) => {
+    const addon = native.addon!
+    const r = rng(31)
+    const [I, H, T, N] = [5, 7, 9, 3]
+    const config = { mode: 3, inputSize: I, hiddenSize: H, projSize: 0, numLayers: 2, bidirectional: true, bias: true }
+    const weights = [0, 1, 2, 3].flatMap((ld) => [
+      r.floats(4 * H * (ld < 2 ? I : 2 * H), 0.4),
+      r.floats(4 * H * H, 0.4),
+      r.floats(4 * H),
+      r.floats(4 * H),
+    ])
+    const net = new addon.Network(config, weights, isa)
+    for (const batchFirst of [false, true]) {
+      for (const lengths of [undefined, new Int32Array([9, 4, 1])]) {
+        const call = {
+          seqLen: T,
+          batch: N,
+          batchFirst,
+          input: r.floats(T * N * I),
+          lengths,
+          returnLayers: false,
+          threads: 2,
+        }
+        const full = net.forwardSync(call)
+        for (const result of [
+          net.forwardSync({ ...call, returnOutput: false }),
+          await net.forward({ ...call, returnOutput: false }),
+        ]) {
+          expect(result.output).toBeUndefined()
+          expect(Buffer.from(result.hN.buffer)).toEqual(Buffer.from(full.hN.buffer))
+          expect(Buffer.from(result.cN!.buffer)).toEqual(Buffer.from(full.cN!.buffer))
+        }
+        const layers = net.forwardSync({ ...call, returnOutput: false, returnLayers: true })
+        expect(layers.output).toEqual(full.output)
+      }
+    }
+    net.dispose()
   })
 })
 

@@ -1,11 +1,12 @@
 // The batcher's promise: each request's result is bit-identical to model.forward() of that request
 // alone, whatever it is batched with. Checked over many random mixes of requests (unbatched and
-// batched, random lengths, with and without h0/c0, returnLayers) on random models of every mode,
-// in both layouts, on every engine and SIMD path (test/helpers.ts engines()).
+// batched, random lengths, with and without h0/c0, returnLayers, every `output` kind) on random
+// models of every mode, in both layouts, on every engine and SIMD path (test/helpers.ts engines()).
+// And forward()'s `output` 'last' and 'mean' rows are those of its full output, bit for bit.
 import { describe, expect, it } from 'vitest'
 import { fromStateDict } from '../../lib/index.js'
 import type { BatchRequestOptions, ForwardResult, Mode, Tensor } from '../../lib/types.js'
-import { engines, randomStateDict, rng } from '../helpers.js'
+import { engines, pooledFromFull, randomStateDict, rng } from '../helpers.js'
 
 interface Shape {
   mode: Mode
@@ -50,7 +51,14 @@ function expectSameBits(got: ForwardResult, want: ForwardResult, label: string):
 type Request = { input: Tensor; options: BatchRequestOptions }
 
 /** A random request: unbatched (T, I) or N sequences in the model's layout, random lengths and states. */
-function randomRequest(r: ReturnType<typeof rng>, s: Shape, batchFirst: boolean, maxT: number, maxN: number): Request {
+function randomRequest(
+  r: ReturnType<typeof rng>,
+  s: Shape,
+  batchFirst: boolean,
+  maxT: number,
+  maxN: number,
+  allLast: boolean,
+): Request {
   const Hout = s.P || s.H
   const LD = s.L * s.D
   const T = r.int(1, maxT)
@@ -64,7 +72,33 @@ function randomRequest(r: ReturnType<typeof rng>, s: Shape, batchFirst: boolean,
   if (r.next() < 0.5) options.h0 = state(Hout)
   if (s.mode === 'LSTM' && r.next() < 0.5) options.c0 = state(s.H)
   if (r.next() < 0.15) options.returnLayers = true
+  const kind = r.next()
+  // A batch of 'last' requests only computes no full output at all.
+  if (allLast || kind < 0.2) options.output = 'last'
+  else if (kind < 0.4) options.output = 'mean'
   return { input, options }
+}
+
+/** forward()'s 'last' or 'mean' rows against its full output's. */
+async function expectPooledFromFull(
+  model: ReturnType<typeof fromStateDict>,
+  { input, options }: Request,
+  pooled: ForwardResult,
+  label: string,
+): Promise<void> {
+  const kind = options.output
+  if (kind !== 'last' && kind !== 'mean') return
+  const { output } = await model.forward(input, { ...options, output: 'full' })
+  const unbatched = input.shape.length === 2
+  const [B, T] = unbatched
+    ? [1, input.shape[0]]
+    : model.config.batchFirst
+      ? [input.shape[0], input.shape[1]]
+      : [input.shape[1], input.shape[0]]
+  const W = output.shape[output.shape.length - 1]
+  const shape = { B, T, W, D: model.config.bidirectional ? 2 : 1, batchFirst: unbatched || model.config.batchFirst }
+  const want = pooledFromFull(output.data, kind, shape, options.lengths)
+  expectSameBits(pooled, { ...pooled, output: { data: want, shape: unbatched ? [W] : [B, W] } }, label)
 }
 
 const SHAPES: Shape[] = [
@@ -105,7 +139,7 @@ for (const engine of engines()) {
           const mixes = native ? 12 : 5
           for (let mix = 0; mix < mixes; mix++) {
             const requests = Array.from({ length: r.int(2, big ? 40 : 12) }, () =>
-              randomRequest(r, s, batchFirst, big ? 60 : 9, big ? 5 : 3),
+              randomRequest(r, s, batchFirst, big ? 60 : 9, big ? 5 : 3, mix % 4 === 3),
             )
             // Some mixes in one batch, some split by maxBatch / maxBatchTokens into several, some of them
             // two batches at a time (shortest requests together).
@@ -122,6 +156,7 @@ for (const engine of engines()) {
             for (let i = 0; i < requests.length; i++) {
               const alone = await model.forward(requests[i].input, requests[i].options)
               expectSameBits(results[i], alone, `mix ${mix}, request ${i} of ${requests.length}`)
+              await expectPooledFromFull(model, requests[i], alone, `mix ${mix}, request ${i}, output`)
             }
           }
           model.dispose()

@@ -174,7 +174,8 @@ describe.skipIf(missing)(`the wasm engine${missing ? ` (skipped: ${missing})` : 
     expect((bad as Error).message).toBe('config: inputSize, hiddenSize and numLayers must be positive')
     expect(kernel.generation()).toBe(before + 1)
     const handle = kernel.create(config, tensors)
-    const result = kernel.forward(handle, { T: 2, N: 1, batchFirst: false, input: r.floats(4), returnLayers: false })
+    const call = { T: 2, N: 1, batchFirst: false, input: r.floats(4), returnLayers: false }
+    const result = kernel.forward(handle, { ...call, returnOutput: true })
     expect(result.output).toHaveLength(6)
     expect(result.cN).toHaveLength(3)
     kernel.free(handle)

@@ -319,7 +319,7 @@ describe('backpressure, abort, errors, close', () => {
       await rejection(b.forward(seq(2), { signl: 1 } as never)),
       TypeError,
       'ERR_BIRNN_UNKNOWN_OPTION',
-      "batcher.forward options: unknown option 'signl' (known options: h0, c0, lengths, returnLayers, signal)",
+      "batcher.forward options: unknown option 'signl' (known options: h0, c0, lengths, returnLayers, output, signal)",
     )
     expectError(
       await rejection(b.forward(seq(2), { signal: {} as AbortSignal })),

@@ -363,7 +363,14 @@ describe.each(engines())('forward arguments on $label', ({ options }) => {
       () => [good, { ho: t([8, 15, 50]) }],
       TypeError,
       'ERR_BIRNN_UNKNOWN_OPTION',
-      "forward options: unknown option 'ho' (known options: h0, c0, lengths, returnLayers)",
+      "forward options: unknown option 'ho' (known options: h0, c0, lengths, returnLayers, output)",
+    ],
+    [
+      'output not a kind',
+      () => [good, { output: 'first' }],
+      TypeError,
+      'ERR_BIRNN_INVALID_ARG',
+      "output: expected 'full', 'last' or 'mean', received the string \"first\"",
     ],
     [
       'options not an object',
