@@ -65,8 +65,9 @@ export interface ForwardOptions {
   returnLayers?: boolean
   /**
    * 'full' (default), 'last' or 'mean' (OutputKind): the last two make `output` one row per
-   * sequence, (N, D*Hout) or (D*Hout) for unbatched input, without the full output's memory; with
-   * 'last' the kernels skip writing it. The rows are the full output's values, bit for bit.
+   * sequence, (N, D*Hout) or (D*Hout) for unbatched input. 'last' rows are the full output's
+   * values, bit for bit, and the kernels then write no full output at all; 'mean' is computed from
+   * the full output (in a batcher's batch, from the batch's, with no copy per request).
    */
   output?: OutputKind
 }

@@ -30,8 +30,6 @@ export interface Batch {
   count: number
   /** Steps of the batch tensor (the longest sequence, for JSONL). */
   T: number
-  /** The layout of input and output: (B, T, features), else (T, B, features). */
-  batchFirst: boolean
   input: Tensor
   lengths?: number[]
   h0?: Tensor

@@ -53,7 +53,7 @@ export function openJsonlJob(model: Model, options: ScoreOptions, pending: () =>
       const data = new Float32Array(B * T * I)
       for (const [b, s] of sequences.entries()) data.set(s, b * T * I)
       const input = { data, shape: [B, T, I] }
-      return { first, count: B, T, batchFirst: true, input, lengths, ...states.slice(first, B) } satisfies Batch
+      return { first, count: B, T, input, lengths, ...states.slice(first, B) } satisfies Batch
     },
     write(batch, output) {
       const { T } = batch

@@ -72,7 +72,7 @@ export function openNpyJob(model: Model, options: ScoreOptions, pending: () => P
         cursor += B
         const data = reader.readFloat32(nAxis, first, B)
         const input = { data, shape: batchFirst ? [B, T, config.inputSize] : [T, B, config.inputSize] }
-        const batch: Batch = { first, count: B, T, batchFirst, input, ...states!.slice(first, B) }
+        const batch: Batch = { first, count: B, T, input, ...states!.slice(first, B) }
         if (lengths) {
           batch.lengths = lengths.readIntegers(0, first, B)
           batch.lengths.forEach((length, b) => {

@@ -162,7 +162,8 @@ export function wasmKernel(module: WebAssembly.Module): WasmKernel {
         const h0 = call.h0 ? copyIn(alloc, call.h0) : 0
         const c0 = call.c0 ? copyIn(alloc, call.c0) : 0
         const lengths = call.lengths ? copyIn(alloc, call.lengths) : 0
-        const output = call.returnOutput || call.returnLayers ? alloc(4 * outSize) : 0
+        // As the addon: no output only when asked (returnOutput false) and no layers.
+        const output = call.returnOutput !== false || call.returnLayers ? alloc(4 * outSize) : 0
         const hN = alloc(4 * stateSize * Hout)
         const cN = lstm ? alloc(4 * stateSize * H) : 0
         const layers = call.returnLayers ? alloc(4 * L * outSize) : 0

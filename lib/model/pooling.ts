@@ -6,17 +6,12 @@
  * full output's values at the forward direction's last valid step and at the backward one's step
  * 0: the kernels write each step's state to the output and the last one to hN, the same floats.
  */
-export function lastOutput(
-  hN: Float32Array,
-  shape: { L: number; D: number; N: number; Hout: number },
-  first = 0,
-  count = shape.N,
-): Float32Array {
+export function lastOutput(hN: Float32Array, shape: { L: number; D: number; N: number; Hout: number }): Float32Array {
   const { L, D, N, Hout } = shape
-  const rows = new Float32Array(count * D * Hout)
-  for (let n = 0; n < count; n++) {
+  const rows = new Float32Array(N * D * Hout)
+  for (let n = 0; n < N; n++) {
     for (let d = 0; d < D; d++) {
-      const at = (((L - 1) * D + d) * N + first + n) * Hout
+      const at = (((L - 1) * D + d) * N + n) * Hout
       rows.set(hN.subarray(at, at + Hout), (n * D + d) * Hout)
     }
   }

@@ -294,6 +294,24 @@ void threadInvariance(const Target& target, Mode mode, int T, int N, int I, int 
     }
   }
   compare(alone, "each sequence alone");
+  // With no output at all (only the final states wanted, as forward()'s output 'last' asks): the
+  // same states, written in full.
+  for (int threads : {1, 3}) {
+    std::vector<float> result = one;
+    float* hN = result.data() + out * (L + 1);
+    std::fill(hN, hN + states * (mode == Mode::Lstm ? Ho + H : Ho), std::nanf(""));
+    Call call;
+    call.seqLen = T;
+    call.batch = N;
+    call.batchFirst = true;
+    call.input = x.data();
+    call.lengths = lengths.data();
+    call.hN = hN;
+    call.cN = mode == Mode::Lstm ? hN + states * Ho : nullptr;
+    call.threads = threads;
+    net.forward(call);
+    compare(result, "no output, threads " + std::to_string(threads));
+  }
   // As forward() runs them: tasks on the pool, several at once, each computing on its own thread
   // and the workers it borrows.
   std::vector<std::vector<float>> results(3);

@@ -79,7 +79,7 @@ function randomRequest(
   return { input, options }
 }
 
-/** forward()'s 'last' or 'mean' rows against its full output's. */
+/** forward()'s and forwardSync()'s 'last' or 'mean' rows against the full output's. */
 async function expectPooledFromFull(
   model: ReturnType<typeof fromStateDict>,
   { input, options }: Request,
@@ -97,8 +97,12 @@ async function expectPooledFromFull(
       : [input.shape[1], input.shape[0]]
   const W = output.shape[output.shape.length - 1]
   const shape = { B, T, W, D: model.config.bidirectional ? 2 : 1, batchFirst: unbatched || model.config.batchFirst }
-  const want = pooledFromFull(output.data, kind, shape, options.lengths)
-  expectSameBits(pooled, { ...pooled, output: { data: want, shape: unbatched ? [W] : [B, W] } }, label)
+  const want = {
+    ...pooled,
+    output: { data: pooledFromFull(output.data, kind, shape, options.lengths), shape: unbatched ? [W] : [B, W] },
+  }
+  expectSameBits(pooled, want, label)
+  expectSameBits(model.forwardSync(input, options), want, `${label}, forwardSync`)
 }
 
 const SHAPES: Shape[] = [

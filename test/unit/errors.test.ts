@@ -373,6 +373,13 @@ describe.each(engines())('forward arguments on $label', ({ options }) => {
       "output: expected 'full', 'last' or 'mean', received the string \"first\"",
     ],
     [
+      'output not a string',
+      () => [good, { output: 1 }],
+      TypeError,
+      'ERR_BIRNN_INVALID_ARG',
+      "output: expected 'full', 'last' or 'mean', received number 1",
+    ],
+    [
       'options not an object',
       () => [good, 'fast'],
       TypeError,
