@@ -5,9 +5,10 @@
 //   node bench/serve.mjs            (or: npm run bench -- --serve)
 //   options: --quick (shorter runs)  --seconds=S (per measurement)  --rounds=R (in process)  --only=small,seed,standard
 //            --no-inproc  --no-http  --connections=1,16,64,256  --write (adds the figures to bench/out/serve.json)
+//            --output=full|last|mean (in process: the forward option every call passes; default full)
 //
 // In process: 64 concurrent callers of batcher.forward() against 64 of model.forward(), the same
-// inputs in the same order. Over HTTP: autocannon (npm, bench/'s devDependency) against
+// inputs in the same order, with the same `output` option. Over HTTP: autocannon (npm, bench/'s devDependency) against
 // `birnn serve` on loopback with .npy bodies of random lengths, ?output=last, at 1, 16, 64 and 256
 // connections, batching vs --no-batching vs onnxruntime-node per request (contenders/ort-server.mjs,
 // the same handler shape on the ONNX export of the same weights, made by export-onnx.py with
@@ -29,6 +30,7 @@ const opt = (name) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1
 const QUICK = flag('quick')
 const SECONDS = Number(opt('seconds') ?? (QUICK ? 1.5 : 4))
 const ONLY = opt('only')?.split(',')
+const OUTPUT = { output: opt('output') ?? 'full' }
 const ROUNDS = Number(opt('rounds') ?? (QUICK ? 1 : 3))
 const CONNECTIONS = (opt('connections') ?? '1,16,64,256').split(',').map(Number)
 const OUT = join(BENCH, 'out')
@@ -149,6 +151,7 @@ async function closedLoop(forward, xs, callers, seconds) {
 async function inProcess(name, model, xs) {
   // Warm-up: the work buffers grow to their size once.
   await Promise.all(xs.slice(0, 64).map((x) => model.forward(x)))
+  if (OUTPUT.output !== 'full') say(`  (every call with { output: '${OUTPUT.output}' })`)
   const contenders = [
     ['model.forward() per request', null],
     ['batcher.forward(), concurrency 1', { concurrency: 1 }],
@@ -161,7 +164,7 @@ async function inProcess(name, model, xs) {
   for (let round = 0; round < ROUNDS; round++) {
     for (const [k, [, options]] of contenders.entries()) {
       const batcher = options ? model.batcher(options) : null
-      const forward = batcher ? (x) => batcher.forward(x) : (x) => model.forward(x)
+      const forward = batcher ? (x) => batcher.forward(x, OUTPUT) : (x) => model.forward(x, OUTPUT)
       await closedLoop(forward, xs, 64, 0.3) // warm-up at this concurrency
       const r = await closedLoop(forward, xs, 64, SECONDS / ROUNDS)
       await batcher?.close()
@@ -193,9 +196,9 @@ async function inProcess(name, model, xs) {
     )
   // The batcher's answers are model.forward()'s, bit for bit.
   const b = model.batcher()
-  const batched = await Promise.all(xs.slice(0, 32).map((x) => b.forward(x)))
+  const batched = await Promise.all(xs.slice(0, 32).map((x) => b.forward(x, OUTPUT)))
   for (let i = 0; i < 32; i++) {
-    const alone = model.forwardSync(xs[i]).output.data
+    const alone = model.forwardSync(xs[i], OUTPUT).output.data
     if (!Buffer.from(alone.buffer).equals(Buffer.from(batched[i].output.data.buffer)))
       throw new Error(`${name}: batcher result ${i} differs from forwardSync`)
   }
