@@ -5,6 +5,7 @@
 import { readFileSync, realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { Command, type CommanderError, Option } from 'commander'
+import { OUTPUT_KINDS } from '../model/pooling.js'
 import { bench } from './bench.js'
 import { convert } from './convert.js'
 import { EXIT_USAGE, exitFor } from './errors.js'
@@ -70,7 +71,7 @@ function buildProgram(): Command {
           '-k, --output-kind <kind>',
           'full: every step; last: the last valid step (forward) and step 0 (backward); mean: over valid steps',
         )
-          .choices(['full', 'last', 'mean'])
+          .choices(OUTPUT_KINDS)
           .default('full'),
       )
       .option(

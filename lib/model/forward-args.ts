@@ -14,9 +14,9 @@ import {
   typeError,
 } from '../errors.js'
 import { directions, outputSize } from '../spec.js'
-import type { ForwardOptions, ForwardResult, ModelConfig, OutputKind } from '../types.js'
+import type { ForwardOptions, ForwardResult, ModelConfig } from '../types.js'
 import { choices } from './options.js'
-import { lastOutput, meanOutput } from './pooling.js'
+import { lastOutput, meanOutput, OUTPUT_KINDS } from './pooling.js'
 
 function checkState(name: string, value: unknown, expected: number[]): Float32Array {
   const tensor = checkTensor(name, value)
@@ -27,7 +27,6 @@ function checkState(name: string, value: unknown, expected: number[]): Float32Ar
 }
 
 const FORWARD_OPTIONS = ['h0', 'c0', 'lengths', 'returnLayers', 'output']
-const OUTPUT_KINDS: readonly OutputKind[] = ['full', 'last', 'mean']
 
 export function planForward(config: ModelConfig, input: unknown, options: unknown = {}): Plan {
   if (typeof options !== 'object' || options === null) throw typeError('options', 'an object', options)

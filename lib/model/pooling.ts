@@ -1,6 +1,11 @@
 // The forward option `output` 'last' and 'mean' (OutputKind): one row of W = D*Hout values per
 // sequence, in place of the full output.
 
+import type { OutputKind } from '../types.js'
+
+/** The option's values (also `birnn score --output-kind` and `birnn serve`'s `?output=`). */
+export const OUTPUT_KINDS = ['full', 'last', 'mean'] as const satisfies readonly OutputKind[]
+
 /**
  * 'last': the final hidden states of the last layer, the directions side by side. They are the
  * full output's values at the forward direction's last valid step and at the backward one's step

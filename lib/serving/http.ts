@@ -9,11 +9,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { Model } from '../model/model.js'
+import { choices } from '../model/options.js'
+import { OUTPUT_KINDS } from '../model/pooling.js'
 import type { BatchRequestOptions, ForwardOptions, ForwardResult, OutputKind, Tensor } from '../types.js'
 import type { Batcher, BatchTarget } from './batcher.js'
 import { BadRequest, npyBody, parseNpyBody } from './npy-body.js'
 
-const OUTPUT_KINDS: readonly string[] = ['full', 'last', 'mean'] satisfies OutputKind[]
 const BODY_KEYS = ['input', 'h0', 'c0', 'lengths']
 const NPY = 'application/x-npy'
 
@@ -345,8 +346,8 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
   const { forwarder, metrics, maxBody, draining } = options
   async function forward(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): Promise<number> {
     const kind = query.get('output') ?? 'full'
-    if (!OUTPUT_KINDS.includes(kind)) {
-      throw new BadRequest(`output: expected 'full', 'last' or 'mean', received ${JSON.stringify(kind.slice(0, 40))}`)
+    if (!(OUTPUT_KINDS as readonly string[]).includes(kind)) {
+      throw new BadRequest(`output: expected ${choices(OUTPUT_KINDS)}, received ${JSON.stringify(kind.slice(0, 40))}`)
     }
     const body = await readBody(req, maxBody)
     const request = parseBody(body, req.headers['content-type'] ?? '', query)

@@ -3,8 +3,15 @@
 // batched, random lengths, with and without h0/c0, returnLayers, every `output` kind) on random
 // models of every mode, in both layouts, on every engine and SIMD path (test/helpers.ts engines()).
 // And forward()'s `output` 'last' and 'mean' rows are those of its full output, bit for bit.
-import { describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
+import { type Engine, needsOutput } from '../../lib/engines/engine.js'
+import { forwardJs } from '../../lib/engines/js.js'
+import { nativeEngine } from '../../lib/engines/native.js'
+import { wasmEngine } from '../../lib/engines/wasm.js'
 import { fromStateDict } from '../../lib/index.js'
+import { openRecord } from '../../lib/loading/source.js'
+import { readStateDict } from '../../lib/loading/state-dict.js'
+import { planForward } from '../../lib/model/forward-args.js'
 import type { BatchRequestOptions, ForwardResult, Mode, Tensor } from '../../lib/types.js'
 import { engines, pooledFromFull, randomStateDict, rng } from '../helpers.js'
 
@@ -169,3 +176,29 @@ for (const engine of engines()) {
     })
   })
 }
+
+// output 'last' is served from the final states: the kernels (native, wasm) return no output at
+// all, unless every layer's output is asked for too. (The JS engine computes it regardless.)
+describe("the engines with output 'last'", () => {
+  const r = rng(77)
+  const weights = readStateDict(openRecord(randomStateDict(r, { mode: 'GRU', I: 5, H: 7, L: 2, D: 2, bias: true })), {})
+  const input = { data: r.floats(6 * 3 * 5), shape: [6, 3, 5] }
+  const kernels: Engine[] = []
+  const native = nativeEngine(weights, { threads: 2, simd: 'auto' })
+  const wasm = wasmEngine(weights)
+  if ('engine' in native) kernels.push(native.engine)
+  if ('engine' in wasm) kernels.push(wasm.engine)
+  it.each([false, true])('returnLayers %s', async (returnLayers) => {
+    const plan = planForward(weights.config, input, { output: 'last', returnLayers })
+    expect(needsOutput(plan)).toBe(returnLayers)
+    expect(forwardJs(weights, plan).output).toBeDefined()
+    for (const engine of kernels) {
+      expect(engine.runSync(plan).output !== undefined).toBe(returnLayers)
+      expect((await engine.run(plan)).output !== undefined).toBe(returnLayers)
+    }
+  })
+  it('found a kernel to check', () => expect(kernels.length).toBeGreaterThan(0))
+  afterAll(() => {
+    for (const engine of kernels) engine.dispose()
+  })
+})
