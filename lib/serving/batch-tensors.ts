@@ -76,14 +76,22 @@ function moveState(
   }
 }
 
-/** The requests' checked plans as one batch-first forward call. */
-export function join(config: Readonly<ModelConfig>, plans: Plan[]): { input: Tensor; options: ForwardOptions } {
+/**
+ * The requests' checked plans as one batch-first forward call, its input in `memory(n)`'s n floats:
+ * any values, as every one that is not a request's is zeroed here (the batcher reuses one array,
+ * since every engine takes its input at call time).
+ */
+export function join(
+  config: Readonly<ModelConfig>,
+  plans: Plan[],
+  memory: (floats: number) => Float32Array,
+): { input: Tensor; options: ForwardOptions } {
   const { slots: at, T, N } = slots(plans)
   const I = config.inputSize
   const LD = config.numLayers * directions(config)
   const Hout = outputSize(config)
   const H = config.hiddenSize
-  const input = new Float32Array(T * N * I)
+  const input = memory(T * N * I)
   const lengths = new Int32Array(N)
   let padded = false
   const anyH0 = plans.some((plan) => plan.h0)
@@ -96,6 +104,7 @@ export function join(config: Readonly<ModelConfig>, plans: Plan[]): { input: Ten
     const slot = at[r]
     moveSequence(plan.batchFirst, I, slot, T, plan.input, input, true)
     for (let n = 0; n < slot.N; n++) {
+      input.fill(0, ((slot.offset + n) * T + slot.T) * I, (slot.offset + n + 1) * T * I) // its padding
       const length = plan.lengths ? plan.lengths[n] : plan.T
       lengths[slot.offset + n] = length
       if (length !== T) padded = true

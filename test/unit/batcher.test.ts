@@ -21,13 +21,17 @@ interface Call {
   release(error?: unknown): void
 }
 
-/** A target whose forward calls wait for release(); `fail` makes the call reject with that error. */
+/**
+ * A target whose forward calls wait for release(); `fail` makes the call reject with that error.
+ * Like a model, it takes the input when called (the batcher reuses the array of a batch's input).
+ */
 function gated() {
   const calls: Call[] = []
   const call =
     (batchFirst: boolean, run: typeof model.forward) =>
-    (input: Tensor, options: ForwardOptions = {}) =>
+    (given: Tensor, options: ForwardOptions = {}) =>
       new Promise<ForwardResult>((resolve, reject) => {
+        const input = { data: given.data.slice(), shape: given.shape }
         calls.push({
           input,
           options,
@@ -195,6 +199,26 @@ describe('batching policy', () => {
     for (const call of calls) call.release()
     const results = await Promise.all(all)
     expect(results.map((r) => r.output.shape[0])).toEqual([9, 1, 8, 2])
+  })
+
+  it('zeroes the padding of a batch whose input array held an earlier batch', async () => {
+    const { calls, make } = gated()
+    const b = make()
+    const first = [b.forward(seq(4, 0.5)), b.forward(seq(4, 0.5))]
+    await tick()
+    calls[0].release()
+    await Promise.all(first)
+    const second = [b.forward(seq(4, 0.25)), b.forward(seq(1, 0.75))]
+    await tick()
+    expect(calls.map((c) => c.input.shape)).toEqual([
+      [2, 4, I],
+      [2, 4, I],
+    ])
+    expect(Array.from(calls[0].input.data)).toEqual(Array(8 * I).fill(0.5))
+    const want = [...Array(4 * I).fill(0.25), ...Array(I).fill(0.75), ...Array(3 * I).fill(0)]
+    expect(Array.from(calls[1].input.data)).toEqual(want)
+    calls[1].release()
+    await Promise.all(second)
   })
 
   it('takes the inputs at call time: changing them afterwards changes nothing', async () => {
