@@ -33,7 +33,8 @@ using idx = std::ptrdiff_t;
 // still running, [0, active(t)), at packed rows offset(t) .. offset(t) + active(t). The input
 // projection, the recurrence and every layer's output only ever touch the sum of the lengths.
 // Time-major input with no padding is already in that order and is read and written in place;
-// otherwise the input is gathered once and each wanted output scattered once (its padded steps
+// otherwise the input is gathered once, each wanted output of a layer but the last scattered
+// once, and the last layer's written by the recurrence where the caller wants it (padded steps
 // are left as the caller's zeros). When the lengths differ, the backward direction's step s
 // reads a different time step of each sequence: its input projection is computed in reversed
 // packed order (that of the reversed sequences), so that each step still reads adjacent rows.
@@ -64,8 +65,8 @@ class Pass {
   // their columns.
   void recur(int l, int d, int chunk, int part, int parts, detail::StepBarrier* barrier) const;
   // Whether layer l's output must be moved to where the caller wants it: not when it was
-  // computed in place, nor when the caller does not want it.
-  bool scatters(int l) const { return wanted(l) != nullptr && wanted(l) != packedOutput(l); }
+  // computed in place or straight into the caller's array, nor when the caller does not want it.
+  bool scatters(int l) const { return wanted(l) != nullptr && wanted(l) != packedOutput(l) && !direct(l); }
   // Part `part` of `parts` of that move. Padded steps are not touched: the caller's arrays arrive
   // zero-filled (birnn.h), and their pages stay unmapped.
   void scatter(int l, int part, int parts) const;
@@ -78,11 +79,16 @@ class Pass {
   // Whether layer l's output is read at all: by the next layer, or by the caller (the last
   // layer's is not when the caller wants only the final states).
   bool needed(int l) const { return l < L_ - 1 || wanted(l) != nullptr; }
+  // Whether the recurrence writes layer l's output straight into the caller's layout: the last
+  // layer's, which no later layer reads in packed order (a scatter would copy it all once more).
+  bool direct(int l) const { return l == L_ - 1 && wanted(l) != nullptr && !inPlace_; }
   // Whether layer l's packed output needs a workspace buffer (it is not the caller's array).
-  bool buffered(int l) const { return needed(l) && !(inPlace_ && wanted(l)); }
+  bool buffered(int l) const { return needed(l) && !(inPlace_ && wanted(l)) && !direct(l); }
   // Layer l's output in packed order: the caller's own array when in place, else the workspace;
-  // null when nothing reads it.
-  float* packedOutput(int l) const { return buffered(l) ? ws_.layerOut[l % 2].data() : wanted(l); }
+  // null when nothing reads it, or when it is written straight into the caller's layout.
+  float* packedOutput(int l) const {
+    return buffered(l) ? ws_.layerOut[l % 2].data() : direct(l) ? nullptr : wanted(l);
+  }
   // Where the caller wants layer l's output (in the caller's layout), or null.
   float* wanted(int l) const;
   idx rowOf(int t, int b) const {  // row of (time step, batch entry) in the caller's layout
@@ -252,7 +258,8 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
   if (nb == 0) return;
   const int state = l * D + d;
   const float* P = ws_.P[d].data();
-  float* Y = packedOutput(l);
+  float* Y = packedOutput(l);  // rows in packed order, or with `into` in the caller's layout
+  float* into = direct(l) ? wanted(l) : nullptr;
   Workspace::Rows& rs = ws_.rows[static_cast<std::size_t>(chunk) * D + d];
   Floats(&h)[2] = rs.h;
   Floats& c = rs.c;
@@ -360,6 +367,11 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
     for (int i = 0; Y != nullptr && i < m; ++i) {
       std::memcpy(Y + rowAt(s, i) * outWidth_ + d * Hout + hr0, &h[cur][i * ldh_ + hr0], hBytes);
     }
+    for (int i = 0; into != nullptr && i < m; ++i) {
+      const int b = order_[rank(i)];
+      std::memcpy(into + rowOf(d == 0 ? s : len_[b] - 1 - s, b) * outWidth_ + d * Hout + hr0, &h[cur][i * ldh_ + hr0],
+                  hBytes);
+    }
   }
   retire(0, m, h[cur].data());
 }
@@ -386,7 +398,6 @@ void Pass::runAlone() const {
     if (l > 0) scatter(l - 1, 0, 1);
     for (int d = 0; d < net_.D; ++d) recur(l, d, 0, 0, 1, nullptr);
   }
-  scatter(L_ - 1, 0, 1);
 }
 
 void Pass::finish() const {
@@ -429,7 +440,7 @@ void Network::Impl::run(const Call& call) const {
   const Pass pass(*this, call, plan, *ws, std::move(everyone));
   // Phase by phase, each on the threads it can use (borrowed from the pool for that phase only):
   // the gather of the input; per layer the projections of all rows (alongside the scatter of the
-  // previous layer's output, which reads the same rows), then the recurrence; the last scatter.
+  // previous layer's output, which reads the same rows), then the recurrence.
   // The threads of a phase take its chunks in turn; a recurrence's column parts each need a
   // thread of their own.
   const int projTasks = D * plan.projChunks, recurTasks = D * plan.chunks;
@@ -464,10 +475,6 @@ void Network::Impl::run(const Call& call) const {
         pass.recur(l, task % D, task / D, tid % parts, parts, &barriers[task]);
       }
     });
-  }
-  // (A phase with nothing to do would still hand every thread of the plan an empty task.)
-  if (pass.scatters(cfg.numLayers - 1)) {
-    lease.run(plan.threads, [&](int tid, int count) { pass.scatter(cfg.numLayers - 1, tid, count); });
   }
   pass.finish();
   workspaces.release(std::move(ws));
