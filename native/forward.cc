@@ -167,25 +167,26 @@ Pass::Pass(const detail::PackedNetwork& net, const Call& call, const detail::Thr
   // capacity stays): the pool reads the sizes as what the call used (WorkspacePool::release).
   const int D = net.D;
   const idx packedSize = rows * outWidth_;
-  ws.input.resize(inPlace_ ? 0 : static_cast<std::size_t>(rows * net.cfg.inputSize));
-  ws.reversed.resize(reversed_ ? static_cast<std::size_t>(rows * std::max(net.cfg.inputSize, outWidth_)) : 0);
+  detail::resizeBuffer(ws.input, inPlace_ ? 0 : static_cast<std::size_t>(rows * net.cfg.inputSize));
+  detail::resizeBuffer(ws.reversed,
+                       reversed_ ? static_cast<std::size_t>(rows * std::max(net.cfg.inputSize, outWidth_)) : 0);
   ws.P.resize(D);
-  for (auto& p : ws.P) p.resize(static_cast<std::size_t>(rows * ldP_));
+  for (auto& p : ws.P) detail::resizeBuffer(p, static_cast<std::size_t>(rows * ldP_));
   // Packed layer outputs in the workspace, alternating: layer l + 2 overwrites layer l only
   // after layer l + 1 (which read it) is done, and layer l was scattered alongside.
   std::size_t outSizes[2] = {0, 0};
   for (int l = 0; l < L_; ++l) {
     if (buffered(l)) outSizes[l % 2] = static_cast<std::size_t>(packedSize);
   }
-  for (int i = 0; i < 2; ++i) ws.layerOut[i].resize(outSizes[i]);
+  for (int i = 0; i < 2; ++i) detail::resizeBuffer(ws.layerOut[i], outSizes[i]);
   // Per (direction, chunk) recurrent state, at index chunk * D + d.
   ws.rows.resize(static_cast<std::size_t>(D) * plan.chunks);
   for (int task = 0; task < D * plan.chunks; ++task) {
     const int nb = chunkSize(task / D);
     Workspace::Rows& rs = ws.rows[task];
-    for (auto& hh : rs.h) hh.resize(static_cast<std::size_t>(nb) * ldh_);
-    rs.c.resize(lstm_ ? static_cast<std::size_t>(nb) * Hp_ : 0);
-    rs.cellOut.resize(proj_ ? static_cast<std::size_t>(nb) * Hp_ : 0);
+    for (auto& hh : rs.h) detail::resizeBuffer(hh, static_cast<std::size_t>(nb) * ldh_);
+    detail::resizeBuffer(rs.c, lstm_ ? static_cast<std::size_t>(nb) * Hp_ : 0);
+    detail::resizeBuffer(rs.cellOut, proj_ ? static_cast<std::size_t>(nb) * Hp_ : 0);
     rs.prow.resize(static_cast<std::size_t>(nb) * plan.columnParts);
   }
 }

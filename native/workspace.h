@@ -57,6 +57,17 @@ struct Aligned {
 };
 using Floats = std::vector<float, Aligned<float>>;
 
+// Sizes a work buffer for a call. Its contents are dead, so when it must grow nothing is copied,
+// and it grows with headroom (mapped pages cost nothing until touched), so that calls a little
+// larger than the last do not each map and fault in a new buffer.
+inline void resizeBuffer(Floats& buffer, std::size_t floats) {
+  if (floats > buffer.capacity()) {
+    Floats().swap(buffer);
+    buffer.reserve(floats + floats / 4);
+  }
+  buffer.resize(floats);
+}
+
 // The work buffers of one call, kept for the next: fresh multi-MB buffers would cost a page
 // fault per 4 KB on every call. Sized per call with resize(), which only grows capacity.
 struct Workspace {
@@ -88,8 +99,8 @@ struct Workspace {
 };
 
 // Idle workspaces of one Network; concurrent calls each take their own. What is kept is bounded
-// by count and by bytes, and shrinks to the working set: a workspace much larger than its last
-// call needed is freed rather than kept (the next large call maps fresh memory). trim() frees
+// by count and by bytes, and shrinks to the working set: workspaces much larger than recent calls
+// needed are freed rather than kept (the next large call maps fresh memory). trim() frees
 // them all; the TypeScript engine calls it when a model has been idle for a while.
 class WorkspacePool {
  public:
@@ -98,8 +109,12 @@ class WorkspacePool {
   // Most bytes kept idle per Network: a W-b64 call (bi-LSTM, 2 layers, H256, T100, N64) needs
   // about 80 MB; a T = 1000 one ten times that, which is not kept.
   static constexpr std::size_t kMaxIdleBytes = std::size_t(256) << 20;
-  // A workspace is kept only while it holds at most this many times what its call used (plus
-  // this slack, so that small models never churn).
+  // A workspace is kept only while it holds at most this many times what recent calls used (plus
+  // this slack, so that small models never churn). Recent use is the largest of them, halving
+  // with each release: a server's batches of 9 and of 64 sequences keep the 64's workspaces, where
+  // the last call's use alone freed them every few batches, and the next large batch mapped and
+  // faulted in tens of MB again (600 MB in 3 s, standard LSTM over HTTP); after large calls, a
+  // few small ones let all their workspaces go.
   static constexpr std::size_t kShrinkFactor = 4;
   static constexpr std::size_t kShrinkSlack = std::size_t(16) << 20;
 
@@ -111,13 +126,20 @@ class WorkspacePool {
     return ws;
   }
   void release(std::unique_ptr<Workspace> ws) {
-    const std::size_t held = ws->bytes(false);
-    if (held > kMaxIdleBytes || held > kShrinkFactor * ws->bytes(true) + kShrinkSlack) return;  // freed here
+    std::vector<std::unique_ptr<Workspace>> freed;  // declared first, so freed after the lock
     std::lock_guard<std::mutex> lock(mutex_);
+    recentUse_ = std::max(ws->bytes(true), recentUse_ / 2);
+    const std::size_t most = std::min(kMaxIdleBytes, kShrinkFactor * recentUse_ + kShrinkSlack);
+    // Idle ones far larger than recent calls need go as well, not only the one released.
+    for (auto& w : idle_) {
+      if (w->bytes(false) > most) freed.push_back(std::move(w));
+    }
+    idle_.erase(std::remove(idle_.begin(), idle_.end(), nullptr), idle_.end());
+    const std::size_t held = ws->bytes(false);
     std::size_t total = held;
     for (const auto& w : idle_) total += w->bytes(false);
-    if (idle_.size() < kept() && total <= kMaxIdleBytes) idle_.push_back(std::move(ws));
-  }
+    if (held <= most && idle_.size() < kept() && total <= kMaxIdleBytes) idle_.push_back(std::move(ws));
+  }  // (one not kept is freed here, after the lock: parameters outlive locals)
   void trim() {
     std::vector<std::unique_ptr<Workspace>> freed;
     std::lock_guard<std::mutex> lock(mutex_);
@@ -127,6 +149,7 @@ class WorkspacePool {
  private:
   std::mutex mutex_;
   std::vector<std::unique_ptr<Workspace>> idle_;
+  std::size_t recentUse_ = 0;  // bytes
 };
 
 }  // namespace birnn::detail

@@ -92,6 +92,31 @@ describe.skipIf(missing)(`memory kept between calls${missing ? ` (skipped: ${mis
     expect(JSON.parse(child.stdout).grewMB).toBeLessThan(150)
   })
 
+  // A server's batches alternate in size (9-16 and 33-64 sequences); workspaces sized by the last
+  // call alone were freed after each small batch, and the next large one faulted tens of MB in anew.
+  it('keeps the work buffers of large calls that alternate with small ones', () => {
+    const script = `
+      const addon = require(process.argv[1])
+      const I = 32, H = 256, G = 4
+      const w = [new Float32Array(G * H * I).fill(0.01), new Float32Array(G * H * H).fill(0.01)]
+      const config = { mode: 3, inputSize: I, hiddenSize: H, projSize: 0, numLayers: 1, bidirectional: true, bias: false }
+      const net = new addon.Network(config, [...w, ...w], addon.isa().best)
+      // No output: the faults counted are the work buffers' (a large call's: 26 MB, 6,400 pages).
+      const call = (T, N) => ({ seqLen: T, batch: N, batchFirst: false, input: new Float32Array(T * N * I).fill(0.5), returnLayers: false, returnOutput: false, threads: 1 })
+      const large = call(400, 8), small = call(10, 4)
+      for (let i = 0; i < 2; i++) net.forwardSync(large), net.forwardSync(small)
+      const before = process.resourceUsage().minorPageFault
+      for (let i = 0; i < 8; i++) net.forwardSync(large), net.forwardSync(small)
+      process.stdout.write(JSON.stringify({ faults: process.resourceUsage().minorPageFault - before }))
+    `
+    const child = spawnSync(process.execPath, ['-e', script, (loadAddon() as { path: string }).path], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    })
+    expect(child.stderr).toBe('')
+    expect(JSON.parse(child.stdout).faults).toBeLessThan(3200)
+  })
+
   it(`a model idle for ${IDLE_TRIM_MS} ms gives its work buffers back`, async () => {
     setFlagsFromString('--expose-gc')
     const gc = runInNewContext('gc') as () => void
