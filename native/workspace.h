@@ -69,7 +69,7 @@ inline void resizeBuffer(Floats& buffer, std::size_t floats) {
 }
 
 // The work buffers of one call, kept for the next: fresh multi-MB buffers would cost a page
-// fault per 4 KB on every call. Sized per call with resize(), which only grows capacity.
+// fault per 4 KB on every call. Sized per call with resizeBuffer(), which only grows capacity.
 struct Workspace {
   struct Rows {  // one (direction, batch chunk) task's recurrent state
     Floats h[2], c, cellOut;
