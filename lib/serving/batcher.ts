@@ -45,6 +45,8 @@ export interface BatchTarget {
 }
 
 const BATCHER_OPTIONS = ['maxBatch', 'maxBatchTokens', 'maxDelayMs', 'maxQueue', 'concurrency']
+/** Floats of a block of queued inputs (64 KiB): at most maxQueue of them stay alive. */
+const INPUT_BLOCK_FLOATS = 16384
 const REQUEST_OPTIONS = ['h0', 'c0', 'lengths', 'returnLayers', 'output', 'signal']
 
 /**
@@ -147,6 +149,9 @@ export class Batcher {
   #drained: Array<() => void> = []
   /** The batches' input, reused: a fresh one was megabytes of external memory per batch, for V8's collector to chase. */
   #input = new Float32Array(0)
+  /** Where the next queued request's input copy goes: a block that several share (#copyInput). */
+  #block = new Float32Array(0)
+  #blockUsed = 0
   readonly #counts = { requests: 0, completed: 0, failed: 0, aborted: 0, refused: 0, batches: 0, sequences: 0 }
   readonly #wait = new Durations()
   readonly #service = new Durations()
@@ -213,7 +218,7 @@ export class Batcher {
       )
     }
     // Our own copies: the request may wait, and the caller may change its arrays meanwhile.
-    plan.input = plan.input.slice()
+    plan.input = this.#copyInput(plan.input)
     const copied: ForwardOptions = {}
     if (plan.h0) {
       plan.h0 = plan.h0.slice()
@@ -244,6 +249,23 @@ export class Batcher {
       this.#queue.push(entry)
       this.#schedule()
     })
+  }
+
+  /**
+   * A queued request's copy of its input, in a block shared with the requests queued next to it
+   * (a view costs a tenth of a fresh array: 0.4 against 2.5-6 µs on the 2-core VM, more than the
+   * copy). A block lives while any request in it waits; a large input gets an array of its own.
+   */
+  #copyInput(data: Float32Array): Float32Array {
+    if (data.length > INPUT_BLOCK_FLOATS / 4) return data.slice()
+    if (this.#blockUsed + data.length > this.#block.length) {
+      this.#block = new Float32Array(INPUT_BLOCK_FLOATS)
+      this.#blockUsed = 0
+    }
+    const copy = this.#block.subarray(this.#blockUsed, this.#blockUsed + data.length)
+    copy.set(data)
+    this.#blockUsed += data.length
+    return copy
   }
 
   /** Takes no more requests; resolves once every queued and running request has finished. */

@@ -235,6 +235,30 @@ describe('batching policy', () => {
     const want = model.forwardSync(seq(4, 0.5), { h0: { data: new Float32Array(8).fill(0.1), shape: [2, 4] } })
     expect((await done).output).toEqual(want.output)
   })
+
+  it('keeps each queued input whole, however many share a block of copies', async () => {
+    const { calls, make } = gated()
+    const b = make()
+    const first = b.forward(seq(2))
+    await tick()
+    // Queued behind the first: 4,000 floats each, four to a block; and one that gets its own.
+    const xs = [1, 2, 3, 4, 5, 6].map((value) => seq(1333, value)).concat(seq(2000, 7))
+    const queued = xs.map((x) => b.forward(x))
+    for (const x of xs) x.data.fill(-1)
+    calls[0].release()
+    await first
+    await tick()
+    const [N, T] = calls[1].input.shape
+    expect([N, T]).toEqual([7, 2000])
+    for (let n = 0; n < N; n++) {
+      const row = calls[1].input.data.subarray(n * T * I, (n + 1) * T * I)
+      const steps = n < 6 ? 1333 : 2000
+      expect(row.subarray(0, steps * I).every((v) => v === n + 1)).toBe(true)
+      expect(row.subarray(steps * I).every((v) => v === 0)).toBe(true)
+    }
+    calls[1].release()
+    await Promise.all(queued)
+  })
 })
 
 describe('backpressure, abort, errors, close', () => {
