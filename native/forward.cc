@@ -1,7 +1,6 @@
 // One forward call on a built Network: the layer loop, the input projection of every time step
-// as one GEMM per direction, the recurrence over the batch rows still inside their sequences,
-// and the zeroing of padded output steps, shared out over the threads of the plan
-// (thread_plan.h). The arithmetic is in the kernels; results never depend on the thread count.
+// as one GEMM per direction, and the recurrence over the batch rows still inside their
+// sequences, shared out over the threads of the plan (thread_plan.h). The arithmetic is in the kernels; results never depend on the thread count.
 #include <algorithm>
 #include <atomic>
 #include <cstring>

@@ -45,7 +45,7 @@ export interface BatchTarget {
 }
 
 const BATCHER_OPTIONS = ['maxBatch', 'maxBatchTokens', 'maxDelayMs', 'maxQueue', 'concurrency']
-/** Floats of a block of queued inputs (64 KiB): at most maxQueue of them stay alive. */
+/** Floats of a block of queued inputs (64 KiB): one alive per waiting or running request at most. */
 const INPUT_BLOCK_FLOATS = 16384
 const REQUEST_OPTIONS = ['h0', 'c0', 'lengths', 'returnLayers', 'output', 'signal']
 
@@ -147,7 +147,10 @@ export class Batcher {
   #timer: ReturnType<typeof setTimeout> | undefined
   #closed = false
   #drained: Array<() => void> = []
-  /** The batches' input, reused: a fresh one was megabytes of external memory per batch, for V8's collector to chase. */
+  /**
+   * The batches' input, reused until the batcher is closed and done: a fresh one was megabytes of
+   * external memory per batch, for V8's collector to chase.
+   */
   #input = new Float32Array(0)
   /** Where the next queued request's input copy goes: a block that several share (#copyInput). */
   #block = new Float32Array(0)
@@ -276,8 +279,10 @@ export class Batcher {
       this.#scheduled = undefined
       this.#schedule()
     }
-    if (this.#queue.length === 0 && this.#inFlight === 0) return Promise.resolve()
-    return new Promise((resolve) => this.#drained.push(resolve))
+    return new Promise((resolve) => {
+      this.#drained.push(resolve)
+      this.#checkDrained()
+    })
   }
 
   #abort(entry: Entry): void {
@@ -291,6 +296,7 @@ export class Batcher {
 
   #checkDrained(): void {
     if (this.#closed && this.#queue.length === 0 && this.#inFlight === 0) {
+      this.#input = new Float32Array(0) // nothing left to join
       for (const resolve of this.#drained.splice(0)) resolve()
     }
   }

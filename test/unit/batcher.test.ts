@@ -204,19 +204,20 @@ describe('batching policy', () => {
   it('zeroes the padding of a batch whose input array held an earlier batch', async () => {
     const { calls, make } = gated()
     const b = make()
-    const first = [b.forward(seq(4, 0.5)), b.forward(seq(4, 0.5))]
+    const first = [b.forward(seq(4, 0.5)), b.forward(seq(4, 0.5)), b.forward(seq(4, 0.5))]
     await tick()
     calls[0].release()
     await Promise.all(first)
-    const second = [b.forward(seq(4, 0.25)), b.forward(seq(1, 0.75))]
+    // One sequence of 4 steps, and a time-major request of two sequences of 1 step.
+    const second = [b.forward(seq(4, 0.25)), b.forward(batch(1, 2))]
     await tick()
     expect(calls.map((c) => c.input.shape)).toEqual([
-      [2, 4, I],
-      [2, 4, I],
+      [3, 4, I],
+      [3, 4, I],
     ])
-    expect(Array.from(calls[0].input.data)).toEqual(Array(8 * I).fill(0.5))
-    const want = [...Array(4 * I).fill(0.25), ...Array(I).fill(0.75), ...Array(3 * I).fill(0)]
-    expect(Array.from(calls[1].input.data)).toEqual(want)
+    expect(Array.from(calls[0].input.data)).toEqual(Array(12 * I).fill(0.5))
+    const oneStep = [...Array(I).fill(0.25), ...Array(3 * I).fill(0)]
+    expect(Array.from(calls[1].input.data)).toEqual([...Array(4 * I).fill(0.25), ...oneStep, ...oneStep])
     calls[1].release()
     await Promise.all(second)
   })
