@@ -187,6 +187,7 @@ Pass::Pass(const detail::PackedNetwork& net, const Call& call, const detail::Thr
     detail::resizeBuffer(rs.c, lstm_ ? static_cast<std::size_t>(nb) * Hp_ : 0);
     detail::resizeBuffer(rs.cellOut, proj_ ? static_cast<std::size_t>(nb) * Hp_ : 0);
     rs.prow.resize(static_cast<std::size_t>(nb) * plan.columnParts);
+    rs.orow.resize(static_cast<std::size_t>(nb) * plan.columnParts);
   }
 }
 
@@ -265,6 +266,7 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
   Floats& c = rs.c;
   Floats& cellOut = rs.cellOut;
   const float** prow = rs.prow.data() + static_cast<std::size_t>(part) * nb;
+  float** orow = rs.orow.data() + static_cast<std::size_t>(part) * nb;
   // This part's panels of W_hh, whose hidden units (columns of c) it updates, and its columns of
   // h: those units, or with a projection its panels of W_hr.
   const int U = net_.geo.units, panels = net_.geo.panels;
@@ -323,6 +325,14 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
     return packedRow(t, rank(i));
   };
   const bool reversedP = d == 1 && reversed_;
+  // Where row i's output of step s goes: its packed row, or its row in the caller's layout.
+  auto outRow = [&](int s, int i) {
+    const int b = order_[rank(i)];
+    return (Y ? Y + rowAt(s, i) * outWidth_ : into + rowOf(d == 0 ? s : len_[b] - 1 - s, b) * outWidth_) + d * Hout;
+  };
+  // The cell update writes each row's new state into the output too; with a projection, the state
+  // is W_hr's product, copied there once it is made.
+  const bool emits = (Y != nullptr || into != nullptr) && !proj_;
   int cur = 0, m = nb;
   const int steps = len_[order_[rank(0)]];
   for (int s = 0; s < steps; ++s) {
@@ -330,6 +340,7 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
     retire(active, m, h[cur].data());
     m = active;
     for (int i = 0; i < m; ++i) prow[i] = P + (reversedP ? packedRow(s, rank(i)) : rowAt(s, i)) * ldP_;
+    for (int i = 0; emits && i < m; ++i) orow[i] = outRow(s, i);
     detail::StepArgs st;
     st.mode = net_.cfg.mode;
     st.geo = net_.geo;
@@ -346,6 +357,8 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
     st.ldc = Hp_;
     st.hNext = proj_ ? cellOut.data() : h[1 - cur].data();
     st.ldn = proj_ ? Hp_ : ldh_;
+    st.out = emits ? orow : nullptr;
+    st.outUnits = H;
     net_.k->step(st);
     if (proj_) {
       meet(cellOut.data(), m, Hp_, H);
@@ -364,13 +377,8 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
     // The next step reads every part's columns of the new state, and overwrites the old one.
     meet(h[1 - cur].data(), m, ldh_, Hout);
     cur = 1 - cur;
-    for (int i = 0; Y != nullptr && i < m; ++i) {
-      std::memcpy(Y + rowAt(s, i) * outWidth_ + d * Hout + hr0, &h[cur][i * ldh_ + hr0], hBytes);
-    }
-    for (int i = 0; into != nullptr && i < m; ++i) {
-      const int b = order_[rank(i)];
-      std::memcpy(into + rowOf(d == 0 ? s : len_[b] - 1 - s, b) * outWidth_ + d * Hout + hr0, &h[cur][i * ldh_ + hr0],
-                  hBytes);
+    for (int i = 0; proj_ && (Y != nullptr || into != nullptr) && i < m; ++i) {
+      std::memcpy(outRow(s, i) + hr0, &h[cur][i * ldh_ + hr0], hBytes);
     }
   }
   retire(0, m, h[cur].data());

@@ -74,6 +74,7 @@ struct Workspace {
   struct Rows {  // one (direction, batch chunk) task's recurrent state
     Floats h[2], c, cellOut;
     std::vector<const float*> prow;  // per column part, a step's input-projection rows
+    std::vector<float*> orow;        // per column part, a step's layer-output rows
   };
   Floats input;           // the input in packed order, when it is not already
   Floats reversed;        // a layer's input in reversed packed order, for the backward direction

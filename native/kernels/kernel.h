@@ -80,6 +80,10 @@ struct StepArgs {
   std::ptrdiff_t ldc = 0;
   float* hNext = nullptr;         // new hidden state [m, ldn] (LSTM with projection: the
   std::ptrdiff_t ldn = 0;         // pre-projection o * tanh(c), which W_hr then maps)
+  // Null, or m row pointers: where each row's new hidden state is also written, its first
+  // outUnits units only (the layer output's row, which holds no padding). Not with a projection.
+  float* const* out = nullptr;
+  int outUnits = 0;
 };
 
 struct Kernels {

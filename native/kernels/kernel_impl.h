@@ -16,7 +16,8 @@
 // SIMD contract: loads and stores are unaligned (memcpy); packed panels are PW = NV * kLanes
 // floats wide, so no column tail exists; row tails run the same code with fewer rows; every
 // padded column holds zeros (network.cc packs them) and every work buffer row is padded to whole
-// vectors (forward.cc sizes them).
+// vectors (forward.cc sizes them). The one exception: the layer output's rows (StepArgs::out)
+// hold the model's units only, so a row's last vector there is stored in part (storeFirst).
 
 #include <cassert>
 #include <cstddef>
@@ -42,6 +43,19 @@ using idx = std::ptrdiff_t;
 typedef float V __attribute__((vector_size(kLanes * sizeof(float))));
 inline V load(const float* p) { V v; std::memcpy(&v, p, sizeof v); return v; }
 inline void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
+// The first n < kLanes lanes of v to p, nothing past them.
+inline void storeFirst(float* p, V v, int n) {
+#if defined(__AVX512F__)
+  _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), __m512(v));
+#elif defined(__AVX2__)
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane), __m256(v));
+#else
+  float lanes[kLanes];
+  store(lanes, v);
+  std::memcpy(p, lanes, sizeof(float) * n);
+#endif
+}
 // One vbroadcastss: GCC builds neither `V{} + x` (an add) nor a lane loop (inserts) into one,
 // but does a braced list of kLanes copies (as _mm256_set1_ps / _mm512_set1_ps are written).
 template <std::size_t... I>
@@ -91,6 +105,7 @@ struct V { float v[kLanes]; };
 #define BIRNN_MAP(expr) V out_; for (int i = 0; i < kLanes; ++i) out_.v[i] = (expr); return out_
 inline V load(const float* p) { V v; std::memcpy(v.v, p, sizeof v); return v; }
 inline void store(float* p, V v) { std::memcpy(p, v.v, sizeof v); }
+inline void storeFirst(float* p, V v, int n) { std::memcpy(p, v.v, sizeof(float) * n); }
 inline V splat(float x) { BIRNN_MAP(x); }
 inline V operator+(V a, V b) { BIRNN_MAP(a.v[i] + b.v[i]); }
 inline V operator-(V a, V b) { BIRNN_MAP(a.v[i] - b.v[i]); }
@@ -305,6 +320,20 @@ void gemm(const GemmArgs& g) {
   assert(!"gemm: width is not a panel width of kernel.h");
 }
 
+// Row `row`'s new hidden state v, units [unit, unit + kLanes), into the state at h and, when the
+// step has output rows, into the layer output (the model's units only: its row has no padding,
+// and the next ones are other units or rows).
+inline void storeState(const StepArgs& s, int row, int unit, float* h, V v) {
+  store(h, v);
+  if (s.out == nullptr) return;
+  const int n = s.outUnits - unit;
+  if (n >= kLanes) {
+    store(s.out[row] + unit, v);
+  } else if (n > 0) {
+    storeFirst(s.out[row] + unit, v, n);
+  }
+}
+
 // The cell update of rows [i0, i0 + R) for the hidden units of panel p, NV vectors wide (a full
 // panel, or a narrow last one), from their recurrent gate sums g (row r's panel at g + r * ldg)
 // and the input projections s.P.
@@ -327,9 +356,9 @@ inline void cellUpdate(const StepArgs& s, int i0, int p, const float* g, idx ldg
     for (int u = 0; u < UV; ++u) {
       const int o = u * kLanes;
       if constexpr (M == Mode::RnnTanh) {
-        store(hNext + o, vtanh(load(gr + o) + load(P + o)));
+        storeState(s, i0 + r, unit0 + o, hNext + o, vtanh(load(gr + o) + load(P + o)));
       } else if constexpr (M == Mode::RnnRelu) {
-        store(hNext + o, relu(load(gr + o) + load(P + o)));
+        storeState(s, i0 + r, unit0 + o, hNext + o, relu(load(gr + o) + load(P + o)));
       } else if constexpr (M == Mode::Gru) {
         const V rg = vsigmoid(load(gr + o) + load(P + o));
         store(gates[r][u][0], vsigmoid(load(gr + U + o) + load(P + U + o)));
@@ -354,12 +383,12 @@ inline void cellUpdate(const StepArgs& s, int i0, int p, const float* g, idx ldg
           const V z = load(gates[r][u][0]);
           const V n = vtanh(load(gates[r][u][1]));
           const V h = load(s.hPrev + (i0 + r) * s.ldh + unit0 + o);
-          store(hNext + o, fma(z, h - n, n));  // (1 - z) n + z h
+          storeState(s, i0 + r, unit0 + o, hNext + o, fma(z, h - n, n));  // (1 - z) n + z h
         } else {
           float* c = s.c + (i0 + r) * s.ldc + unit0 + o;
           const V cn = fma(load(gates[r][u][1]), load(c), load(gates[r][u][0]));
           store(c, cn);
-          store(hNext + o, load(gates[r][u][2]) * vtanh(cn));
+          storeState(s, i0 + r, unit0 + o, hNext + o, load(gates[r][u][2]) * vtanh(cn));
         }
       }
     }
