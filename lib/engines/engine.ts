@@ -73,13 +73,11 @@ export function rawResult(
 
 /**
  * A failure inside the C++ kernel (the addon's or the WebAssembly module's) as a library error,
- * `which` naming the kernel; with `site`, its stack is the caller's, not the worker's.
+ * `which` naming the kernel.
  */
-export function kernelError(which: 'native' | 'wasm', error: unknown, site?: Error): BirnnError {
-  const wrapped = new BirnnError(
+export function kernelError(which: 'native' | 'wasm', error: unknown): BirnnError {
+  return new BirnnError(
     'ERR_BIRNN_NATIVE',
     `${which} kernel: ${error instanceof Error ? error.message : String(error)}`,
   )
-  if (site?.stack) wrapped.stack = `Error: ${wrapped.message}${site.stack.slice(site.stack.indexOf('\n'))}`
-  return wrapped
 }

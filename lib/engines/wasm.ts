@@ -143,18 +143,20 @@ export function wasmEngine(weights: Weights, simd: 'auto' | WasmSimd = 'auto'): 
         throw kernelError('wasm', error)
       }
     },
-    run: (plan) => {
-      // Captured here so an async failure points at the caller, not at the worker's message.
-      const site = new Error()
+    // Awaited, so that an async failure's stack is its callers', not the worker's message's.
+    run: async (plan) => {
       // Taken now (copies, transferred to the worker): the caller may reuse its arrays at once.
       const own = call(plan)
       own.input = plan.input.slice()
       if (plan.h0) own.h0 = plan.h0.slice()
       if (plan.c0) own.c0 = plan.c0.slice()
       if (plan.lengths) own.lengths = plan.lengths.slice()
-      return poolRun(module, model, own).then(raw, (error: unknown) => {
-        throw kernelError('wasm', error, site)
-      })
+      const pending = poolRun(module, model, own)
+      try {
+        return raw(await pending)
+      } catch (error) {
+        throw kernelError('wasm', error)
+      }
     },
     dispose: () => {
       const kernel = syncKernels.get(module)
