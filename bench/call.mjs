@@ -9,8 +9,9 @@
 // tensor of `steps` steps, each of a length uniform in 20..steps (`random`) or all of them; calls of
 // forwardSync() (forward(), awaited one at a time, with --async; with --batcher, a default
 // model.batcher()'s forward(), awaited one at a time: a lone request each time, what it adds to
-// forward() at low load) for `seconds` after 0.3 s of warm-up. Prints the best and median call, the GFLOP/s of the real steps (2 flops per
-// multiply-add of the input projection and the recurrence) and the sequences per second.
+// forward() at low load) for `seconds` after 0.3 s of warm-up. Prints the best and median call,
+// the GFLOP/s of the real steps (2 flops per multiply-add of the input projection and the
+// recurrence) and the sequences per second.
 // Uses the built package (dist/, `npm run build`).
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'

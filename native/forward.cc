@@ -1,6 +1,7 @@
 // One forward call on a built Network: the layer loop, the input projection of every time step
 // as one GEMM per direction, and the recurrence over the batch rows still inside their
-// sequences, shared out over the threads of the plan (thread_plan.h). The arithmetic is in the kernels; results never depend on the thread count.
+// sequences, shared out over the threads of the plan (thread_plan.h). The arithmetic is in the
+// kernels; results never depend on the thread count.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -332,7 +333,8 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
   };
   // The cell update writes each row's new state into the output too; with a projection, the state
   // is W_hr's product, copied there once it is made.
-  const bool emits = (Y != nullptr || into != nullptr) && !proj_;
+  const bool written = Y != nullptr || into != nullptr;
+  const bool emits = written && !proj_;
   int cur = 0, m = nb;
   const int steps = len_[order_[rank(0)]];
   for (int s = 0; s < steps; ++s) {
@@ -377,7 +379,7 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
     // The next step reads every part's columns of the new state, and overwrites the old one.
     meet(h[1 - cur].data(), m, ldh_, Hout);
     cur = 1 - cur;
-    for (int i = 0; proj_ && (Y != nullptr || into != nullptr) && i < m; ++i) {
+    for (int i = 0; written && proj_ && i < m; ++i) {
       std::memcpy(outRow(s, i) + hr0, &h[cur][i * ldh_ + hr0], hBytes);
     }
   }
