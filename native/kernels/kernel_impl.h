@@ -28,6 +28,9 @@
 #if defined(__AVX__)
 #include <immintrin.h>
 #endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 
 #include "kernel.h"
 
@@ -63,26 +66,23 @@ inline V splatLanes(float x, std::index_sequence<I...>) {
   return V{((void)I, x)...};
 }
 inline V splat(float x) { return splatLanes(x, std::make_index_sequence<kLanes>()); }
+// fma() is the only fused multiply-add: every kernel is compiled with -ffp-contract=off and asks
+// for the instruction by name. It was a * b + c left to -ffp-contract=fast, and which inlined
+// copies fuse is the compiler's choice: built by GCC 13.3, the AVX2 and AVX-512 RNN rows' bits
+// depended on the thread count (kernel_test), where GCC 12 and Clang 19 fused every copy.
 #if defined(__wasm_relaxed_simd__)
 // The engine's fused multiply-add where the host has one (V8: FMA3, NEON), else a multiply and an
-// add: one choice per machine, the same for every tile and thread. The wasm builds are compiled
-// with -ffp-contract=off, so nothing else becomes one.
+// add: one choice per machine, the same for every tile and thread.
 inline V fma(V a, V b, V c) { return V(__builtin_wasm_relaxed_madd_f32x4(a, b, c)); }
-#else
-inline V fma(V a, V b, V c) { return a * b + c; }  // contracted to one FMA (-ffp-contract=fast)
-#endif
-// x, rounded as a value of its own: in a * b + x with x = c * d, -ffp-contract=fast may fuse either
-// product into the add, and which one depends on the code around it (what was inlined where), so
-// a row's bits would depend on the register tile it ran in (seen: LSTM rows differed between
-// thread counts once a tile shape changed). An empty asm hides how x was made.
-inline V rounded(V x) {
-#if defined(__x86_64__) || defined(__i386__)
-  __asm__("" : "+v"(x));
+#elif defined(__AVX512F__)
+inline V fma(V a, V b, V c) { return V(_mm512_fmadd_ps(__m512(a), __m512(b), __m512(c))); }
+#elif defined(__FMA__)
+inline V fma(V a, V b, V c) { return V(_mm256_fmadd_ps(__m256(a), __m256(b), __m256(c))); }
 #elif defined(__aarch64__)
-  __asm__("" : "+w"(x));
-#endif  // wasm: -ffp-contract=off, only fma() may fuse (relaxed SIMD): nothing to choose
-  return x;
-}
+inline V fma(V a, V b, V c) { return V(vfmaq_f32(float32x4_t(c), float32x4_t(a), float32x4_t(b))); }
+#else
+inline V fma(V a, V b, V c) { return a * b + c; }  // a multiply and an add (wasm without relaxed SIMD)
+#endif
 // a < b ? a : b and a > b ? a : b, so that a NaN in b passes through: exactly x86's minps and
 // maxps, one instruction each where GCC compiles the ternary into a compare and a blend (the
 // activations clamp twice each).
@@ -112,7 +112,6 @@ inline V operator-(V a, V b) { BIRNN_MAP(a.v[i] - b.v[i]); }
 inline V operator*(V a, V b) { BIRNN_MAP(a.v[i] * b.v[i]); }
 inline V operator/(V a, V b) { BIRNN_MAP(a.v[i] / b.v[i]); }
 inline V fma(V a, V b, V c) { BIRNN_MAP(a.v[i] * b.v[i] + c.v[i]); }
-inline V rounded(V x) { return x; }  // compiled with -ffp-contract=off: nothing is fused
 inline V relu(V x) { BIRNN_MAP(x.v[i] < 0 ? 0.0f : x.v[i]); }
 inline V clampPassingNaN(V x, float lo, float hi) { BIRNN_MAP(lo > x.v[i] ? lo : hi < x.v[i] ? hi : x.v[i]); }
 #undef BIRNN_MAP
@@ -368,7 +367,7 @@ inline void cellUpdate(const StepArgs& s, int i0, int p, const float* g, idx ldg
         const V fg = vsigmoid(load(gr + U + o) + load(P + U + o));
         const V gg = vtanh(load(gr + 2 * U + o) + load(P + 2 * U + o));
         const V og = vsigmoid(load(gr + 3 * U + o) + load(P + 3 * U + o));
-        store(gates[r][u][0], rounded(ig * gg));
+        store(gates[r][u][0], ig * gg);
         store(gates[r][u][1], fg);
         store(gates[r][u][2], og);
       }
