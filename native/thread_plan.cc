@@ -55,6 +55,12 @@ constexpr std::size_t kGroupRecurrentBytes = std::size_t(256) << 10;
 // register tiles.
 constexpr int kGroupRows = 16;
 constexpr int kMinGroupRows = 8;
+// Groups that leave some of the call's threads idle (fewer sequences than 8 a thread) are still
+// worth it while a thread's share of a layer is this small, some hundreds of microseconds of a
+// core, where the other plan's phases cost more than the idle threads; beyond it, that plan uses
+// every thread (W-b64's RNN, W_hh 256 KiB a direction, on 16 threads: 8 groups took twice as
+// long as 16 batch chunks).
+constexpr double kGroupFlopsPerThread = 50e6;
 // Waits for work or for a phase's end: pause-spins (tens of microseconds: phases are often that
 // short, and a sleep and wake-up costs more), then yields, then a sleep.
 constexpr int kSpins = 2000;
@@ -132,12 +138,13 @@ ThreadPlan planThreads(const PlanInput& in) {
   // phases, each ending when its slowest part does.
   if (in.recurrentBytes <= kGroupRecurrentBytes && in.batch >= 2 * kMinGroupRows) {
     const int teams = std::min(threads, in.batch / kMinGroupRows);
+    const bool worth = teams == threads || in.layerFlops / threads < kGroupFlopsPerThread;
     const int forCache = (in.batch + kGroupRows - 1) / kGroupRows;
     // No more groups than the model keeps workspaces: the rest would be freed and mapped again by
     // every call (a batch of 256 on 2 cores: 4 groups of 64, not 16 of 16).
     const int most = teams * std::max(1, keptWorkspaces(in.cores) / teams);
     const int groups = std::min(most, teams * ((forCache + teams - 1) / teams));
-    if (groups > 1) {
+    if (groups > 1 && worth) {
       plan.threads = teams;
       plan.groups = groups;
       return plan;

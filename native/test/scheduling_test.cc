@@ -129,6 +129,22 @@ void plans() {
   const auto seed16one = planThreads(seedBatch(16, 1, 2));
   check(seed16one.groups == 1, "seed RNN, batch 16, 1 thread: one group is the whole call", seed16one);
   check(b64.groups == 1 && b64two.groups == 1, "W-b64 (W_hh 1 MB a direction): no groups", b64two);
+  // W-b64's RNN (W_hh 256 KiB a direction): groups of 8 on 2 threads, where they take every thread;
+  // on 16, where 8 groups would leave half the threads idle, batch chunks on all of them.
+  auto rnnB64 = [&](int requested) {
+    PlanInput in = lstm(64, requested, 16);
+    in.recurrenceFlops /= 4;  // one gate where the LSTM has four
+    in.layerFlops /= 4;
+    in.stepFlops /= 4;
+    in.panels = 8;
+    in.recurrentBytes = std::size_t(256) * 256 * sizeof(float);
+    return in;
+  };
+  const auto rnnTwo = planThreads(rnnB64(2));
+  check(rnnTwo.threads == 2 && rnnTwo.groups > 1, "W-b64 RNN, 2 threads: groups, one a thread at least", rnnTwo);
+  const auto rnnMany = planThreads(rnnB64(16));
+  check(rnnMany.threads == 16 && rnnMany.groups == 1 && rnnMany.chunks == 8,
+        "W-b64 RNN, 16 threads: 8 batch chunks a direction, not 8 groups", rnnMany);
   // A container's CPU quota (cgroup v2 cpu.max) bounds the pool.
   const bool quotas = detail::cpusOfQuota("200000 100000") == 2 && detail::cpusOfQuota("150000 100000") == 2 &&
                       detail::cpusOfQuota("50000 100000") == 1 && detail::cpusOfQuota("max 100000") == 0 &&
