@@ -97,8 +97,8 @@ export interface BatcherOptions {
   /** Most requests that may wait; one more is refused with ERR_BIRNN_QUEUE_FULL; default 1024. */
   maxQueue?: number
   /**
-   * Batches computing at the same time; default one per 6 of the threads the model's calls compute
-   * on, from 1 to 3 (1 up to 8 cores, 3 on 16; 1 on the JS engine).
+   * Batches computing at the same time; default all but one of the threads the model's calls
+   * compute on, at least 1 (1 on 2 cores, 15 on 16; 1 on the JS engine).
    */
   concurrency?: number
 }

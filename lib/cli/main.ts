@@ -124,7 +124,7 @@ function buildProgram(): Command {
     )
     .option(
       '--concurrency <n>',
-      'model calls (batches) computing at once (default: one per 6 cores, 1 to 3)',
+      'model calls (batches) computing at once (default: the cores but one, at least 1)',
       positiveInteger,
     )
     .option('--max-queue <n>', 'most requests waiting; beyond, 503 with Retry-After', positiveInteger, 1024)

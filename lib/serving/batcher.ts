@@ -51,15 +51,15 @@ const REQUEST_OPTIONS = ['h0', 'c0', 'lengths', 'returnLayers', 'output', 'signa
 
 /**
  * Batches computing at once when `concurrency` is not given, from the threads the model's calls
- * compute on: one batch per 6, from 1 to 3 (1 up to 8 threads, 2 up to 14, 3 from 15). On many
- * threads one batch at a time leaves some idle (its rows end at different steps; between calls
- * the main thread splits one batch and joins the next): on 16 cores 3 served the standard LSTM
- * 1.2x as fast as 1, and 4 no faster than 3, while 1 and 2 were close on 2 cores
- * (bench/RESULTS.md). Where calls run one at a time on the main thread (the JS engine), 1.
+ * compute on: all of them but one, which the event loop needs (1 on 2 threads). On 16 cores, 15
+ * or 16 batches at a time served the standard LSTM 1.2-1.3x as fast as 3, each batch then small
+ * enough that its phases need few threads; on 2 cores two batches did better in process but
+ * worse over HTTP, where the event loop is the limit (bench/RESULTS.md). Where calls run one at
+ * a time on the main thread (the JS engine), 1.
  */
 export function defaultConcurrency(parallelism: number | undefined): number {
   if (parallelism === undefined) return 1
-  return Math.min(3, Math.max(1, Math.round(parallelism / 6)))
+  return Math.max(1, parallelism - 1)
 }
 
 export const BATCHER_DEFAULTS: Omit<Required<BatcherOptions>, 'concurrency'> = {

@@ -420,14 +420,12 @@ describe('backpressure, abort, errors, close', () => {
     })
   })
 
-  it('by default runs one batch per 6 compute threads, from 1 to 3; one on the main thread', () => {
-    expect([1, 2, 4, 8, 9, 14, 15, 16, 20, 21, 32, 128].map((threads) => defaultConcurrency(threads))).toEqual([
-      1, 1, 1, 1, 2, 2, 3, 3, 3, 3, 3, 3,
-    ])
+  it('by default runs a batch on every compute thread but one, at least one; one on the main thread', () => {
+    expect([1, 2, 3, 4, 8, 16, 128].map((threads) => defaultConcurrency(threads))).toEqual([1, 1, 2, 3, 7, 15, 127])
     expect(defaultConcurrency(undefined)).toBe(1)
     const target = (parallelism?: number) => ({ ...gated().target, parallelism })
-    expect(new Batcher(target(16)).options.concurrency).toBe(3)
-    expect(new Batcher(target(16), { maxBatch: 8 }).options.concurrency).toBe(3)
+    expect(new Batcher(target(16)).options.concurrency).toBe(15)
+    expect(new Batcher(target(16), { maxBatch: 8 }).options.concurrency).toBe(15)
     expect(new Batcher(target(16), { concurrency: 1 }).options.concurrency).toBe(1)
     expect(new Batcher(target()).options.concurrency).toBe(1)
     // A model passes its engine's: the JS engine computes on the main thread.
