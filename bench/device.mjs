@@ -4,13 +4,14 @@
 //    threads 1, 2, 4, 8, 16 and the default, forwardSync, median of repeats (ms).
 // 2. Concurrency: 16 concurrent W-b1 LSTM forward() calls, default threads vs threads: 1.
 // 3. Serving in process: 64 concurrent callers, one sequence each (T uniform in 20..100), on the
-//    standard LSTM: model.forward() per request vs the batcher (default, concurrency 1, 2, 3), seq/s.
+//    standard LSTM: model.forward() per request vs the batcher (default, concurrency 1, 3, 8), seq/s.
 // For an A/B of two builds, `node bench/device.mjs --batches 64,128 --threads 1,16` runs only the
 // sweep, for those batch sizes and thread counts; alternate the builds with BIRNN_NATIVE_PATH.
-// `--serving default,c1,c2,c4b16` runs only part 3, with those batchers (default: no options;
-// cN: concurrency N; bM: maxBatch M). `--steps` runs only a per-step view of W-b1: T = 25, 50,
-// 100, 200 (median of 41 calls, µs) for each mode, at the default threads or those of --threads;
-// the slope is a step's cost, the rest the call's fixed cost.
+// `--serving r,default,c1,c8t2` runs only part 3, with those contenders: r, one model.forward()
+// per request; default, a batcher with no options; cN, concurrency N; bM, maxBatch M; tK, on a
+// model of `threads: K` (rt1: per request, one thread a call). `--steps` runs only a per-step
+// view of W-b1: T = 25, 50, 100, 200 (median of 41 calls, µs) for each mode, at the default
+// threads or those of --threads; the slope is a step's cost, the rest the call's fixed cost.
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -39,14 +40,17 @@ const batches = list(args.batches, [1, 64])
 const threadCounts = list(args.threads, [1, 2, 4, 8, 16, undefined])
 const sweepOnly = args.batches !== undefined || args.threads !== undefined
 const servingOnly = !sweepOnly && args.serving !== undefined
-// 'c2b32' → { concurrency: 2, maxBatch: 32 }
-const batcherOptions = (name) => {
-  const options = {}
-  for (const [, key, value] of name.matchAll(/([cb])(\d+)/g))
-    options[key === 'c' ? 'concurrency' : 'maxBatch'] = Number(value)
-  return options
+// 'c2b32t4' → a batcher of { concurrency: 2, maxBatch: 32 } on a model of { threads: 4 }; 'r…': none
+const contender = (name) => {
+  const batcher = {}
+  const model = {}
+  for (const [, key, value] of name.matchAll(/([cbt])(\d+)/g)) {
+    if (key === 't') model.threads = Number(value)
+    else batcher[key === 'c' ? 'concurrency' : 'maxBatch'] = Number(value)
+  }
+  return { name, batcher: name.startsWith('r') ? null : batcher, model }
 }
-const batchers = (args.serving ?? 'default,c1,c2,c3').split(',')
+const contenders = (args.serving ?? 'r,default,c1,c3,c8').split(',').map(contender)
 
 if (args.steps) {
   steps(list(args.threads, [undefined]))
@@ -131,20 +135,15 @@ async function concurrentCalls() {
 
 async function serving() {
   console.log('\n## Serving in process: 64 callers, standard LSTM, T in 20..100 (seq/s, 3 s each)\n')
-  const model = fromStateDict(weights('LSTM'), { backend: 'native' })
   const u = mulberry32(5)
   const xs = Array.from({ length: 512 }, (_, i) => {
     const T = 20 + Math.floor(u() * 81)
     const x = input(T, 1, 100 + i)
     return { data: x.data, shape: [T, I] }
   })
-  for (const [name, options] of [
-    ['model.forward() per request', null],
-    ...batchers.map((b) => [
-      `batcher ${b === 'default' ? '(default options)' : JSON.stringify(batcherOptions(b))}`,
-      batcherOptions(b),
-    ]),
-  ]) {
+  const tensors = weights('LSTM')
+  for (const { name, batcher: options, model: modelOptions } of contenders) {
+    const model = fromStateDict(tensors, { backend: 'native', ...modelOptions })
     const batcher = options ? model.batcher(options) : null
     const forward = batcher ? (x) => batcher.forward(x) : (x) => model.forward(x)
     await Promise.all(xs.slice(0, 64).map(forward))
@@ -160,8 +159,12 @@ async function serving() {
         }
       }),
     )
-    console.log(`- ${name}: ${((done * 1000) / (performance.now() - t0)).toFixed(0)} seq/s`)
+    const what = batcher
+      ? `batcher, concurrency ${batcher.options.concurrency}, maxBatch ${batcher.options.maxBatch}`
+      : 'model.forward() per request'
+    const threads = modelOptions.threads ? `, threads ${modelOptions.threads}` : ''
+    console.log(`- ${name}: ${what}${threads}: ${((done * 1000) / (performance.now() - t0)).toFixed(0)} seq/s`)
     await batcher?.close()
+    model.dispose()
   }
-  model.dispose()
 }
