@@ -158,9 +158,12 @@ ThreadPlan planThreads(const PlanInput& in) {
       std::max(1, std::min(threads, static_cast<int>(std::max(1.0, in.recurrenceFlops / kFlopsPerThread))));
   plan.chunks = std::max(1, std::min(in.batch / kMinChunkRows, recurrenceThreads / D));
   // A team waits every step for its slowest member, so one preempted thread costs each step a
-  // wake-up: teams leave a core to the rest of the process (the event loop, the collector) where
-  // the machine has more than two (on 16 cores, W-b1 LSTM on 16 threads took 5 ms, on 8 1.2).
-  const int teamThreads = std::min(recurrenceThreads, in.cores > 2 ? in.cores - 1 : in.cores);
+  // wake-up: teams leave a quarter of the cores to the rest of the process and the machine (the
+  // event loop, the collector, other guests' threads on a VM's host) where it has more than two.
+  // On the lent 16-core VM, W-b1 on 16 teamed threads (8 parts a direction) took 5 ms, on 14 (7
+  // parts) 1.39-1.59 and on 12 (6) 1.07-1.43 (LSTM and GRU; bench/RESULTS.md).
+  const int spare = in.cores > 2 ? std::max(1, in.cores / 4) : 0;
+  const int teamThreads = std::min(recurrenceThreads, in.cores - spare);
   const double partsWorth = in.stepFlops / plan.chunks / kMinPartFlops;
   plan.columnParts = std::max(
       1, std::min({teamThreads / (D * plan.chunks), std::max(1, in.panels), static_cast<int>(partsWorth)}));

@@ -47,8 +47,9 @@ struct PanelGeometry {
 // `lastWidth` (one vector; PanelGeometry's narrow last panel), when it is given. C rows are `ldc`
 // floats apart and every column of every panel is written. `bias` (the panels' columns) seeds C
 // when given; otherwise C starts at 0.
-// The sum over k always runs in order 0..K-1 with one fused multiply-add per term, whatever
-// m, the row block or the thread: results do not depend on how the rows are split.
+// The sum over k always runs in order 0..K-1, one fma() per term (fused where the kernel's ISA
+// has it, else a multiply and an add), whatever m, the row block or the thread: results do not
+// depend on how the rows are split.
 struct GemmArgs {
   int m = 0, K = 0;
   const float* A = nullptr;

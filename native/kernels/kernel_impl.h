@@ -69,7 +69,7 @@ inline V splat(float x) { return splatLanes(x, std::make_index_sequence<kLanes>(
 // fma() is the only fused multiply-add: every kernel is compiled with -ffp-contract=off and asks
 // for the instruction by name. It was a * b + c left to -ffp-contract=fast, and which inlined
 // copies fuse is the compiler's choice: built by GCC 13.3, the AVX2 and AVX-512 RNN rows' bits
-// depended on the thread count (kernel_test), where GCC 12 and Clang 19 fused every copy.
+// depended on the thread count (kernel_test), where the GCC 12 and Clang 19 builds passed.
 #if defined(__wasm_relaxed_simd__)
 // The engine's fused multiply-add where the host has one (V8: FMA3, NEON), else a multiply and an
 // add: one choice per machine, the same for every tile and thread.
@@ -193,7 +193,7 @@ static_assert(panelVectors(Mode::RnnTanh) == 2 && panelVectors(Mode::RnnRelu) ==
               "a new panel width needs its case in gemm()");
 
 // The register tile: ROWS rows by PANELS adjacent panels of NV vectors,
-//   out[r][c] = seed[r][c] + sum over k of A[r, k] * B[k, c], one FMA per k, k in order,
+//   out[r][c] = seed[r][c] + sum over k of A[r, k] * B[k, c], one fma() per k, k in order,
 // whatever ROWS and PANELS are, so a row's result never depends on how rows were grouped.
 // seed is null for zeros; ldSeed 0 repeats one row (a bias). Panel pa of B starts
 // pa * panelStride floats after B; in seed and out, panels are adjacent (W floats apart).

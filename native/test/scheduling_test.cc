@@ -74,8 +74,10 @@ void plans() {
   const auto b64two = planThreads(lstm(64, 2, 2));
   check(b64two.threads == 2 && b64two.chunks == 1, "W-b64 on 2 cores: one thread per direction", b64two);
   const auto b1 = planThreads(lstm(1, 16, 16));
-  check(b1.chunks == 1 && b1.columnParts >= 4 && b1.threads == 2 * b1.columnParts,
-        "W-b1 on 16 cores: one chunk per direction, its steps shared by column parts", b1);
+  check(b1.chunks == 1 && b1.columnParts == 6 && b1.threads == 12,
+        "W-b1 on 16 cores: one chunk per direction, its steps shared by column parts on 12 threads (a quarter of "
+        "the cores left to the rest)",
+        b1);
   const auto b1two = planThreads(lstm(1, 16, 2));
   check(b1two.threads == 2 && b1two.columnParts == 1, "W-b1 on 2 cores: one thread per direction", b1two);
   const auto capped = planThreads(lstm(64, 4096, 2));
@@ -129,8 +131,8 @@ void plans() {
   const auto seed16one = planThreads(seedBatch(16, 1, 2));
   check(seed16one.groups == 1, "seed RNN, batch 16, 1 thread: one group is the whole call", seed16one);
   check(b64.groups == 1 && b64two.groups == 1, "W-b64 (W_hh 1 MB a direction): no groups", b64two);
-  // W-b64's RNN (W_hh 256 KiB a direction): groups of 8 on 2 threads, where they take every thread;
-  // on 16, where 8 groups would leave half the threads idle, batch chunks on all of them.
+  // W-b64's RNN (W_hh 256 KiB a direction): 4 groups of 16 on 2 threads, where they take every
+  // thread; on 16, where 8 groups of 8 would leave half the threads idle, batch chunks on all.
   auto rnnB64 = [&](int requested) {
     PlanInput in = lstm(64, requested, 16);
     in.recurrenceFlops /= 4;  // one gate where the LSTM has four
