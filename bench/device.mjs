@@ -42,6 +42,8 @@ const sweepOnly = args.batches !== undefined || args.threads !== undefined
 const servingOnly = !sweepOnly && args.serving !== undefined
 // 'c2b32t4' → a batcher of { concurrency: 2, maxBatch: 32 } on a model of { threads: 4 }; 'r…': none
 const contender = (name) => {
+  if (!/^(default|r(t\d+)?|([cbt]\d+)+)$/.test(name))
+    throw new Error(`--serving: '${name}' is not r, rtK, default or a mix of cN, bM and tK`)
   const batcher = {}
   const model = {}
   for (const [, key, value] of name.matchAll(/([cbt])(\d+)/g)) {

@@ -97,8 +97,9 @@ export interface BatcherOptions {
   /** Most requests that may wait; one more is refused with ERR_BIRNN_QUEUE_FULL; default 1024. */
   maxQueue?: number
   /**
-   * Batches computing at the same time; default all but one of the threads the model's calls
-   * compute on, at least 1 (1 on 2 cores, 15 on 16; 1 on the JS engine).
+   * Batches computing at the same time; default 1 up to 8 threads that the model's calls compute
+   * on, beyond that all of them but one (15 on 16 cores); 1 on the JS engine. Each batch in flight
+   * holds its own call's memory.
    */
   concurrency?: number
 }

@@ -124,7 +124,7 @@ function buildProgram(): Command {
     )
     .option(
       '--concurrency <n>',
-      'model calls (batches) computing at once (default: the cores but one, at least 1)',
+      'model calls (batches) computing at once (default: 1 up to 8 cores, else the cores but one)',
       positiveInteger,
     )
     .option('--max-queue <n>', 'most requests waiting; beyond, 503 with Retry-After', positiveInteger, 1024)

@@ -51,15 +51,16 @@ const REQUEST_OPTIONS = ['h0', 'c0', 'lengths', 'returnLayers', 'output', 'signa
 
 /**
  * Batches computing at once when `concurrency` is not given, from the threads the model's calls
- * compute on: all of them but one, which the event loop needs (1 on 2 threads). On 16 cores, 15
- * or 16 batches at a time served the standard LSTM 1.2-1.3x as fast as 3, each batch then small
+ * compute on: 1 up to 8, beyond that all of them but one (the event loop's). On 16 cores, 15 or
+ * 16 batches at a time served the standard LSTM 1.2-1.3x as fast as 3, each batch then small
  * enough that its phases need few threads; on 2 cores two batches did better in process but
- * worse over HTTP, where the event loop is the limit (bench/RESULTS.md). Where calls run one at
- * a time on the main thread (the JS engine), 1.
+ * worse over HTTP, where the event loop is the limit, and between the two nothing was measured
+ * (bench/RESULTS.md). Each batch in flight holds its own call's memory (up to maxBatchTokens
+ * padded steps). Where calls run one at a time on the main thread (the JS engine), 1.
  */
 export function defaultConcurrency(parallelism: number | undefined): number {
-  if (parallelism === undefined) return 1
-  return Math.max(1, parallelism - 1)
+  if (parallelism === undefined || parallelism <= 8) return 1
+  return parallelism - 1
 }
 
 export const BATCHER_DEFAULTS: Omit<Required<BatcherOptions>, 'concurrency'> = {

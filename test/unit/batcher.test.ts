@@ -420,8 +420,8 @@ describe('backpressure, abort, errors, close', () => {
     })
   })
 
-  it('by default runs a batch on every compute thread but one, at least one; one on the main thread', () => {
-    expect([1, 2, 3, 4, 8, 16, 128].map((threads) => defaultConcurrency(threads))).toEqual([1, 1, 2, 3, 7, 15, 127])
+  it('by default runs one batch up to 8 compute threads, beyond that one per thread but one; one on the main thread', () => {
+    expect([1, 2, 4, 8, 9, 16, 128].map((threads) => defaultConcurrency(threads))).toEqual([1, 1, 1, 1, 8, 15, 127])
     expect(defaultConcurrency(undefined)).toBe(1)
     const target = (parallelism?: number) => ({ ...gated().target, parallelism })
     expect(new Batcher(target(16)).options.concurrency).toBe(15)
