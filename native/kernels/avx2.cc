@@ -5,4 +5,5 @@
 #define BIRNN_KERNELS kernelsAvx2
 #define BIRNN_TUNING Avx2Tuning
 #define BIRNN_VECTOR_TYPES 1
+#define BIRNN_X86_BITS 256
 #include "kernel_impl.h"

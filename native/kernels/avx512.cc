@@ -6,4 +6,5 @@
 #define BIRNN_KERNELS kernelsAvx512
 #define BIRNN_TUNING Avx512Tuning
 #define BIRNN_VECTOR_TYPES 1
+#define BIRNN_X86_BITS 512
 #include "kernel_impl.h"

@@ -6,6 +6,9 @@
 //   BIRNN_VECTOR_TYPES  1: GCC/Clang vector types (the AVX files, compiled with -mavx2/-mavx512f,
 //                       and the NEON file, whose ISA is the AArch64 baseline);
 //                       0: plain C++ arrays in fixed-size loops that the compiler vectorizes,
+//   BIRNN_X86_BITS      the AVX files only: 512 or 256, the width of the intrinsics below (not
+//                       __AVX512F__, which a -march=native build on an AVX-512 CPU sets in
+//                       avx2.cc too, whose vectors are 256-bit),
 // then includes this file once. Every block size below is derived from the tuning, and
 // static_asserts hold the couplings. Everything here has internal linkage, and nothing here
 // calls an inline function of a shared header at run time (spec.h and kernel.h are only used
@@ -25,7 +28,7 @@
 #include <cstring>
 #include <utility>
 
-#if defined(__AVX__)
+#if defined(BIRNN_X86_BITS)
 #include <immintrin.h>
 #endif
 #if defined(__aarch64__)
@@ -48,9 +51,9 @@ inline V load(const float* p) { V v; std::memcpy(&v, p, sizeof v); return v; }
 inline void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
 // The first n < kLanes lanes of v to p, nothing past them.
 inline void storeFirst(float* p, V v, int n) {
-#if defined(__AVX512F__)
+#if BIRNN_X86_BITS == 512
   _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), __m512(v));
-#elif defined(__AVX2__)
+#elif BIRNN_X86_BITS == 256
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane), __m256(v));
 #else
@@ -74,9 +77,9 @@ inline V splat(float x) { return splatLanes(x, std::make_index_sequence<kLanes>(
 // The engine's fused multiply-add where the host has one (V8: FMA3, NEON), else a multiply and an
 // add: one choice per machine, the same for every tile and thread.
 inline V fma(V a, V b, V c) { return V(__builtin_wasm_relaxed_madd_f32x4(a, b, c)); }
-#elif defined(__AVX512F__)
+#elif BIRNN_X86_BITS == 512
 inline V fma(V a, V b, V c) { return V(_mm512_fmadd_ps(__m512(a), __m512(b), __m512(c))); }
-#elif defined(__FMA__)
+#elif BIRNN_X86_BITS == 256
 inline V fma(V a, V b, V c) { return V(_mm256_fmadd_ps(__m256(a), __m256(b), __m256(c))); }
 #elif defined(__aarch64__)
 inline V fma(V a, V b, V c) { return V(vfmaq_f32(float32x4_t(c), float32x4_t(a), float32x4_t(b))); }
@@ -86,11 +89,11 @@ inline V fma(V a, V b, V c) { return a * b + c; }  // a multiply and an add (was
 // a < b ? a : b and a > b ? a : b, so that a NaN in b passes through: exactly x86's minps and
 // maxps, one instruction each where GCC compiles the ternary into a compare and a blend (the
 // activations clamp twice each).
-#if defined(__AVX512F__)
+#if BIRNN_X86_BITS == 512
 // (The masked forms: the plain ones leave GCC 12 warning of an undefined pass-through operand.)
 inline V lesser(V a, V b) { return V(_mm512_mask_min_ps(__m512(a), 0xffff, __m512(a), __m512(b))); }
 inline V greater(V a, V b) { return V(_mm512_mask_max_ps(__m512(a), 0xffff, __m512(a), __m512(b))); }
-#elif defined(__AVX__)
+#elif BIRNN_X86_BITS == 256
 inline V lesser(V a, V b) { return V(_mm256_min_ps(__m256(a), __m256(b))); }
 inline V greater(V a, V b) { return V(_mm256_max_ps(__m256(a), __m256(b))); }
 #else
