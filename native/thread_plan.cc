@@ -58,8 +58,8 @@ constexpr int kMinGroupRows = 8;
 // Groups that leave some of the call's threads idle (fewer sequences than 8 a thread) are still
 // worth it while a thread's share of a layer is this small, some hundreds of microseconds of a
 // core, where the other plan's phases cost more than the idle threads; beyond it, that plan uses
-// every thread (W-b64's RNN, W_hh 256 KiB a direction, on 16 threads: 8 groups took twice as
-// long as 16 batch chunks).
+// every thread (W-b64's RNN, W_hh 256 KiB a direction, on 16 threads: 8 groups took 1.5-1.7
+// times as long as 16 batch chunks).
 constexpr double kGroupFlopsPerThread = 50e6;
 // Waits for work or for a phase's end: pause-spins (tens of microseconds: phases are often that
 // short, and a sleep and wake-up costs more), then yields, then a sleep.
