@@ -6,6 +6,7 @@
 //   options: --quick (shorter runs)  --seconds=S (per measurement)  --rounds=R (in process)  --only=small,seed,standard
 //            --no-inproc  --no-http  --connections=1,16,64,256  --write (adds the figures to bench/out/serve.json)
 //            --output=full|last|mean (in process: the forward option every call passes; default full)
+//            --dist=DIR (a library already built, such as dist/, where TypeScript is absent: the lent machine)
 //
 // In process: 64 concurrent callers of batcher.forward() against 64 of model.forward(), the same
 // inputs in the same order, with the same `output` option. Over HTTP: autocannon (npm, bench/'s devDependency) against
@@ -20,7 +21,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { availableParallelism, loadavg } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { ortMissing } from './contenders/onnxruntime.mjs'
 import { BENCH, GATES, mulberry32, ROOT, safetensorsBytes } from './lib/common.mjs'
 
@@ -41,25 +42,29 @@ const say = (...a) => console.log(...a)
 // of the addon, the models written as safetensors with seeded random weights.
 // ------------------------------------------------------------------------------------------------
 mkdirSync(OUT, { recursive: true })
-const DIST = join(OUT, 'serve-dist')
-const tsc = spawnSync(
-  process.execPath,
-  [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', DIST],
-  { cwd: ROOT, encoding: 'utf8' },
-)
-if (!existsSync(join(DIST, 'cli', 'main.js'))) throw new Error(`could not build lib/: ${tsc.stdout}${tsc.stderr}`)
-const addon = join(ROOT, 'build', 'Release', 'birnn.node')
-let addonInfo = 'no build/Release/birnn.node'
+const DIST = opt('dist') ? resolve(opt('dist')) : join(OUT, 'serve-dist')
+if (!opt('dist')) {
+  const tsc = spawnSync(
+    process.execPath,
+    [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', DIST],
+    { cwd: ROOT, encoding: 'utf8' },
+  )
+  if (!existsSync(join(DIST, 'cli', 'main.js'))) throw new Error(`could not build lib/: ${tsc.stdout}${tsc.stderr}`)
+} else if (!existsSync(join(DIST, 'cli', 'main.js'))) throw new Error(`--dist=${opt('dist')}: no cli/main.js there`)
+// The addon BIRNN_NATIVE_PATH names (A/B runs of two builds), else build/Release's.
+const addon = process.env.BIRNN_NATIVE_PATH ?? join(ROOT, 'build', 'Release', 'birnn.node')
+let addonInfo = `no ${addon}`
 if (existsSync(addon)) {
   // One snapshot of the addon for the whole run (the kernel may be rebuilt meanwhile).
   const snapshot = join(OUT, 'birnn-serve-snapshot.node')
   copyFileSync(addon, snapshot)
   process.env.BIRNN_NATIVE_PATH = snapshot
   const sha = createHash('sha256').update(readFileSync(snapshot)).digest('hex').slice(0, 16)
-  addonInfo = `build/Release/birnn.node built ${statSync(addon).mtime.toISOString()}, sha256 ${sha}`
+  addonInfo = `${addon} built ${statSync(addon).mtime.toISOString()}, sha256 ${sha}`
 }
 const { load } = await import(join(DIST, 'index.js'))
-const git = (...a) => spawnSync('git', a, { cwd: ROOT, encoding: 'utf8' }).stdout.trim()
+// (No git, or no repository: the lent machine gets the tree without either.)
+const git = (...a) => (spawnSync('git', a, { cwd: ROOT, encoding: 'utf8' }).stdout ?? '').trim()
 const commit = git('log', '-1', '--format=%h %s').slice(0, 90)
 
 const MODELS = {

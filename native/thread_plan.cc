@@ -37,9 +37,14 @@ constexpr double kFlopsPerThread = 2e6;
 // A recurrence chunk of fewer batch rows than this leaves most of each register tile empty
 // (a tile holds 2-8 rows), so more threads would only add up the same weight traffic.
 constexpr int kMinChunkRows = 4;
-// A column part of a step of less work than this (a microsecond or two of one core) would wait
-// at the step's barrier about as long as it computes.
-constexpr double kMinPartFlops = 40e3;
+// Column parts put a barrier after every step: worth it from steps of this much work (a couple of
+// microseconds of one core). On the 2-core VM, 2 parts of steps of 51-64 kFLOP (uni LSTM H80, RNN
+// H160, GRU H100, batch 1) took 1.1-1.25x as long as one thread with no barrier.
+constexpr double kMinSharedStepFlops = 80e3;
+// Once there is a barrier, each further part costs it little: parts down to this much work (about
+// half a microsecond). W-b1's RNN (131 kFLOP a step) on the lent 16-core VM: 6 parts a direction
+// took 0.72-0.81 ms at 8+ threads, 3 parts (a 40 kFLOP floor) 0.83-0.95.
+constexpr double kMinPartFlops = 20e3;
 // An input-projection chunk of fewer rows than this is mostly the B panel streamed again.
 constexpr std::ptrdiff_t kMinProjectionRows = 16;
 // Input-projection chunks per thread, when several threads share it.
@@ -164,7 +169,8 @@ ThreadPlan planThreads(const PlanInput& in) {
   // parts) 1.39-1.59 and on 12 (6) 1.07-1.43 (LSTM and GRU; bench/RESULTS.md).
   const int spare = in.cores > 2 ? std::max(1, in.cores / 4) : 0;
   const int teamThreads = std::min(recurrenceThreads, in.cores - spare);
-  const double partsWorth = in.stepFlops / plan.chunks / kMinPartFlops;
+  const double chunkStepFlops = in.stepFlops / plan.chunks;
+  const double partsWorth = chunkStepFlops < kMinSharedStepFlops ? 1 : chunkStepFlops / kMinPartFlops;
   plan.columnParts = std::max(
       1, std::min({teamThreads / (D * plan.chunks), std::max(1, in.panels), static_cast<int>(partsWorth)}));
   // The input projection: every row of every step is independent; all threads share it, taking

@@ -78,6 +78,17 @@ void plans() {
         "W-b1 on 16 cores: one chunk per direction, its steps shared by column parts on 12 threads (a quarter of "
         "the cores left to the rest)",
         b1);
+  PlanInput rnn = lstm(1, 16, 16);  // W-b1's RNN: a quarter of the LSTM's work a step
+  rnn.recurrenceFlops /= 4;
+  rnn.layerFlops = rnn.recurrenceFlops + rnn.rows * 2.0 * 256 * 512 * 2;
+  rnn.stepFlops /= 4;
+  const auto b1rnn = planThreads(rnn);
+  check(b1rnn.columnParts == 6 && b1rnn.threads == 12, "W-b1 RNN on 16 cores: 6 column parts a direction", b1rnn);
+  PlanInput small80 = rnn;  // a uni LSTM H80's steps (51 kFLOP): one thread, no barrier
+  small80.directions = 1;
+  small80.stepFlops = 2.0 * 4 * 80 * 80;
+  const auto b1small = planThreads(small80);
+  check(b1small.columnParts == 1, "steps under 80 kFLOP are not shared by column parts", b1small);
   const auto b1two = planThreads(lstm(1, 16, 2));
   check(b1two.threads == 2 && b1two.columnParts == 1, "W-b1 on 2 cores: one thread per direction", b1two);
   const auto capped = planThreads(lstm(64, 4096, 2));
