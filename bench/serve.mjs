@@ -7,6 +7,7 @@
 //            --no-inproc  --no-http  --connections=1,16,64,256  --write (adds the figures to bench/out/serve.json)
 //            --output=full|last|mean (in process: the forward option every call passes; default full)
 //            --dist=DIR (a library already built, such as dist/, where TypeScript is absent: the lent machine)
+//            --serve-args='--max-batch 16' (more options for every `birnn serve` contender)
 //
 // In process: 64 concurrent callers of batcher.forward() against 64 of model.forward(), the same
 // inputs in the same order, with the same `output` option. Over HTTP: autocannon (npm, bench/'s devDependency) against
@@ -304,10 +305,12 @@ async function http(name, path, model, xs, autocannon) {
   const rows = []
   const bodies = xs.map(npy)
   // [label, server argv, largest |difference| from forwardSync allowed: birnn's answers are bit-identical]
+  const more = opt('serve-args')?.split(' ').filter(Boolean) ?? []
+  if (more.length) say(`  (every birnn serve with ${more.join(' ')})`)
   const contenders = [
-    ['birnn serve (batching)', [CLI, 'serve', path], 0],
-    ['birnn serve --concurrency 2', [CLI, 'serve', path, '--concurrency', '2'], 0],
-    ['birnn serve --no-batching', [CLI, 'serve', path, '--no-batching'], 0],
+    ['birnn serve (batching)', [CLI, 'serve', path, ...more], 0],
+    ['birnn serve --concurrency 2', [CLI, 'serve', path, '--concurrency', '2', ...more], 0],
+    ['birnn serve --no-batching', [CLI, 'serve', path, '--no-batching', ...more], 0],
   ]
   const { onnx, skip } = onnxFile(path)
   if (onnx) contenders.push(['onnxruntime-node per request', [ORT_SERVER, onnx], 1e-4])

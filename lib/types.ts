@@ -88,7 +88,10 @@ export interface ForwardResult {
 
 /** `model.batcher(options)`: how concurrent requests are gathered into one forward call. */
 export interface BatcherOptions {
-  /** Most sequences one batch holds (a request of more sequences runs alone); default 64. */
+  /**
+   * Most sequences one batch holds (a request of more sequences runs alone); default 64, or 16
+   * where `concurrency` is above 8.
+   */
   maxBatch?: number
   /** Most padded steps one batch holds, the longest T times the sequences (bounds memory); default 65536. */
   maxBatchTokens?: number

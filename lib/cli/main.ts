@@ -109,7 +109,11 @@ function buildProgram(): Command {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0: any free port, printed at startup)', port, 8080)
     .option('--batch-first', '3-D request inputs are (N, T, inputSize) instead of (T, N, inputSize)')
-    .option('--max-batch <n>', 'most sequences one model call gathers', positiveInteger, 64)
+    .option(
+      '--max-batch <n>',
+      'most sequences one model call gathers (default: 64, or 16 with more than 8 batches at once)',
+      positiveInteger,
+    )
     .option(
       '--max-batch-tokens <n>',
       'most padded steps (longest T × sequences) one model call gathers',

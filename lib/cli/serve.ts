@@ -14,7 +14,7 @@ export interface ServeOptions extends ModelOptions {
   host: string
   port: number
   batchFirst?: boolean
-  maxBatch: number
+  maxBatch?: number
   maxBatchTokens: number
   maxDelayMs: number
   maxQueue: number
@@ -63,9 +63,9 @@ export async function serve(modelPath: string, options: ServeOptions): Promise<v
       maxQueue: options.maxQueue,
       concurrency: options.concurrency,
     })
-    const { concurrency } = batcher.options
+    const { concurrency, maxBatch } = batcher.options
     forwarder = batchingForwarder(batcher)
-    batching = `batching up to ${options.maxBatch} sequences${concurrency > 1 ? `, ${concurrency} batches at once` : ''}${options.maxDelayMs ? `, waiting up to ${options.maxDelayMs} ms` : ''}`
+    batching = `batching up to ${maxBatch} sequences${concurrency > 1 ? `, ${concurrency} batches at once` : ''}${options.maxDelayMs ? `, waiting up to ${options.maxDelayMs} ms` : ''}`
   } else {
     let direct: Forwarder | undefined
     metrics = new Metrics(() => direct?.depth() ?? 0)

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest'
 import { BirnnError } from '../../lib/errors.js'
 import { fromStateDict } from '../../lib/index.js'
-import { Batcher, type BatchTarget, defaultConcurrency } from '../../lib/serving/batcher.js'
+import { Batcher, type BatchTarget, defaultConcurrency, defaultMaxBatch } from '../../lib/serving/batcher.js'
 import type { BatcherOptions, ForwardOptions, ForwardResult, Tensor } from '../../lib/types.js'
 import { expectError, randomStateDict, rejection, rng } from '../helpers.js'
 
@@ -420,7 +420,7 @@ describe('backpressure, abort, errors, close', () => {
     })
   })
 
-  it('by default runs one batch up to 8 compute threads, beyond that one per thread but one; one on the main thread', () => {
+  it('by default runs one batch up to 8 compute threads, beyond that one per thread but one, of 16 sequences at most; one on the main thread', () => {
     expect([1, 2, 4, 8, 9, 16, 128].map((threads) => defaultConcurrency(threads))).toEqual([1, 1, 1, 1, 8, 15, 127])
     expect(defaultConcurrency(undefined)).toBe(1)
     const target = (parallelism?: number) => ({ ...gated().target, parallelism })
@@ -428,6 +428,12 @@ describe('backpressure, abort, errors, close', () => {
     expect(new Batcher(target(16), { maxBatch: 8 }).options.concurrency).toBe(15)
     expect(new Batcher(target(16), { concurrency: 1 }).options.concurrency).toBe(1)
     expect(new Batcher(target()).options.concurrency).toBe(1)
+    // With more than 8 batches at once, each holds at most 16 sequences unless told otherwise.
+    expect([1, 2, 8, 9, 15].map((c) => defaultMaxBatch(c))).toEqual([64, 64, 64, 16, 16])
+    expect(new Batcher(target(16)).options.maxBatch).toBe(16)
+    expect(new Batcher(target(16), { maxBatch: 64 }).options.maxBatch).toBe(64)
+    expect(new Batcher(target(16), { concurrency: 2 }).options.maxBatch).toBe(64)
+    expect(new Batcher(target(2), { concurrency: 12 }).options.maxBatch).toBe(16)
     // A model passes its engine's: the JS engine computes on the main thread.
     expect(model.parallelism).toBeUndefined()
     expect(model.batcher().options.concurrency).toBe(1)
