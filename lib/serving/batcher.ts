@@ -67,8 +67,9 @@ export function defaultConcurrency(parallelism: number | undefined): number {
  * `maxBatch` when not given: 64, or 16 where more than 8 batches compute at once. Each of those
  * computes mostly on one thread (the others hold the rest), so a slot that took 64 sequences
  * would run them alone for a hundred milliseconds while the slots freed meanwhile found the queue
- * empty. On 16 cores with 15 batches (standard LSTM, 64 callers in process), 16 served 1.02-1.07x
- * what 64 did, and over HTTP its p99 at 256 connections was 129 ms against 268 (bench/RESULTS.md).
+ * empty. On 16 cores with 15 batches (standard LSTM, 64 callers in process), 16 served as much as
+ * 64 or up to 1.07x more (three hosts), and over HTTP its p99 at 256 connections was 129 ms
+ * against 268 (bench/RESULTS.md).
  */
 export function defaultMaxBatch(concurrency: number): number {
   return concurrency > 8 ? 16 : 64
