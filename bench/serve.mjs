@@ -7,7 +7,8 @@
 //            --no-inproc  --no-http  --connections=1,16,64,256  --write (adds the figures to bench/out/serve.json)
 //            --output=full|last|mean (in process: the forward option every call passes; default full)
 //            --dist=DIR (a library already built, such as dist/, where TypeScript is absent: the lent machine)
-//            --serve-args='--max-batch 16' (more options for every `birnn serve` contender)
+//            '--serve-args=--max-batch 16' (more options for every `birnn serve` contender; one that
+//            names --concurrency also overrides the '--concurrency 2' contender's)
 //
 // In process: 64 concurrent callers of batcher.forward() against 64 of model.forward(), the same
 // inputs in the same order, with the same `output` option. Over HTTP: autocannon (npm, bench/'s devDependency) against
@@ -15,7 +16,7 @@
 // connections, batching vs --no-batching vs onnxruntime-node per request (contenders/ort-server.mjs,
 // the same handler shape on the ONNX export of the same weights, made by export-onnx.py with
 // PyTorch); a spot check first that the answers equal forwardSync (ORT's within 1e-4).
-// The load generator runs in this process, on the same 2 cores as the server: its own cost is in
+// The load generator runs in this process, on the same cores as the server: its own cost is in
 // the figures (a /healthz run shows the ceiling node:http plus autocannon reach here).
 
 import { spawn, spawnSync } from 'node:child_process'
@@ -28,7 +29,7 @@ import { BENCH, GATES, mulberry32, ROOT, safetensorsBytes } from './lib/common.m
 
 const args = process.argv.slice(2)
 const flag = (name) => args.includes(`--${name}`)
-const opt = (name) => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1]
+const opt = (name) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
 const QUICK = flag('quick')
 const SECONDS = Number(opt('seconds') ?? (QUICK ? 1.5 : 4))
 const ONLY = opt('only')?.split(',')
@@ -54,6 +55,7 @@ if (!opt('dist')) {
 } else if (!existsSync(join(DIST, 'cli', 'main.js'))) throw new Error(`--dist=${opt('dist')}: no cli/main.js there`)
 // The addon BIRNN_NATIVE_PATH names (A/B runs of two builds), else build/Release's.
 const addon = process.env.BIRNN_NATIVE_PATH ?? join(ROOT, 'build', 'Release', 'birnn.node')
+if (process.env.BIRNN_NATIVE_PATH && !existsSync(addon)) throw new Error(`BIRNN_NATIVE_PATH: no file ${addon}`)
 let addonInfo = `no ${addon}`
 if (existsSync(addon)) {
   // One snapshot of the addon for the whole run (the kernel may be rebuilt meanwhile).
@@ -365,6 +367,7 @@ const results = {
   loadAverage: loadavg(),
   machine: `${availableParallelism()} cores`,
   seconds: SECONDS,
+  serveArgs: opt('serve-args') ?? '',
   inProcess: [],
   http: [],
   ceiling: null,

@@ -38,12 +38,13 @@ constexpr double kFlopsPerThread = 2e6;
 // (a tile holds 2-8 rows), so more threads would only add up the same weight traffic.
 constexpr int kMinChunkRows = 4;
 // Column parts put a barrier after every step: worth it from steps of this much work (a couple of
-// microseconds of one core). On the 2-core VM, 2 parts of steps of 51-64 kFLOP (uni LSTM H80, RNN
-// H160, GRU H100, batch 1) took 1.1-1.25x as long as one thread with no barrier.
+// microseconds of one core). On the 2-core VM, 2 parts of steps of 51-60 kFLOP (uni LSTM H80, RNN
+// H160, GRU H100, batch 1) took 1.15-1.22x as long as one thread with no barrier.
 constexpr double kMinSharedStepFlops = 80e3;
 // Once there is a barrier, each further part costs it little: parts down to this much work (about
 // half a microsecond). W-b1's RNN (131 kFLOP a step) on the lent 16-core VM: 6 parts a direction
-// took 0.72-0.81 ms at 8+ threads, 3 parts (a 40 kFLOP floor) 0.83-0.95.
+// took 0.72-0.81 ms at 8+ threads, 3 parts (a 40 kFLOP floor) 0.83-0.95 (one host; 0.74-0.95
+// against 0.79-0.99 on another).
 constexpr double kMinPartFlops = 20e3;
 // An input-projection chunk of fewer rows than this is mostly the B panel streamed again.
 constexpr std::ptrdiff_t kMinProjectionRows = 16;

@@ -69,7 +69,7 @@ export function defaultConcurrency(parallelism: number | undefined): number {
  * would run them alone for a hundred milliseconds while the slots freed meanwhile found the queue
  * empty. On 16 cores with 15 batches (standard LSTM, 64 callers in process), 16 served as much as
  * 64 or up to 1.07x more (three hosts), and over HTTP its p99 at 256 connections was 129 ms
- * against 268 (bench/RESULTS.md).
+ * against 268; the small LSTM over HTTP read +2% at 64 connections, -9% at 256 (bench/RESULTS.md).
  */
 export function defaultMaxBatch(concurrency: number): number {
   return concurrency > 8 ? 16 : 64

@@ -84,11 +84,27 @@ void plans() {
   rnn.stepFlops /= 4;
   const auto b1rnn = planThreads(rnn);
   check(b1rnn.columnParts == 6 && b1rnn.threads == 12, "W-b1 RNN on 16 cores: 6 column parts a direction", b1rnn);
-  PlanInput small80 = rnn;  // a uni LSTM H80's steps (51 kFLOP): one thread, no barrier
-  small80.directions = 1;
-  small80.stepFlops = 2.0 * 4 * 80 * 80;
-  const auto b1small = planThreads(small80);
-  check(b1small.columnParts == 1, "steps under 80 kFLOP are not shared by column parts", b1small);
+  // One sequence of a unidirectional LSTM, I32, T500: H80's steps (51 kFLOP) stay on one thread,
+  // with no barrier, on 2 cores and on 16; H100's (80 kFLOP) are shared, 2 parts on 2 cores.
+  auto uni = [](int H, int cores) {
+    PlanInput in;
+    in.requested = cores;
+    in.cores = cores;
+    in.rows = 500;
+    in.stepFlops = 2.0 * 4 * H * H;
+    in.recurrenceFlops = in.rows * in.stepFlops;
+    in.layerFlops = in.recurrenceFlops + in.rows * 2.0 * 4 * H * 32;
+    in.panels = (H + 15) / 16;
+    in.recurrentBytes = std::size_t(4) * H * H * sizeof(float);
+    return in;
+  };
+  for (int cores : {2, 16}) {
+    const auto h80 = planThreads(uni(80, cores));
+    check(h80.columnParts == 1, "steps under 80 kFLOP are not shared by column parts, " + std::to_string(cores) +
+                                    " cores", h80);
+  }
+  const auto h100 = planThreads(uni(100, 2));
+  check(h100.columnParts == 2 && h100.threads == 2, "80 kFLOP steps on 2 cores: 2 column parts", h100);
   const auto b1two = planThreads(lstm(1, 16, 2));
   check(b1two.threads == 2 && b1two.columnParts == 1, "W-b1 on 2 cores: one thread per direction", b1two);
   const auto capped = planThreads(lstm(64, 4096, 2));

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { load } from '../../lib/index.js'
 import type { Model } from '../../lib/model/model.js'
+import { defaultConcurrency, defaultMaxBatch } from '../../lib/serving/batcher.js'
 import type { Tensor } from '../../lib/types.js'
 import { pooledFromFull, rng } from '../helpers.js'
 import { buildPackage, npyBytes, root } from './harness.js'
@@ -138,7 +139,11 @@ describe('birnn serve', () => {
     expect(server.line).toMatch(
       /^birnn serve: .*model\.safetensors \(LSTM, inputSize 16, hiddenSize 32, numLayers 2, bidirectional/,
     )
-    expect(server.line).toContain(` on ${model.simd ? `native (${model.simd})` : 'js'}, batching up to 64 sequences`)
+    // 64 sequences, or 16 on a machine whose default runs more than 8 batches at once
+    const maxBatch = defaultMaxBatch(defaultConcurrency(model.parallelism))
+    expect(server.line).toContain(
+      ` on ${model.simd ? `native (${model.simd})` : 'js'}, batching up to ${maxBatch} sequences`,
+    )
     expect(server.line).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+$/)
   })
 
