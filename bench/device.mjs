@@ -8,11 +8,11 @@
 // For an A/B of two builds, `node bench/device.mjs --batches 64,128 --threads 1,16` runs only the
 // sweep, for those batch sizes and thread counts; alternate the builds with BIRNN_NATIVE_PATH.
 // `--serving r,default,c1,c8t2` runs only part 3, with those contenders: r, one model.forward()
-// per request; default, a batcher with no options; cN, concurrency N (N > 8: maxBatch 16 unless bM says, since
-// c6f402d; earlier runs' cN had 64); bM, maxBatch M; tK, on a
-// model of `threads: K` (rt1: per request, one thread a call). `--steps` runs only a per-step
-// view of W-b1: T = 25, 50, 100, 200 (median of 41 calls, µs) for each mode, at the default
-// threads or those of --threads; the slope is a step's cost, the rest the call's fixed cost.
+// per request; default, a batcher with no options; cN, concurrency N (for N > 8 maxBatch is 16
+// unless bM says, since c6f402d: earlier runs' cN had 64); bM, maxBatch M; tK, on a model of
+// `threads: K` (rt1: per request, one thread a call). `--steps` runs only a per-step view of
+// W-b1: T = 25, 50, 100, 200 (median of 41 calls, µs) for each mode, at the default threads or
+// those of --threads; the slope is a step's cost, the rest the call's fixed cost.
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
