@@ -1,0 +1,103 @@
+// Packs what a run on the lent many-core machine needs into .device/ (git-excluded), so that it
+// times the addon and library built here, with no build and no network there:
+//   node bench/device-pack.mjs [--ort]
+// then the device tool's `run` with carry [".device"] and a command such as
+//   source .device/use.sh && node bench/device.mjs --batches 1 --threads 1,16,default
+// .device/ then holds Node (xz), the runtime dependencies' closure (for the library and the CLI),
+// the bench's (autocannon; onnxruntime-node's Linux x64 binding with --ort, ~13 MB packed), dist/
+// and build/Release/birnn.node as addon.node. ../shared/device/prepare.sh + setup.sh instead build
+// the addon there, with that machine's compiler. The carry limit is 64 MiB: --ort brings the pack
+// to ~55.
+import { execFileSync } from 'node:child_process'
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const out = join(root, '.device')
+const withOrt = process.argv.includes('--ort')
+const unknown = process.argv.slice(2).filter((a) => a !== '--ort')
+if (unknown.length > 0) throw new Error(`device-pack: unknown arguments ${unknown.join(' ')} (only --ort)`)
+
+// Every package that `names` need at run time, found as Node would from `base` (npm's flat layout,
+// or a nested node_modules where versions differ): package dir → its name under node_modules/.
+function closure(base, names, skip = new Set()) {
+  const found = new Map()
+  const visit = (name, from) => {
+    if (skip.has(name)) return
+    for (let dir = from; ; dir = dirname(dir)) {
+      const pkg = join(dir, 'node_modules', name)
+      if (existsSync(join(pkg, 'package.json'))) {
+        if (found.has(pkg)) return
+        found.set(pkg, pkg.slice(join(base, 'node_modules').length + 1))
+        const json = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8'))
+        for (const dep of Object.keys({ ...json.dependencies, ...json.optionalDependencies })) visit(dep, pkg)
+        return
+      }
+      if (dir === base || dir === dirname(dir)) return // not installed: an optional one absent here
+    }
+  }
+  for (const name of names) visit(name, base)
+  return found
+}
+
+function copyModules(found, into) {
+  rmSync(into, { recursive: true, force: true })
+  for (const [from, rel] of found) cpSync(from, join(into, rel), { recursive: true, dereference: true })
+}
+
+const need = (path, hint) => {
+  if (!existsSync(path)) throw new Error(`device-pack: ${path} is missing (${hint})`)
+}
+need(join(root, 'dist', 'index.js'), 'run npm run build')
+need(join(root, 'build', 'Release', 'birnn.node'), 'run npm run build:native')
+need(join(root, 'bench', 'node_modules', 'autocannon'), 'run npm --prefix bench run setup')
+
+mkdirSync(out, { recursive: true })
+const exclude = join(root, '.git', 'info', 'exclude')
+if (existsSync(exclude) && !readFileSync(exclude, 'utf8').split('\n').includes('/.device/')) {
+  writeFileSync(exclude, `${readFileSync(exclude, 'utf8').replace(/\n?$/, '\n')}/.device/\n`)
+}
+if (!existsSync(join(out, 'node.xz'))) {
+  execFileSync('sh', ['-c', `xz -T2 -6 -c "${process.execPath}" > "${join(out, 'node.xz')}"`])
+}
+// cmake-js builds the addon; nothing at run time needs it.
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
+copyModules(closure(root, Object.keys(pkg.dependencies), new Set(['cmake-js'])), join(out, 'nm'))
+// onnxruntime-node's own dependencies serve only its install script (a download).
+const bench = closure(join(root, 'bench'), ['autocannon', ...(withOrt ? ['onnxruntime-common'] : [])])
+copyModules(bench, join(out, 'bnm'))
+const ortDir = join(out, 'ort')
+rmSync(ortDir, { recursive: true, force: true })
+if (withOrt) {
+  const ort = join(root, 'bench', 'node_modules', 'onnxruntime-node')
+  need(ort, 'run npm --prefix bench run setup')
+  for (const part of ['package.json', 'dist', 'lib']) cpSync(join(ort, part), join(ortDir, part), { recursive: true })
+  const bin = execFileSync('sh', ['-c', `ls -d "${ort}"/bin/napi-v*/linux/x64`], { encoding: 'utf8' }).trim()
+  const binRel = bin.slice(ort.length + 1)
+  mkdirSync(join(ortDir, binRel), { recursive: true })
+  cpSync(join(bin, 'onnxruntime_binding.node'), join(ortDir, binRel, 'onnxruntime_binding.node'))
+  execFileSync('sh', ['-c', `xz -T2 -6 -c "${bin}/libonnxruntime.so.1" > "${join(ortDir, 'libonnxruntime.so.1.xz')}"`])
+  writeFileSync(join(ortDir, 'bin-path'), binRel)
+}
+rmSync(join(out, 'dist'), { recursive: true, force: true })
+cpSync(join(root, 'dist'), join(out, 'dist'), { recursive: true })
+cpSync(join(root, 'build', 'Release', 'birnn.node'), join(out, 'addon.node'))
+// Sourced there from the repository root: Node on PATH, the modules and dist/ in place, the
+// carried addon chosen (BIRNN_NATIVE_PATH; set it again to time another one).
+writeFileSync(
+  join(out, 'use.sh'),
+  `# Generated by bench/device-pack.mjs; source it from the repository root.
+mkdir -p /tmp/n && xz -dc .device/node.xz > /tmp/n/node && chmod +x /tmp/n/node && export PATH=/tmp/n:$PATH
+mkdir -p node_modules bench/node_modules && cp -r .device/nm/. node_modules/ && cp -r .device/bnm/. bench/node_modules/
+rm -rf dist && cp -r .device/dist dist
+if [ -d .device/ort ]; then
+  rm -rf bench/node_modules/onnxruntime-node && cp -r .device/ort bench/node_modules/onnxruntime-node
+  xz -dc .device/ort/libonnxruntime.so.1.xz > "bench/node_modules/onnxruntime-node/$(cat .device/ort/bin-path)/libonnxruntime.so.1"
+fi
+export BIRNN_NATIVE_PATH=$PWD/.device/addon.node
+`,
+)
+const size = execFileSync('du', ['-sm', out], { encoding: 'utf8' }).split('\t')[0]
+console.log(`.device: ${size} MiB (the device tool carries at most 64)`)
+if (Number(size) > 64) process.exitCode = 1
