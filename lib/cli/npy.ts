@@ -23,7 +23,7 @@ const DTYPES = {
   '<i8': { bytes: 8, stored: 'I64', name: 'int64' },
 } as const
 export type NpyDtype = keyof typeof DTYPES
-const FLOAT_DTYPES: readonly NpyDtype[] = ['<f4', '<f8', '<f2']
+export const FLOAT_DTYPES: readonly NpyDtype[] = ['<f4', '<f8', '<f2']
 const INT_DTYPES: readonly NpyDtype[] = ['<i4', '<i8']
 
 interface NpyHeader {
@@ -37,16 +37,23 @@ interface NpyHeader {
 export const isNpy = (head: Uint8Array): boolean => head.length >= 6 && MAGIC.equals(Buffer.from(head.subarray(0, 6)))
 
 export const npyDtypeName = (dtype: NpyDtype): string => DTYPES[dtype].name
+/** Bytes per element, and the safetensors dtype of the same encoding (for toFloat32). */
+export const npyDtypeInfo = (dtype: NpyDtype) => DTYPES[dtype]
 
 /** "(50, 64, 16)", as NumPy prints shapes. */
 export const formatNpyShape = (shape: readonly number[]): string =>
   `(${shape.join(', ')}${shape.length === 1 ? ',' : ''})`
 
 /**
- * The dtype and shape of a header's dict literal, checked: C order, a dtype we read, a tuple of
- * sizes. `fail` throws the caller's error (the CLI's for a file, the server's for a body).
+ * The dtype and shape of a header's dict literal, checked: C order, a dtype we read (`floatsOnly`:
+ * a float one), a tuple of sizes. `fail` throws the caller's error (the CLI's for a file, the
+ * server's for a body).
  */
-export function parseNpyDict(text: string, fail: (why: string) => never): { dtype: NpyDtype; shape: number[] } {
+export function parseNpyDict(
+  text: string,
+  fail: (why: string) => never,
+  floatsOnly = false,
+): { dtype: NpyDtype; shape: number[] } {
   const descr = /['"]descr['"]\s*:\s*['"]([^'"]*)['"]/.exec(text)?.[1]
   const fortran = /['"]fortran_order['"]\s*:\s*(True|False)/.exec(text)?.[1]
   const shapeText = /['"]shape['"]\s*:\s*\(([^)]*)\)/.exec(text)?.[1]
@@ -67,9 +74,9 @@ export function parseNpyDict(text: string, fail: (why: string) => never): { dtyp
     '=f2': '<f2',
   }
   const dtype = (alias[descr!] ?? descr) as NpyDtype
-  if (!(dtype in DTYPES)) {
+  if (floatsOnly ? !FLOAT_DTYPES.includes(dtype) : !(dtype in DTYPES)) {
     fail(
-      `its dtype '${descr}' is not supported (little-endian float32 '<f4', float64 '<f8', float16 '<f2', or int32/int64 for lengths)`,
+      `its dtype '${descr}' is not supported (little-endian float32 '<f4', float64 '<f8'${floatsOnly ? ' or' : ','} float16 '<f2'${floatsOnly ? '' : ', or int32/int64 for lengths'})`,
     )
   }
   const dims = shapeText!

@@ -107,9 +107,16 @@ export async function serve(modelPath: string, options: ServeOptions): Promise<v
     `birnn serve: ${modelPath} (${describeModel(model.config)}) on ${describeBackend(model)}, ${batching}, listening on http://${host}:${address.port}\n`,
   )
 
+  // The first signal of either kind drains. Both listeners go then, so that a second one of either
+  // kind (Ctrl-C after a SIGTERM) gets Node's default and stops the process at once.
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'))
-    process.once('SIGINT', () => resolve('SIGINT'))
+    const first = (received: NodeJS.Signals) => {
+      process.off('SIGTERM', first)
+      process.off('SIGINT', first)
+      resolve(received)
+    }
+    process.on('SIGTERM', first)
+    process.on('SIGINT', first)
   })
   // Drain: no new connections, idle keep-alive connections closed, every request already
   // received answered (their answers say Connection: close), then the queue is empty.

@@ -153,18 +153,32 @@ function classify(error: unknown): HttpError {
   return { status: 500, code: code.startsWith('ERR_BIRNN_') ? code : 'ERR_BIRNN_INTERNAL', message }
 }
 
+/** A JSON value as an error message names it: its kind and size, never the value itself (it may be megabytes, or nested too deep to print). */
+function describe(value: unknown): string {
+  if (Array.isArray(value)) return `an array of ${value.length}`
+  if (value === null) return 'null'
+  if (typeof value === 'object') return 'an object'
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)
+  return String(value)
+}
+
 /** Nested JSON arrays of numbers → a float32 tensor; refuses ragged arrays, non-numbers and non-finite values. */
 function jsonTensor(name: string, value: unknown, ranks: readonly number[]): Tensor {
+  const deepest = Math.max(...ranks)
   const shape: number[] = []
-  for (let v = value; Array.isArray(v); v = v[0]) {
+  for (let v = value; Array.isArray(v) && shape.length <= deepest; v = v[0]) {
     shape.push(v.length)
     if (v.length === 0) break
   }
   if (!ranks.includes(shape.length) || shape.includes(0)) {
+    const received =
+      shape.length === 0
+        ? describe(value)
+        : shape.length > deepest
+          ? `arrays nested more than ${deepest} deep`
+          : `shape [${shape.join(', ')}]`
     throw new BadRequest(
-      `${name}: expected a non-empty ${ranks.join('-D or ')}-D array of numbers, received ${
-        shape.length === 0 ? JSON.stringify(value)?.slice(0, 40) : `shape [${shape.join(', ')}]`
-      }`,
+      `${name}: expected a non-empty ${ranks.join('-D or ')}-D array of numbers, received ${received}`,
     )
   }
   const data = new Float32Array(shape.reduce((a, b) => a * b, 1))
@@ -172,14 +186,14 @@ function jsonTensor(name: string, value: unknown, ranks: readonly number[]): Ten
   const walk = (v: unknown, depth: number, path: string): void => {
     if (!Array.isArray(v) || v.length !== shape[depth]) {
       throw new BadRequest(
-        `${name}${path}: expected an array of ${shape[depth]} (the array is not rectangular), received ${Array.isArray(v) ? `${v.length} entries` : JSON.stringify(v)?.slice(0, 40)}`,
+        `${name}${path}: expected an array of ${shape[depth]} (the array is not rectangular), received ${Array.isArray(v) ? `${v.length} entries` : describe(v)}`,
       )
     }
     if (depth === shape.length - 1) {
       for (let i = 0; i < v.length; i++) {
         const x = v[i]
         if (typeof x !== 'number')
-          throw new BadRequest(`${name}${path}[${i}]: expected a number, received ${JSON.stringify(x)?.slice(0, 40)}`)
+          throw new BadRequest(`${name}${path}[${i}]: expected a number, received ${describe(x)}`)
         const f = Math.fround(x)
         if (!Number.isFinite(f)) throw new BadRequest(`${name}${path}[${i}]: expected a finite float32, received ${x}`)
         data[k++] = f
@@ -229,14 +243,22 @@ interface ParsedRequest {
   format: 'json' | 'npy'
 }
 
+/** A query parameter given at most once (`?output=last&output=full` is refused, not guessed). */
+function queryParam(query: URLSearchParams, name: string): string | null {
+  const values = query.getAll(name)
+  if (values.length > 1) throw new BadRequest(`?${name}: expected it once, received it ${values.length} times`)
+  return values.length === 1 ? values[0] : null
+}
+
+/** ?lengths=5,3,9: decimal integers only (Number() would take '', '0x2' and '2e0'). */
 function parseLengths(text: string): number[] {
-  const values = text.split(',').map((part) => Number(part.trim()))
-  if (!values.every((v) => Number.isSafeInteger(v))) {
+  const parts = text.split(',').map((part) => part.trim())
+  if (!parts.every((part) => /^\d{1,15}$/.test(part))) {
     throw new BadRequest(
-      `lengths: expected integers separated by commas, received ${JSON.stringify(text.slice(0, 40))}`,
+      `?lengths: expected decimal integers separated by commas, received ${JSON.stringify(text.slice(0, 40))}`,
     )
   }
-  return values
+  return parts.map(Number)
 }
 
 function parseBody(body: Buffer, contentType: string, query: URLSearchParams): ParsedRequest {
@@ -245,7 +267,7 @@ function parseBody(body: Buffer, contentType: string, query: URLSearchParams): P
     const input = parseNpyBody(body)
     checkFinite('input', input.data)
     const options: ForwardOptions = {}
-    const lengths = query.get('lengths')
+    const lengths = queryParam(query, 'lengths')
     if (lengths !== null) options.lengths = parseLengths(lengths)
     return { input, options, format: 'npy' }
   }
@@ -274,8 +296,12 @@ function parseBody(body: Buffer, contentType: string, query: URLSearchParams): P
     if (!Array.isArray(fields.lengths)) throw new BadRequest(`lengths: expected an array of integers`)
     options.lengths = fields.lengths as number[]
   }
-  const lengths = query.get('lengths')
-  if (lengths !== null) options.lengths = parseLengths(lengths)
+  const lengths = queryParam(query, 'lengths')
+  if (lengths !== null) {
+    if (options.lengths !== undefined)
+      throw new BadRequest("lengths: given both in the body and as ?lengths; give one (the body's, for JSON)")
+    options.lengths = parseLengths(lengths)
+  }
   return { input: jsonTensor('input', fields.input, [2, 3]), options, format: 'json' }
 }
 
@@ -305,6 +331,26 @@ function sendError(res: ServerResponse, error: HttpError): void {
     JSON.stringify({ error: { code: error.code, message: error.message } }),
     error.headers,
   )
+}
+
+/**
+ * Answers a refused request. What is left of its body (refused before or while it was read) is
+ * read and dropped when its Content-Length is within `maxBody`, so that the connection serves the
+ * next request; a larger or chunked one is not read at all, and the connection closes after the
+ * answer.
+ */
+function refuse(req: IncomingMessage, res: ServerResponse, error: HttpError, maxBody: number): void {
+  const length = req.headers['content-length']
+  const hasBody = length !== undefined ? Number(length) > 0 : req.headers['transfer-encoding'] !== undefined
+  if (!hasBody || req.complete) {
+    sendError(res, error)
+  } else if (Number(length) <= maxBody) {
+    req.resume()
+    sendError(res, error)
+  } else {
+    sendError(res, { ...error, headers: { ...error.headers, Connection: 'close' } })
+    res.on('finish', () => req.destroy())
+  }
 }
 
 /** Reads the body up to `limit` bytes; beyond, rejects with a 413 and stops reading. */
@@ -345,7 +391,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 export function createHandler(options: HandlerOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { forwarder, metrics, maxBody, draining } = options
   async function forward(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): Promise<number> {
-    const kind = query.get('output') ?? 'full'
+    const kind = queryParam(query, 'output') ?? 'full'
     if (!(OUTPUT_KINDS as readonly string[]).includes(kind)) {
       throw new BadRequest(`output: expected ${choices(OUTPUT_KINDS)}, received ${JSON.stringify(kind.slice(0, 40))}`)
     }
@@ -377,7 +423,21 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
 
   return (req, res) => {
     const started = process.hrtime.bigint()
-    const url = new URL(req.url ?? '/', 'http://localhost')
+    let url: URL
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost')
+    } catch {
+      // llhttp takes request targets that the URL parser does not ('http://a:99999/', '//[').
+      const target = JSON.stringify((req.url ?? '').slice(0, 60))
+      refuse(
+        req,
+        res,
+        { status: 400, code: 'ERR_BIRNN_BAD_REQUEST', message: `request target: not a valid path, received ${target}` },
+        maxBody,
+      )
+      metrics.requests.inc({ route: 'other', status: '400' })
+      return
+    }
     const route =
       url.pathname === '/v1/forward' || url.pathname === '/healthz' || url.pathname === '/metrics'
         ? url.pathname
@@ -389,23 +449,19 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
     }
     const methodFor: Record<string, string> = { '/v1/forward': 'POST', '/healthz': 'GET', '/metrics': 'GET' }
     if (route === 'other') {
-      sendError(res, {
-        status: 404,
-        code: 'ERR_BIRNN_NOT_FOUND',
-        message: `no route ${url.pathname} (POST /v1/forward, GET /healthz, GET /metrics)`,
-      })
-      req.resume()
+      const message = `no route ${url.pathname.slice(0, 60)} (POST /v1/forward, GET /healthz, GET /metrics)`
+      refuse(req, res, { status: 404, code: 'ERR_BIRNN_NOT_FOUND', message }, maxBody)
       done(404)
       return
     }
     if (req.method !== methodFor[route] && !(req.method === 'HEAD' && methodFor[route] === 'GET')) {
-      sendError(res, {
-        status: 405,
-        code: 'ERR_BIRNN_METHOD',
-        message: `${route} takes ${methodFor[route]}`,
-        headers: { Allow: methodFor[route] },
-      })
-      req.resume()
+      const allow = methodFor[route]
+      refuse(
+        req,
+        res,
+        { status: 405, code: 'ERR_BIRNN_METHOD', message: `${route} takes ${allow}`, headers: { Allow: allow } },
+        maxBody,
+      )
       done(405)
       return
     }
@@ -436,8 +492,7 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
         return
       }
       const failure = (error as HttpError)?.status ? (error as HttpError) : classify(error)
-      sendError(res, failure)
-      if (failure.status === 413) res.on('finish', () => req.destroy()) // stop reading the rest
+      refuse(req, res, failure, maxBody)
       done(failure.status)
     })
   }

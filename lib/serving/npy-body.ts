@@ -2,7 +2,7 @@
 // answers with one. The header's grammar and checks are lib/cli/npy.ts's (which reads files piece
 // by piece through a file descriptor); this reads the framing of a whole Buffer.
 
-import { formatNpyShape, isNpy, npyHeader, parseNpyDict } from '../cli/npy.js'
+import { formatNpyShape, isNpy, npyDtypeInfo, npyHeader, parseNpyDict } from '../cli/npy.js'
 import { toFloat32 } from '../loading/safetensors.js'
 
 /** A request body the server refuses (400), with what was wrong. */
@@ -14,12 +14,6 @@ export class BadRequest extends Error {
     this.code = code
   }
 }
-
-const FLOATS = {
-  '<f4': { bytes: 4, stored: 'F32' },
-  '<f8': { bytes: 8, stored: 'F64' },
-  '<f2': { bytes: 2, stored: 'F16' },
-} as const
 
 /** The float array of an .npy body, as float32 (a view when it is float32 and aligned, else a copy). */
 export function parseNpyBody(body: Buffer): { data: Float32Array; shape: number[] } {
@@ -35,12 +29,9 @@ export function parseNpyBody(body: Buffer): { data: Float32Array; shape: number[
   const dataOffset = 8 + lengthBytes + headerLength
   if (dataOffset > body.length) fail(`the header claims ${headerLength} bytes but the body has ${body.length}`)
   const text = body.subarray(8 + lengthBytes, dataOffset).toString(major === 3 ? 'utf8' : 'latin1')
-  const { dtype, shape } = parseNpyDict(text, fail)
-  if (!(dtype in FLOATS)) {
-    fail(`its dtype '${dtype}' is not supported (little-endian float32 '<f4', float64 '<f8' or float16 '<f2')`)
-  }
+  const { dtype, shape } = parseNpyDict(text, fail, true)
   const count = shape.reduce((a, b) => a * b, 1)
-  const stored = FLOATS[dtype as keyof typeof FLOATS]
+  const stored = npyDtypeInfo(dtype)
   const bytes = count * stored.bytes
   if (dataOffset + bytes !== body.length) {
     fail(`shape ${formatNpyShape(shape)} needs ${bytes} bytes of data, but the body holds ${body.length - dataOffset}`)

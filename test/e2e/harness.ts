@@ -34,7 +34,7 @@ export function runCli(dir: string, args: string[], env: NodeJS.ProcessEnv = {},
   return { code: result.status, stdout: result.stdout, stderr: result.stderr }
 }
 
-export type Dtype = '<f4' | '<f8' | '<f2' | '<i4' | '<i8'
+export type Dtype = '<f4' | '<f8' | '<f2' | '<i4' | '<i8' | '>f4'
 
 export function npyBytes(shape: number[], dtype: Dtype, body: Buffer, { version = 1, fortran = false } = {}): Buffer {
   const dict = `{'descr': '${dtype}', 'fortran_order': ${fortran ? 'True' : 'False'}, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`

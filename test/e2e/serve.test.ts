@@ -4,6 +4,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { rmSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { load } from '../../lib/index.js'
@@ -74,6 +75,30 @@ function send(
     })
     req.on('error', reject)
     req.end(body)
+  })
+}
+
+/**
+ * Raw bytes on a connection of their own; resolves with all the server sent once it closes the
+ * connection, or after `ms` (`closed` says which).
+ */
+function raw(url: string, bytes: string, ms = 5000): Promise<{ text: string; closed: boolean }> {
+  const { hostname, port } = new URL(url)
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => socket.write(bytes))
+    let text = ''
+    const timer = setTimeout(() => {
+      socket.destroy()
+      resolve({ text, closed: false })
+    }, ms)
+    socket.on('data', (chunk) => {
+      text += chunk
+    })
+    socket.on('error', reject)
+    socket.on('close', () => {
+      clearTimeout(timer)
+      resolve({ text, closed: true })
+    })
   })
 }
 
@@ -246,6 +271,55 @@ describe('birnn serve', () => {
         'ERR_BIRNN_BAD_REQUEST',
         /^Content-Type: expected application\/json/,
       ],
+      // Nested too deep to print (or to stringify): named by kind and depth, in a short message.
+      [
+        send(`${server.url}/v1/forward`, 'POST', `{"input": ${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}}`, {
+          'Content-Type': 'application/json',
+        }),
+        'ERR_BIRNN_BAD_REQUEST',
+        /^input: expected a non-empty 2-D or 3-D array of numbers, received an object$/,
+      ],
+      [
+        send(`${server.url}/v1/forward`, 'POST', `{"input": [[${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}]]}`, {
+          'Content-Type': 'application/json',
+        }),
+        'ERR_BIRNN_BAD_REQUEST',
+        /^input\[0\]\[0\]: expected a number, received an object$/,
+      ],
+      [
+        send(`${server.url}/v1/forward`, 'POST', `{"input": ${'['.repeat(20000)}${']'.repeat(20000)}}`, {
+          'Content-Type': 'application/json',
+        }),
+        'ERR_BIRNN_BAD_REQUEST',
+        /^input: expected a non-empty 2-D or 3-D array of numbers, received arrays nested more than 3 deep$/,
+      ],
+      // ?lengths: decimal integers, given once, and for JSON not also in the body; ?output once.
+      [
+        postNpy(server.url, npyOf(sequence(3)), '?lengths=0x2'),
+        'ERR_BIRNN_BAD_REQUEST',
+        /^\?lengths: expected decimal/,
+      ],
+      [postNpy(server.url, npyOf(sequence(3)), '?lengths='), 'ERR_BIRNN_BAD_REQUEST', /received ""$/],
+      [
+        postNpy(server.url, npyOf(sequence(3)), '?lengths=2&lengths=3'),
+        'ERR_BIRNN_BAD_REQUEST',
+        /^\?lengths: expected it once, received it 2 times$/,
+      ],
+      [
+        postJson(server.url, { input: nested(sequence(3)), lengths: [2] }, '?lengths=1'),
+        'ERR_BIRNN_BAD_REQUEST',
+        /^lengths: given both in the body and as \?lengths/,
+      ],
+      [
+        postJson(server.url, { input: nested(sequence(3)) }, '?output=last&output=full'),
+        'ERR_BIRNN_BAD_REQUEST',
+        /^\?output: expected it once/,
+      ],
+      [
+        postNpy(server.url, npyBytes([3, I], '>f4', Buffer.alloc(3 * I * 4))),
+        'ERR_BIRNN_BAD_REQUEST',
+        /float16 '<f2'\)$/, // the body's dtypes, not the CLI's (which also reads integer lengths)
+      ],
     ]
     for (const [pending, code, message] of cases) {
       const reply = await pending
@@ -278,6 +352,37 @@ describe('birnn serve', () => {
     expect(wrong.headers.allow).toBe('POST')
   })
 
+  it('400 for a request target that is no path, and keeps serving', async () => {
+    for (const target of ['http://a:99999/healthz', '//[']) {
+      const { text } = await raw(server.url, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)
+      expect(text).toMatch(/^HTTP\/1\.1 400 /)
+      expect(text).toContain('"code":"ERR_BIRNN_BAD_REQUEST"')
+    }
+    expect((await send(`${server.url}/healthz`, 'GET')).status).toBe(200)
+  })
+
+  it('a request refused before its body is read: a body over --max-body is not read, the connection closes', async () => {
+    const huge = 'Content-Type: application/x-npy\r\nContent-Length: 1000000000\r\n\r\n'
+    for (const [line, status] of [
+      ['POST /v1/forward?output=bogus', 400],
+      ['POST /v2/forward', 404],
+      ['PUT /v1/forward', 405],
+    ] as const) {
+      // The body is never sent: the server must answer, and close, without waiting for it.
+      const { text, closed } = await raw(server.url, `${line} HTTP/1.1\r\nHost: x\r\n${huge}`)
+      expect(text).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `))
+      expect(text).toMatch(/\r\nConnection: close\r\n/i)
+      expect(closed).toBe(true)
+    }
+    // Within --max-body, the body is read and dropped and the connection serves the next request.
+    const small = 'Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}'
+    const { text } = await raw(
+      server.url,
+      `POST /v2/forward HTTP/1.1\r\nHost: x\r\n${small}GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+    )
+    expect(text).toMatch(/^HTTP\/1\.1 404 [\s\S]*HTTP\/1\.1 200 /)
+  })
+
   it('GET /healthz and /metrics (Prometheus text: counts by status, latency, batch sizes, queue depth)', async () => {
     const health = await send(`${server.url}/healthz`, 'GET')
     expect(health.status).toBe(200)
@@ -287,7 +392,7 @@ describe('birnn serve', () => {
     expect(metrics.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/)
     const text = metrics.body.toString()
     expect(text).toMatch(/^birnn_http_requests_total\{route="\/v1\/forward",status="200"\} \d+$/m)
-    expect(text).toMatch(/^birnn_http_requests_total\{route="\/v1\/forward",status="400"\} 12$/m)
+    expect(text).toMatch(/^birnn_http_requests_total\{route="\/v1\/forward",status="400"\} 22$/m) // 21 bad bodies and queries, one ?output=bogus with no body
     expect(text).toMatch(/^birnn_http_requests_total\{route="\/v1\/forward",status="413"\} [12]$/m)
     expect(text).toMatch(/^birnn_http_request_duration_seconds_bucket\{le="0\.1",status="200"\} \d+$/m)
     expect(text).toMatch(/^birnn_batch_size_sequences_bucket\{le="64"\} \d+$/m)
@@ -340,6 +445,35 @@ describe('birnn serve under load and at shutdown', () => {
     } finally {
       server.child.kill('SIGTERM')
       expect(await server.exit).toBe(0)
+    }
+  }, 60_000)
+
+  it('a second signal of either kind stops a draining server at once', async () => {
+    for (const [first, second] of [
+      ['SIGTERM', 'SIGINT'],
+      ['SIGINT', 'SIGTERM'],
+    ] as const) {
+      const server = await start([])
+      // Half a body holds the drain open: the server waits for the rest.
+      const { hostname, port } = new URL(server.url)
+      const holder = connect(Number(port), hostname)
+      holder.on('error', () => {})
+      holder.write(
+        'POST /v1/forward HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"in',
+      )
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      server.child.kill(first)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      expect(server.child.exitCode).toBe(null) // still draining
+      server.child.kill(second)
+      const stopped = await Promise.race([
+        server.exit.then(() => true),
+        new Promise((resolve) => setTimeout(() => resolve(false), 5000)),
+      ])
+      holder.destroy()
+      if (!stopped) server.child.kill('SIGKILL')
+      expect(stopped).toBe(true)
+      expect(server.child.signalCode).toBe(second)
     }
   }, 60_000)
 
