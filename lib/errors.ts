@@ -150,9 +150,12 @@ export function shapeError(
   return rangeError(name, `shape ${formatShape(expected)}`, formatShape(received), code)
 }
 
-/** Rejects keys of an options object that the function does not know: a typo must not pass silently. */
+/**
+ * Rejects keys of an options object that the function does not know: a typo must not pass silently.
+ * Inherited keys too (for...in), as destructuring reads them.
+ */
 export function checkKeys(name: string, options: object, known: readonly string[]): void {
-  for (const key of Object.keys(options)) {
+  for (const key in options) {
     if (!known.includes(key)) {
       throw new BirnnTypeError(
         'ERR_BIRNN_UNKNOWN_OPTION',
@@ -162,16 +165,26 @@ export function checkKeys(name: string, options: object, known: readonly string[
   }
 }
 
-/** Checks a { data: Float32Array, shape } value, naming it `name` in the errors. */
+/**
+ * Checks a { data: Float32Array, shape } value, naming it `name` in the errors. The shape returned
+ * is a copy, each entry read once: what was checked is what is used (a hole or a getter in the
+ * caller's array cannot change it afterwards).
+ */
 export function checkTensor(name: string, value: unknown): Tensor {
   if (typeof value !== 'object' || value === null || !('data' in value) || !('shape' in value)) {
     throw typeError(name, 'a tensor { data: Float32Array, shape: number[] }', value)
   }
-  const { data, shape } = value as Tensor
+  const { data, shape: given } = value as Tensor
   if (!(data instanceof Float32Array) || isDetached(data.buffer))
     throw typeError(`${name}.data`, 'a Float32Array', data)
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw typeError(`${name}.shape`, 'an array of non-negative integers', shape)
+  const shape: number[] = []
+  for (let i = 0; Array.isArray(given) && i < given.length; i++) {
+    const d = given[i] // a hole reads as undefined, which every() and reduce() would skip
+    if (!Number.isSafeInteger(d) || d < 0) break
+    shape.push(d)
+  }
+  if (!Array.isArray(given) || shape.length !== given.length) {
+    throw typeError(`${name}.shape`, 'an array of non-negative integers', given)
   }
   const size = shape.reduce((a, b) => a * b, 1)
   if (size !== data.length) {

@@ -22,14 +22,22 @@ type Request =
   | { op: 'load'; model: number; config: WasmConfig; tensors: readonly Float32Array[] }
   | { op: 'forward'; id: number; model: number; call: WasmCall }
   | { op: 'free'; model: number }
-type Reply = { id: number; result: WasmResult } | { id: number; error: string; lost: boolean }
+type Reply =
+  | { id: number; result: WasmResult }
+  | { id: number; error: string; lost: false }
+  | { id: number; error: string; lost: true; call: WasmCall }
+
+/** The arrays of a call, transferred with it: the pool's own copies (wasm.ts), never shared memory. */
+const callBuffers = (call: WasmCall): ArrayBuffer[] =>
+  [call.input, call.h0, call.c0, call.lengths].flatMap((a) => (a ? [a.buffer as ArrayBuffer] : []))
 
 /**
  * The body of a worker, run from its source text (with wasmKernel's) in the worker: no imports
- * and no outside names. `lost`: the worker no longer has the model's network (its instance was
- * replaced after a trap), so the call may be sent again with the weights.
+ * and no outside names but its parameters. `lost`: the worker no longer has the model's network
+ * (its instance was replaced after a trap), so the call may be sent again with the weights; its
+ * arrays, which came here transferred, go back with the reply for that.
  */
-function workerMain(makeKernel: typeof wasmKernel): void {
+function workerMain(makeKernel: typeof wasmKernel, callBuffers: (call: WasmCall) => ArrayBuffer[]): void {
   const { parentPort, workerData } = require('node:worker_threads')
   const kernel = makeKernel(workerData.module)
   const networks = new Map<number, { handle: number; generation: number }>()
@@ -54,7 +62,12 @@ function workerMain(makeKernel: typeof wasmKernel): void {
         const failure = failures.get(m.model)
         networks.delete(m.model)
         failures.delete(m.model)
-        parentPort.postMessage({ id: m.id, error: failure ?? 'the network was lost', lost: failure === undefined })
+        if (failure !== undefined) parentPort.postMessage({ id: m.id, error: failure, lost: false })
+        else
+          parentPort.postMessage(
+            { id: m.id, error: 'the network was lost', lost: true, call: m.call },
+            callBuffers(m.call),
+          )
         return
       }
       try {
@@ -68,7 +81,7 @@ function workerMain(makeKernel: typeof wasmKernel): void {
   })
 }
 
-const workerSource = `'use strict';\nconst wasmKernel = ${wasmKernel.toString()};\n(${workerMain.toString()})(wasmKernel);\n`
+const workerSource = `'use strict';\nconst wasmKernel = ${wasmKernel.toString()};\n(${workerMain.toString()})(wasmKernel, ${callBuffers.toString()});\n`
 
 interface Pending {
   model: PoolModel
@@ -104,6 +117,7 @@ function spawn(module: WebAssembly.Module): Slot {
     else if (reply.lost && !p.retried) {
       slot.models.delete(p.model.id)
       p.retried = true
+      p.call = reply.call
       send(slot, p)
     } else {
       if (reply.lost) slot.models.delete(p.model.id)
@@ -131,11 +145,7 @@ function send(slot: Slot, p: Pending): void {
   const id = nextId++
   slot.pending.set(id, p)
   if (slot.pending.size === 1) slot.worker.ref()
-  // The pool's own copies (wasm.ts), never shared memory.
-  const buffers = [p.call.input, p.call.h0, p.call.c0, p.call.lengths].flatMap((a) =>
-    a ? [a.buffer as ArrayBuffer] : [],
-  )
-  slot.worker.postMessage({ op: 'forward', id, model: p.model.id, call: p.call } satisfies Request, buffers)
+  slot.worker.postMessage({ op: 'forward', id, model: p.model.id, call: p.call } satisfies Request, callBuffers(p.call))
 }
 
 /**

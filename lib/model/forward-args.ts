@@ -29,7 +29,8 @@ function checkState(name: string, value: unknown, expected: number[]): Float32Ar
 const FORWARD_OPTIONS = ['h0', 'c0', 'lengths', 'returnLayers', 'output']
 
 export function planForward(config: ModelConfig, input: unknown, options: unknown = {}): Plan {
-  if (typeof options !== 'object' || options === null) throw typeError('options', 'an object', options)
+  if (typeof options !== 'object' || options === null || Array.isArray(options))
+    throw typeError('options', 'an object', options)
   checkKeys('forward options', options, FORWARD_OPTIONS)
   const { h0, c0, lengths, returnLayers, output } = options as ForwardOptions
   const x = checkTensor('input', input)
@@ -73,12 +74,14 @@ export function planForward(config: ModelConfig, input: unknown, options: unknow
     }
     if (lengths.length !== N)
       throw rangeError('lengths', `${N} entries (one per sequence)`, `${lengths.length}`, 'ERR_BIRNN_SHAPE')
+    // Each entry read once, into the plan: what was checked is what runs.
+    plan.lengths = new Int32Array(N)
     for (let n = 0; n < N; n++) {
       const len = lengths[n]
       if (typeof len !== 'number' || !Number.isInteger(len)) throw typeError(`lengths[${n}]`, 'an integer', len)
       if (len < 1 || len > T) throw rangeError(`lengths[${n}]`, `a length in [1, ${T}]`, String(len))
+      plan.lengths[n] = len
     }
-    plan.lengths = Int32Array.from(lengths)
   }
   if (returnLayers !== undefined) {
     if (typeof returnLayers !== 'boolean') throw typeError('returnLayers', 'a boolean', returnLayers)
@@ -87,6 +90,17 @@ export function planForward(config: ModelConfig, input: unknown, options: unknow
   if (output !== undefined) {
     if (!OUTPUT_KINDS.includes(output)) throw typeError('output', choices(OUTPUT_KINDS), output)
     plan.output = output
+  }
+  // The checks above read the caller's getters, which could detach or shrink (a resizable
+  // ArrayBuffer) an array checked before them: the arrays must still be what was checked.
+  const sizes: Array<[string, Float32Array | undefined, number]> = [
+    ['input', plan.input, x.shape.reduce((a, b) => a * b, 1)],
+    ['h0', plan.h0, LD * N * outputSize(config)],
+    ['c0', plan.c0, LD * N * config.hiddenSize],
+  ]
+  for (const [name, data, size] of sizes) {
+    if (data && (isDetached(data.buffer) || data.length !== size))
+      throw typeError(`${name}.data`, `a Float32Array of length ${size}, as checked`, data)
   }
   return plan
 }

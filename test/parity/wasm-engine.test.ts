@@ -1,11 +1,12 @@
 // The WebAssembly engine beyond the fixtures (which pytorch.test.ts runs on it, as on every
 // engine): forward() on the worker pool leaves the event loop free, models share the pool,
 // dispose() frees them there, and a kernel failure is reported and survived.
+import { readFileSync } from 'node:fs'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { describe, expect, it } from 'vitest'
 import { loadWasm, relaxedSimdSupported } from '../../lib/engines/wasm.js'
 import { wasmKernel } from '../../lib/engines/wasm-kernel.js'
-import { poolSize } from '../../lib/engines/wasm-pool.js'
+import { poolRun, poolSize } from '../../lib/engines/wasm-pool.js'
 import { fromStateDict } from '../../lib/index.js'
 import { defaultConcurrency } from '../../lib/serving/batcher.js'
 import {
@@ -153,6 +154,36 @@ describe.skipIf(missing)(`the wasm engine${missing ? ` (skipped: ${missing})` : 
     expect((await models[2].forward(inputs[2])).output.data).toEqual(expected[2])
     models[0].dispose()
     models[2].dispose()
+  })
+
+  it('a trap in a worker costs the other models there nothing: their next call is sent again with the weights', async () => {
+    // A module of its own gets a worker of its own, and calls made one at a time all go to it.
+    const { path } = loadWasm() as { path: string }
+    const module = new WebAssembly.Module(readFileSync(path))
+    const config = {
+      mode: 3,
+      inputSize: 2,
+      hiddenSize: 3,
+      projSize: 0,
+      numLayers: 1,
+      bidirectional: false,
+      bias: false,
+    }
+    const r = rng(5)
+    const tensors = [r.floats(12 * 2), r.floats(12 * 3)]
+    const x = r.floats(6)
+    // Each call's arrays are transferred to the worker: a fresh copy each time.
+    const call = () => ({ T: 3, N: 1, batchFirst: false, input: x.slice(), returnLayers: false, returnOutput: true })
+    const good = { id: 1e9, config, tensors }
+    const first = await poolRun(module, good, call())
+    // Loading this one traps the worker's instance: the good model's network there is lost with it.
+    const broken = { id: 1e9 + 1, config: { ...config, inputSize: 0 }, tensors }
+    await expect(poolRun(module, broken, call())).rejects.toThrow(
+      'config: inputSize, hiddenSize and numLayers must be positive',
+    )
+    const again = await poolRun(module, good, call())
+    expect(again.output).toEqual(first.output)
+    expect(again.hN).toEqual(first.hN)
   })
 
   it('reports what the kernel threw, then goes on in a fresh instance', () => {

@@ -386,6 +386,31 @@ describe.each(engines())('forward arguments on $label', ({ options }) => {
       'ERR_BIRNN_INVALID_ARG',
       'options: expected an object, received the string "fast"',
     ],
+    [
+      'options an array',
+      () => [good, []],
+      TypeError,
+      'ERR_BIRNN_INVALID_ARG',
+      'options: expected an object, received an array of length 0',
+    ],
+    [
+      'an unknown option inherited',
+      () => [good, Object.create({ ho: t([8, 15, 50]) })],
+      TypeError,
+      'ERR_BIRNN_UNKNOWN_OPTION',
+      "forward options: unknown option 'ho' (known options: h0, c0, lengths, returnLayers, output)",
+    ],
+    [
+      'input shape with a hole', // every() and reduce() skip holes: it passed, and the JS engine returned nothing
+      () => {
+        const shape = [15, 5, 25]
+        delete shape[1]
+        return [{ data: good.data, shape }]
+      },
+      TypeError,
+      'ERR_BIRNN_INVALID_ARG',
+      'input.shape: expected an array of non-negative integers, received an array of length 3',
+    ],
   ]
   it.each(cases)('%s', async (_, args, kind, code, message) => {
     const model = await load(modelPath(c), { batchFirst: true, ...options })
@@ -413,6 +438,48 @@ describe.each(engines())('forward arguments on $label', ({ options }) => {
       message,
     )
     expectError(await rejection(model.forward(x)), TypeError, 'ERR_BIRNN_INVALID_ARG', message)
+  })
+
+  it('each argument is read once: a getter cannot change what was checked', async () => {
+    const model = await load(modelPath(c), { batchFirst: true, ...options })
+    const fives = Array(14).fill(5)
+    let reads = 0
+    // A length that reads 2 the first time and 50 (past T) after.
+    const lengths = () => {
+      let read = false
+      return Object.defineProperty([...fives], 14, {
+        enumerable: true,
+        get: () => {
+          reads++
+          const value = read ? 50 : 2
+          read = true
+          return value
+        },
+      })
+    }
+    const want = model.forwardSync(good, { lengths: [...fives, 2] })
+    expect(model.forwardSync(good, { lengths: lengths() }).output.data).toEqual(want.output.data)
+    expect((await model.forward(good, { lengths: lengths() })).output.data).toEqual(want.output.data)
+    expect(reads).toBe(2) // once a call
+    // A getter that detaches the input after the input was checked.
+    const detaching = (x: Tensor) => ({
+      shape: [8, 15, 50],
+      get data() {
+        structuredClone(x.data.buffer, { transfer: [x.data.buffer] })
+        return new Float32Array(8 * 15 * 50)
+      },
+    })
+    const message =
+      'input.data: expected a Float32Array of length 1875, as checked, received a Float32Array whose buffer is detached'
+    const x1 = t([15, 5, 25])
+    expectError(
+      thrown(() => model.forwardSync(x1, { h0: detaching(x1) })),
+      TypeError,
+      'ERR_BIRNN_INVALID_ARG',
+      message,
+    )
+    const x2 = t([15, 5, 25])
+    expectError(await rejection(model.forward(x2, { h0: detaching(x2) })), TypeError, 'ERR_BIRNN_INVALID_ARG', message)
   })
 
   it('forward after dispose', async () => {
