@@ -2,6 +2,7 @@
 // kernel's panel layout (kernels/kernel.h), once at construction; and the per-call argument
 // checks of forward(); allocateFloats. The forward pass itself is forward.cc.
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 #include <stdexcept>
@@ -133,6 +134,13 @@ void Network::forward(const Call& call) const {
   require(call.input && call.hN, "input and hN are required");
   require(n.cfg.mode == Mode::Lstm || !call.c0, "c0: only an LSTM has a cell state");
   require(call.threads > 0, "threads: expected at least 1, received " + std::to_string(call.threads));
+  // Every buffer of a call holds at most T * N rows of the widest row: its size, computed in 64
+  // bits, must fit this build's addresses (a 32-bit one: wasm32), or an index would wrap.
+  const double widest = std::max({n.cfg.inputSize, n.D * n.Hout, n.geo.paddedColumns(), n.geo.paddedUnits()});
+  const double bytes = static_cast<double>(call.seqLen) * call.batch * widest * sizeof(float);
+  require(bytes < static_cast<double>(PTRDIFF_MAX),
+          "seqLen x batch: this call's buffers would take " + std::to_string(static_cast<long long>(bytes / (1 << 20))) +
+              " MiB, past what this build can address; make the batch or T smaller");
   if (call.lengths) {
     for (int i = 0; i < call.batch; ++i) {
       require(call.lengths[i] >= 1 && call.lengths[i] <= call.seqLen,

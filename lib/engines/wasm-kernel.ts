@@ -98,6 +98,8 @@ export function wasmKernel(module: WebAssembly.Module): WasmKernel {
   const guarded = <T>(fn: (alloc: (bytes: number) => number) => T): T => {
     const owned: number[] = []
     const alloc = (bytes: number) => {
+      // Past 32 bits the argument would wrap (to a small size) on its way in.
+      if (!(bytes < 2 ** 32)) throw new Error('out of memory (a WebAssembly instance has at most 4 GiB)')
       const p = ex.birnn_malloc(bytes)
       if (p === 0) throw new Error('out of memory (a WebAssembly instance has at most 4 GiB)')
       owned.push(p)

@@ -186,6 +186,29 @@ describe.skipIf(missing)(`the wasm engine${missing ? ` (skipped: ${missing})` : 
     expect(again.hN).toEqual(first.hN)
   })
 
+  it('a call whose buffers would pass 32-bit addresses is refused, not wrapped', () => {
+    const kernel = wasmKernel(loadWasm().module!)
+    const config = {
+      mode: 3,
+      inputSize: 1,
+      hiddenSize: 16,
+      projSize: 0,
+      numLayers: 1,
+      bidirectional: false,
+      bias: false,
+    }
+    const r = rng(6)
+    const handle = kernel.create(config, [r.floats(64), r.floats(64 * 16)])
+    // 2^23 steps of 64 gate columns: the input projection alone is 2 GiB.
+    const T = 2 ** 23
+    const call = { T, N: 1, batchFirst: false, input: new Float32Array(T), returnLayers: false, returnOutput: false }
+    expect(thrown(() => kernel.forward(handle, call))).toMatchObject({
+      message: expect.stringMatching(
+        /^seqLen x batch: this call's buffers would take 2048 MiB, past what this build can address/,
+      ),
+    })
+  })
+
   it('reports what the kernel threw, then goes on in a fresh instance', () => {
     const wasm = loadWasm()
     const kernel = wasmKernel(wasm.module!)
