@@ -6,6 +6,8 @@ import { statSync } from 'node:fs'
 
 const EXIT_FAILED = 1
 export const EXIT_USAGE = 2
+/** 128 + SIGPIPE: what a shell reports for a tool stopped by a closed pipe. */
+export const EXIT_PIPE = 141
 /** EX_SOFTWARE in sysexits.h: an internal error. */
 const EXIT_INTERNAL = 70
 

@@ -2,6 +2,7 @@
 // at a time, a line counter, and the conversions between a line and a sequence of float32 rows.
 
 import { closeSync, openSync, readSync } from 'node:fs'
+import { describe } from '../errors.js'
 import { RunError } from './errors.js'
 
 const CHUNK = 1 << 20
@@ -161,7 +162,7 @@ export function parseSequence(line: string, where: string, inputSize: number): F
     for (let i = 0; i < inputSize; i++) {
       const x = row[i]
       if (typeof x !== 'number') {
-        throw new RunError(`${where}: step ${t}, feature ${i} is ${JSON.stringify(x)}; expected a number`)
+        throw new RunError(`${where}: step ${t}, feature ${i} is ${describe(x)}; expected a number`)
       }
       data[t * inputSize + i] = x
     }

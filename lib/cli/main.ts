@@ -8,7 +8,7 @@ import { Command, type CommanderError, Option } from 'commander'
 import { OUTPUT_KINDS } from '../model/pooling.js'
 import { bench } from './bench.js'
 import { convert } from './convert.js'
-import { EXIT_USAGE, exitFor } from './errors.js'
+import { EXIT_PIPE, EXIT_USAGE, exitFor } from './errors.js'
 import { info } from './info.js'
 import type { ScoreOptions } from './job.js'
 import { join } from './join.js'
@@ -25,6 +25,7 @@ Exit codes:
                  a bad output path
   70             internal error, a bug in birnn: the message comes with a stack trace; please report it
   129, 130, 143  stopped by SIGHUP, SIGINT (Ctrl-C) or SIGTERM; no output is written
+  141            stdout was closed by its reader (birnn info m.pt | head -1)
 See docs/cli.md for examples, sharding and joining.`
 
 function packageVersion(): string {
@@ -195,6 +196,13 @@ function invokedDirectly(): boolean {
   }
 }
 if (invokedDirectly()) {
+  // A reader that stops early (`birnn info m.pt | head -1`) closes stdout: stop at once, as Unix
+  // tools do (a shell reports 141 for them, killed by SIGPIPE), not with an unhandled error.
+  // Every output file is committed before anything is written to stdout.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error
+    process.exit(EXIT_PIPE)
+  })
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code
   })

@@ -710,8 +710,21 @@ describe('exit codes: a bug is not a user error', () => {
 
   it('--help lists every exit code, SIGHUP included', () => {
     const help = ok(['--help'])
-    for (const code of ['0 ', '1 ', '2 ', '70 ', '129, 130, 143 ']) expect(help).toContain(`\n  ${code}`)
+    for (const code of ['0 ', '1 ', '2 ', '70 ', '129, 130, 143 ', '141 ']) expect(help).toContain(`\n  ${code}`)
     expect(help).toContain('SIGHUP')
+  })
+
+  it('stdout closed by its reader (| head): exit 141 at once, no error printed', async () => {
+    const child = spawn(process.execPath, [join(built, 'dist', 'cli', 'main.js'), 'info', exampleModel], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    child.stdout!.destroy() // before the CLI has loaded: its first write meets a closed pipe
+    let stderr = ''
+    child.stderr!.on('data', (chunk) => {
+      stderr += chunk
+    })
+    const code = await new Promise((resolve) => child.on('exit', resolve))
+    expect([code, stderr]).toEqual([141, ''])
   })
 })
 

@@ -99,7 +99,9 @@ describe('parseSequence', () => {
     ['[]', /: expected .*, received an empty array$/],
     ['[[1, 2], null]', /: step 1 is null; expected an array of 2 numbers \(inputSize\)$/],
     ['[[1, 2, 3]]', /: step 0 has 3 numbers; expected 2 \(the model's inputSize\)$/],
-    ['[[1, "2"]]', /: step 0, feature 1 is "2"; expected a number$/],
+    ['[[1, "2"]]', /: step 0, feature 1 is the string "2"; expected a number$/],
+    // Named by kind: printing it would overflow the stack (an internal error, exit 70).
+    [`[[1, ${'{"a":'.repeat(10000)}1${'}'.repeat(10000)}]]`, /: step 0, feature 1 is an object; expected a number$/],
   ])('refuses %j', (line, message) => {
     expect(() => parseSequence(line, where, 2)).toThrow(message)
     expect(() => parseSequence(line, where, 2)).toThrow(RunError)
