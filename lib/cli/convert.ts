@@ -44,7 +44,7 @@ export async function convert(input: string, output: string, options: ConvertOpt
   let tensors: Array<[string, readonly number[], Float32Array]>
   let described: string
   let prefix: string
-  let relu: boolean
+  let nonlinearity: LoadOptions['nonlinearity']
   try {
     const load: LoadOptions = {}
     if (options.prefix !== undefined) load.prefix = options.prefix
@@ -52,7 +52,8 @@ export async function convert(input: string, output: string, options: ConvertOpt
     const source = await openFile(input)
     const weights = readStateDict(source, checkLoadOptions(load))
     prefix = weights.prefix
-    relu = weights.config.mode === 'RNN_RELU'
+    const { mode } = weights.config
+    nonlinearity = mode === 'RNN_RELU' ? 'relu' : mode === 'RNN_TANH' ? 'tanh' : undefined
     described = describeModel(weights.config)
     tensors = weights.tensorNames.map((name) => {
       const tensor = source.read(name)
@@ -63,8 +64,8 @@ export async function convert(input: string, output: string, options: ConvertOpt
     throw error
   }
   const metadata: Record<string, string> = { format: 'pt', converted_by: 'birnn convert' }
-  // The weights of nn.RNN do not say its nonlinearity: keep what the input said.
-  if (relu) metadata.nonlinearity = 'relu'
+  // The weights of nn.RNN do not say its nonlinearity: keep what the input said, for load() to read.
+  if (nonlinearity) metadata.nonlinearity = nonlinearity
   let pending: PendingOutput | undefined
   const stopSignals = onInterrupt(() => pending?.discard())
   try {
@@ -77,7 +78,7 @@ export async function convert(input: string, output: string, options: ConvertOpt
     pending.commit()
     if (!options.quiet) {
       process.stdout.write(
-        `birnn: converted ${input}${prefix ? ` (module at prefix '${prefix}')` : ''} into ${output}: ${described}; ${plural(tensors.length, 'tensor')}, float32, ${bytes.toLocaleString('en-US')} bytes${relu ? "; load it with nonlinearity 'relu' (--nonlinearity relu)" : ''}\n`,
+        `birnn: converted ${input}${prefix ? ` (module at prefix '${prefix}')` : ''} into ${output}: ${described}; ${plural(tensors.length, 'tensor')}, float32, ${bytes.toLocaleString('en-US')} bytes${nonlinearity === 'relu' ? "; nonlinearity 'relu' recorded in its metadata, which load() follows" : ''}\n`,
       )
     }
   } catch (error) {

@@ -138,6 +138,14 @@ const ACTIVATIONS: Readonly<Record<Mode, readonly string[]>> = {
 }
 /** The ops torch.onnx.export puts between a graph input and the first layer, or between layers. */
 const PASS_THROUGH = new Set(['Transpose', 'Reshape', 'Squeeze', 'Unsqueeze', 'Identity'])
+/** A node's inputs that birnn takes at call time instead: index, ONNX's name, forward()'s name. */
+const CALL_TIME_INPUTS: ReadonlyArray<[number, string, string]> = [
+  [4, 'sequence_lens', 'lengths'],
+  [5, 'initial_h', 'h0'],
+  [6, 'initial_c', 'c0'],
+]
+/** The ops that only select from a value or broadcast it: torch.onnx.export slices h0 per layer. */
+const SELECT = new Set(['Slice', 'Gather', 'Squeeze', 'Unsqueeze', 'Identity', 'Expand'])
 
 const decodeText = (bytes: Uint8Array | undefined) => new TextDecoder().decode(bytes ?? new Uint8Array(0))
 const label = (node: OnnxNode) => `${node.opType} node '${node.name ?? ''}'`
@@ -292,6 +300,40 @@ export function openOnnx(bytes: Uint8Array): StateDictSource {
     )
   }
 
+  // A node's initial state and sequence lengths are what the caller gives forward() (h0, c0,
+  // lengths): each must come from a graph input, or be zeros (the state birnn starts from without
+  // h0 or c0), never a value stored in the file that birnn would drop.
+  const checkCallTimeInput = (node: OnnxNode, index: number, onnxName: string, ours: string) => {
+    let name = node.input?.[index]
+    if (!name) return
+    let received = 'a value computed in a cycle'
+    for (let steps = 0; steps <= nodes.length; steps++) {
+      const from = producer.get(name)
+      const filled = from?.opType === 'ConstantOfShape' && !from.domain
+      if (filled || stored.has(name)) {
+        // ConstantOfShape fills with its 'value' attribute, zero when it has none.
+        const value = filled ? from.attribute?.find((a) => a.name === 'value')?.t : stored.get(name)
+        const zeros = (t: OnnxTensor) => readOnnxTensor(`tensor '${name}'`, t).data.every((v) => v === 0)
+        if (ours !== 'lengths' && (value === undefined || zeros(value))) return
+        received = `${from ? `the value of ${label(from)}` : `the initializer '${name}'`}, stored in the file`
+        break
+      }
+      if (from === undefined) {
+        if (graphInputs.has(name)) return
+        received = `'${name}', neither a graph input nor computed`
+        break
+      }
+      if (!SELECT.has(from.opType ?? '') || from.domain) {
+        received = `a value computed by ${label(from)}`
+        break
+      }
+      name = from.input?.[0] ?? ''
+    }
+    throw onnxError(
+      `${label(node)} input ${onnxName}: expected a graph input (birnn takes ${ours} at call time)${ours === 'lengths' ? '' : ' or zeros'}, received ${received}; export the model with ${ours} as an input, and pass it to forward()`,
+    )
+  }
+
   // Each node's attributes: anything PyTorch's module would not compute is refused.
   let directions = 0
   let hiddenSize = 0
@@ -371,6 +413,9 @@ export function openOnnx(bytes: Uint8Array): StateDictSource {
     const W = weight(1, 'W')
     const R = weight(2, 'R')
     if (!W || !R) throw onnxError(`${label(node)}: expected inputs W and R, received ${inputs.length} inputs`)
+    for (const [index, onnxName, ours] of CALL_TIME_INPUTS) {
+      if (index < 6 || mode === 'LSTM') checkCallTimeInput(node, index, onnxName, ours)
+    }
     return { node, W, R, B: weight(3, 'B') }
   })
 

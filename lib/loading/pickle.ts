@@ -1,10 +1,13 @@
 // A restricted unpickler for the data.pkl of a torch.save checkpoint: the contract of PyTorch's
 // torch.load(weights_only=True). It understands the opcodes a pickled state_dict uses (protocols
-// 2 to 5) and knows a short allowlist of globals, each mapped to a value or a function of our own:
-// nothing named in the file is ever resolved in JavaScript or called. Any other global (a pickled
-// nn.Module, a custom class, os.system, builtins.eval, ...) is refused where it appears, before
-// anything could use it. Every length is checked against the bytes left, so no stream can make it
-// read out of bounds, allocate without limit or loop: each opcode consumes at least one byte.
+// 2 to 5) and knows a short allowlist of globals: PyTorch's own, less those that rebuild tensors
+// birnn cannot read (quantized, sparse, subclasses). Each is mapped to a value or a function of our
+// own that builds inert values: nothing named in the file is ever resolved in JavaScript or
+// called. Python 2 names (__builtin__.set, as protocol 2 writes them) read as Python 3's, as in
+// PyTorch. Any other global (a pickled nn.Module, a custom class, os.system, builtins.eval, ...)
+// is refused where it appears, before anything could use it. Every length is checked against the
+// bytes left, so no stream can make it read out of bounds, allocate without limit or loop: each
+// opcode consumes at least one byte.
 
 import { BirnnError } from '../errors.js'
 
@@ -13,9 +16,12 @@ export class PickleTuple {
   constructor(readonly items: PickleValue[]) {}
 }
 
-/** A dict or OrderedDict, keys as primitives (tuple keys as their text). */
+/** A dict key as kept: a scalar, or a tuple key as its text. */
+export type DictKey = string | number | bigint | boolean | null
+
+/** A dict or OrderedDict, keys as scalars (tuple keys as their text). */
 export class PickleDict {
-  readonly entries = new Map<string | number | bigint | boolean | null, PickleValue>()
+  readonly entries = new Map<DictKey, PickleValue>()
 }
 
 /** A storage from the archive: `key` names the record data/<key>; dtype in safetensors' names. */
@@ -111,17 +117,29 @@ const DTYPE_GLOBALS = [
 /** Every global a checkpoint may name; anything else is refused. */
 const ALLOWED = new Set([
   'collections.OrderedDict',
+  'collections.Counter',
   'torch._utils._rebuild_tensor',
   'torch._utils._rebuild_tensor_v2',
   'torch._utils._rebuild_parameter',
+  'torch._utils._rebuild_parameter_with_state',
   'torch.Size',
+  'torch.device',
   '_codecs.encode',
+  'builtins.set',
+  'builtins.bytearray',
+  'builtins.complex',
   ...Object.keys(STORAGE_DTYPES),
   ...DTYPE_GLOBALS,
 ])
 
+/** Python 2 modules, as protocol 2 names them, to Python 3's (pickle's fix_imports). */
+const PYTHON2_MODULES = new Map([['__builtin__', 'builtins']])
+
 /** The longest integer (LONG4) accepted, in bytes: a checkpoint's numbers are far shorter. */
 const MAX_LONG_BYTES = 64
+/** The longest text of a tuple dict key, and of a global's module or name. */
+const MAX_KEY_TEXT = 1024
+const MAX_GLOBAL_NAME = 256
 
 export function checkpointError(message: string): BirnnError {
   return new BirnnError('ERR_BIRNN_CHECKPOINT', `checkpoint: ${message}`)
@@ -209,6 +227,8 @@ const latin1 = new TextDecoder('latin1')
 
 const isTuple = (v: PickleValue | undefined): v is PickleTuple => v instanceof PickleTuple
 const isInt = (v: PickleValue | undefined): v is number => typeof v === 'number' && Number.isSafeInteger(v)
+export const isTensor = (v: PickleValue | undefined): v is PickleTensor =>
+  typeof v === 'object' && v !== null && 'kind' in v && v.kind === 'tensor'
 const typeName = (v: PickleValue | undefined): string => {
   if (v === null) return 'None'
   if (v === undefined) return 'nothing'
@@ -220,12 +240,41 @@ const typeName = (v: PickleValue | undefined): string => {
   return typeof v === 'string' ? 'a string' : typeof v === 'boolean' ? 'a bool' : 'a number'
 }
 
-/** A dict key: primitives as they are, a tuple of primitives as its text. */
-function dictKey(key: PickleValue): string | number | bigint | boolean | null {
-  if (key === null || typeof key === 'string' || typeof key === 'number' || typeof key === 'boolean') return key
-  if (typeof key === 'bigint') return key
-  if (key instanceof PickleTuple) return `(${key.items.map((item) => String(dictKey(item))).join(', ')})`
-  throw checkpointError(`data.pkl: a dict key is ${typeName(key)}, which a checkpoint never uses`)
+const isScalar = (v: PickleValue): v is DictKey => v === null || typeof v !== 'object'
+
+/** A key as Python prints it in a name: None, True and False; numbers and strings as they are. */
+export function keyText(key: DictKey): string {
+  if (key === null) return 'None'
+  if (typeof key === 'boolean') return key ? 'True' : 'False'
+  return String(key)
+}
+
+/**
+ * A dict key: a scalar as it is; a tuple of scalars as its text, at most MAX_KEY_TEXT characters.
+ * Nested tuples are refused: a checkpoint never needs them, and a tuple shared at every level of
+ * its nesting would render to text exponential in the pickle's length.
+ */
+function dictKey(key: PickleValue): DictKey {
+  if (isScalar(key)) return key
+  if (!(key instanceof PickleTuple)) {
+    throw checkpointError(`data.pkl: a dict key is ${typeName(key)}, which a checkpoint never uses`)
+  }
+  let text = ''
+  for (const item of key.items) {
+    if (!isScalar(item)) {
+      throw checkpointError(
+        `data.pkl: expected a dict key that is a tuple of numbers, strings, booleans or None, received a tuple holding ${typeName(item)}`,
+      )
+    }
+    const part = keyText(item)
+    if (text.length + part.length + 2 > MAX_KEY_TEXT) {
+      throw checkpointError(
+        `data.pkl: expected a tuple dict key of at most ${MAX_KEY_TEXT} characters, received a tuple of ${key.items.length} items that is longer`,
+      )
+    }
+    text += text ? `, ${part}` : part
+  }
+  return `(${text})`
 }
 
 /** A tuple of non-negative integers (a tensor's size or stride). */
@@ -242,7 +291,9 @@ function rebuildTensor(args: PickleValue[]): PickleTensor {
     throw checkpointError(`_rebuild_tensor_v2: expected a storage first, received ${typeName(storage)}`)
   }
   if (!isInt(offset) || offset < 0) {
-    throw checkpointError(`_rebuild_tensor_v2: expected a non-negative storage offset, received ${String(offset)}`)
+    throw checkpointError(
+      `_rebuild_tensor_v2: expected a non-negative storage offset, received ${typeof offset === 'number' ? offset : typeName(offset)}`,
+    )
   }
   const sizes = dims('tensor size', size)
   const strides = dims('tensor stride', stride)
@@ -272,9 +323,33 @@ function rebuildTensor(args: PickleValue[]): PickleTensor {
 /** What an allowlisted global does when REDUCE calls it with `args`. */
 function call(fn: Allowed, args: PickleTuple): PickleValue {
   const items = args.items
+  const [first, second] = items
   switch (fn.name) {
     case 'collections.OrderedDict':
       if (items.length === 0) return new PickleDict()
+      break
+    case 'collections.Counter': // Counter(dict): kept as the dict
+      if (items.length === 0) return new PickleDict()
+      if (items.length === 1 && first instanceof PickleDict) return first
+      break
+    case 'builtins.set': // set(list): kept as a list, as EMPTY_SET is
+      if (items.length === 0) return []
+      if (items.length === 1 && Array.isArray(first)) return [...first]
+      break
+    case 'builtins.bytearray': // bytearray(bytes)
+      if (items.length === 0) return new Uint8Array(0)
+      if (items.length === 1 && first instanceof Uint8Array) return first.slice()
+      break
+    case 'builtins.complex': // complex(real, imag): kept as the tuple (real, imag)
+      if (items.length <= 2 && items.every((v) => typeof v === 'number'))
+        return new PickleTuple([items[0] ?? 0, items[1] ?? 0])
+      break
+    case 'torch.device': // torch.device('cuda', 0): kept as its text, 'cuda:0'
+      if (items.length === 1 && typeof first === 'string') return first
+      if (items.length === 2 && typeof first === 'string' && isInt(second) && second >= 0) return `${first}:${second}`
+      break
+    case 'torch._utils._rebuild_parameter_with_state': // (data, requires_grad, hooks, attributes)
+      if (items.length === 4 && isTensor(first)) return first
       break
     case 'torch._utils._rebuild_tensor_v2':
       if (items.length >= 6 && items.length <= 7) return rebuildTensor(items)
@@ -282,12 +357,9 @@ function call(fn: Allowed, args: PickleTuple): PickleValue {
     case 'torch._utils._rebuild_tensor':
       if (items.length === 4) return rebuildTensor(items)
       break
-    case 'torch._utils._rebuild_parameter': {
-      const data = items[0]
-      if (items.length === 3 && typeof data === 'object' && data !== null && 'kind' in data && data.kind === 'tensor')
-        return data
+    case 'torch._utils._rebuild_parameter': // (data, requires_grad, hooks)
+      if (items.length === 3 && isTensor(first)) return first
       break
-    }
     case 'torch.Size':
       if (items.length === 1 && isTuple(items[0])) return items[0]
       break
@@ -373,12 +445,13 @@ export function unpickle(bytes: Uint8Array, storage: StorageResolver): PickleVal
   }
   const global = (module: string, name: string): Allowed => {
     const full = `${module}.${name}`
-    if (!ALLOWED.has(full)) {
+    const known = `${PYTHON2_MODULES.get(module) ?? module}.${name}`
+    if (!ALLOWED.has(known)) {
       fail(
         `refused the global '${full}': a checkpoint may hold only tensors, containers, numbers and strings (PyTorch's weights_only rule), and birnn never runs code from a file; ${SAVE_STATE_DICT}`,
       )
     }
-    return { kind: 'global', name: full }
+    return { kind: 'global', name: known }
   }
   const memoGet = (index: number): PickleValue => {
     if (!memo.has(index)) fail(`memo entry ${index} was never stored`)
@@ -570,7 +643,7 @@ export function unpickle(bytes: Uint8Array, storage: StorageResolver): PickleVal
         // GLOBAL: "module\nname\n"
         const readLine = () => {
           const end = bytes.indexOf(0x0a, at)
-          if (end < 0 || end - at > 256) fail('GLOBAL without a short newline-terminated name')
+          if (end < 0 || end - at > MAX_GLOBAL_NAME) fail('GLOBAL without a short newline-terminated name')
           return text(end - at + 1).slice(0, -1)
         }
         const module = readLine()
@@ -581,7 +654,14 @@ export function unpickle(bytes: Uint8Array, storage: StorageResolver): PickleVal
         // STACK_GLOBAL
         const name = pop()
         const module = pop()
-        if (typeof module !== 'string' || typeof name !== 'string') fail('STACK_GLOBAL with names that are not strings')
+        if (
+          typeof module !== 'string' ||
+          typeof name !== 'string' ||
+          module.length > MAX_GLOBAL_NAME ||
+          name.length > MAX_GLOBAL_NAME
+        ) {
+          fail(`STACK_GLOBAL with names that are not strings of at most ${MAX_GLOBAL_NAME} characters`)
+        }
         stack.push(global(module as string, name as string))
         break
       }

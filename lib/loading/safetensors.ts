@@ -3,8 +3,9 @@
 // Every offset, size and shape is checked before a byte is read, so no file can make us read
 // out of bounds or allocate without limit. Tensors are converted to float32 only when used.
 
-import { BirnnError } from '../errors.js'
+import { BirnnError, describe } from '../errors.js'
 import type { Tensor } from '../types.js'
+import type { StateDictSource } from './state-dict.js'
 
 /** Bytes per element of every dtype the format defines; only the float ones convert to float32. */
 const DTYPE_BYTES: Readonly<Record<string, number>> = {
@@ -37,8 +38,41 @@ function fail(message: string): never {
   throw new BirnnError('ERR_BIRNN_SAFETENSORS', `safetensors: ${message}`)
 }
 
-/** The tensors of a safetensors file, by name (`__metadata__`, free text, is skipped). */
+/** A header value in a message: a short list of numbers as it is, anything else described. */
+const shown = (value: unknown): string =>
+  Array.isArray(value) && value.length <= 8 && value.every((v) => typeof v === 'number')
+    ? `[${value.join(', ')}]`
+    : describe(value)
+
+/** The tensors of a safetensors file, by name (`__metadata__` is skipped). */
 export function parseSafetensors(file: Uint8Array): Map<string, StoredTensor> {
+  return parse(file).tensors
+}
+
+/**
+ * A safetensors file as a StateDictSource. Of `__metadata__` (free text otherwise), only
+ * `nonlinearity` is read, as `birnn convert` writes it for an nn.RNN: a state_dict cannot say it.
+ */
+export function openSafetensors(file: Uint8Array): StateDictSource {
+  const { tensors, metadata } = parse(file)
+  const stored = (name: string) => tensors.get(name)!
+  const source: StateDictSource = {
+    names: [...tensors.keys()],
+    shape: (name) => stored(name).shape,
+    read: (name) => toFloat32(name, stored(name)),
+    dtype: (name) => stored(name).dtype,
+  }
+  if (typeof metadata === 'object' && metadata !== null && Object.hasOwn(metadata, 'nonlinearity')) {
+    const nonlinearity = (metadata as Record<string, unknown>).nonlinearity
+    if (nonlinearity !== 'tanh' && nonlinearity !== 'relu') {
+      fail(`__metadata__ nonlinearity: expected 'tanh' or 'relu', received ${describe(nonlinearity)}`)
+    }
+    source.hints = { nonlinearity }
+  }
+  return source
+}
+
+function parse(file: Uint8Array): { tensors: Map<string, StoredTensor>; metadata: unknown } {
   if (file.length < 8) fail(`file is ${file.length} bytes, too short for the 8-byte header length`)
   const view = new DataView(file.buffer, file.byteOffset, file.byteLength)
   const headerLength = view.getBigUint64(0, true)
@@ -58,14 +92,18 @@ export function parseSafetensors(file: Uint8Array): Map<string, StoredTensor> {
   const dataLength = file.length - headerEnd
   const tensors = new Map<string, StoredTensor>()
   const ranges: Array<[number, number, string]> = []
+  let metadata: unknown
   for (const [name, entry] of Object.entries(header)) {
-    if (name === '__metadata__') continue
+    if (name === '__metadata__') {
+      metadata = entry
+      continue
+    }
     const { dtype, shape, data_offsets: offsets } = (entry ?? {}) as Record<string, unknown>
-    if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) {
-      fail(`tensor '${name}' has unknown dtype ${JSON.stringify(dtype)}`)
+    if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, dtype)) {
+      fail(`tensor '${name}': expected a dtype of ${Object.keys(DTYPE_BYTES).join(', ')}, received ${describe(dtype)}`)
     }
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      fail(`tensor '${name}' has an invalid shape ${JSON.stringify(shape)}`)
+      fail(`tensor '${name}': expected a shape of non-negative integers, received ${shown(shape)}`)
     }
     if (
       !Array.isArray(offsets) ||
@@ -73,7 +111,7 @@ export function parseSafetensors(file: Uint8Array): Map<string, StoredTensor> {
       !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) ||
       offsets[0] > offsets[1]
     ) {
-      fail(`tensor '${name}' has invalid data_offsets ${JSON.stringify(offsets)}`)
+      fail(`tensor '${name}': expected data_offsets [begin, end] with 0 <= begin <= end, received ${shown(offsets)}`)
     }
     const [begin, end] = offsets as [number, number]
     if (end > dataLength) {
@@ -94,7 +132,7 @@ export function parseSafetensors(file: Uint8Array): Map<string, StoredTensor> {
     const [, prevEnd, prevName] = ranges[i - 1]
     if (begin < prevEnd) fail(`tensors '${prevName}' and '${name}' overlap in the data section`)
   }
-  return tensors
+  return { tensors, metadata }
 }
 
 function halfToFloat(h: number): number {

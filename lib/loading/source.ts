@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises'
 import { checkTensor, typeError } from '../errors.js'
 import { isOnnx, openOnnx } from './onnx.js'
 import { checkpointError } from './pickle.js'
-import { parseSafetensors, toFloat32 } from './safetensors.js'
+import { openSafetensors } from './safetensors.js'
 import type { StateDictSource } from './state-dict.js'
 import { isPickle, isZip, LEGACY_MESSAGE, openCheckpoint } from './torch.js'
 
@@ -26,14 +26,7 @@ export async function openFile(source: unknown): Promise<StateDictSource> {
     if (isPickle(bytes)) throw checkpointError(LEGACY_MESSAGE)
     if (isOnnx(bytes)) return openOnnx(bytes)
   }
-  const tensors = parseSafetensors(bytes)
-  const stored = (name: string) => tensors.get(name)!
-  return {
-    names: [...tensors.keys()],
-    shape: (name) => stored(name).shape,
-    read: (name) => toFloat32(name, stored(name)),
-    dtype: (name) => stored(name).dtype,
-  }
+  return openSafetensors(bytes)
 }
 
 /** A user's Record<string, Tensor> (fromStateDict): each tensor is checked when read, then copied. */

@@ -17,7 +17,10 @@ export interface StateDictSource {
   read(name: string): Tensor
   /** How the tensor is stored, e.g. 'F32', 'BF16'. */
   dtype(name: string): string
-  /** What the file itself says of the module, where a state_dict could not (an ONNX graph). */
+  /**
+   * What the file itself says of the module, where a state_dict could not (an ONNX graph, or the
+   * safetensors metadata birnn convert writes); a nonlinearity is for an nn.RNN only.
+   */
   hints?: { nonlinearity?: 'tanh' | 'relu'; batchFirst?: boolean }
 }
 
@@ -77,7 +80,8 @@ function findPrefix(names: readonly string[], requested: string | undefined): st
 
 /**
  * The options, completed by what the file says where the caller said nothing (an ONNX graph knows
- * its RNN's nonlinearity and its input layout); a nonlinearity that contradicts the file is refused.
+ * its RNN's nonlinearity and its input layout, birnn convert's metadata its RNN's nonlinearity); a
+ * nonlinearity that contradicts the file is refused.
  */
 function withHints(source: StateDictSource, options: LoadOptions): LoadOptions {
   const hints = source.hints
@@ -162,10 +166,11 @@ export function readStateDict(source: StateDictSource, given: LoadOptions): Weig
       'ERR_BIRNN_STATE_DICT',
     )
   }
-  if (options.nonlinearity !== undefined && gates !== GATES[rnn]) {
+  // The caller's option only: a file's hint of a nonlinearity says nothing of a GRU or an LSTM.
+  if (given.nonlinearity !== undefined && gates !== GATES[rnn]) {
     throw new BirnnTypeError(
       'ERR_BIRNN_INVALID_ARG',
-      `nonlinearity: applies to nn.RNN only, but this model is an ${mode}`,
+      `nonlinearity: applies to nn.RNN only, but this model is ${mode === 'LSTM' ? 'an' : 'a'} ${mode}`,
     )
   }
   const hOut = projSize || hiddenSize

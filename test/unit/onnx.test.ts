@@ -18,10 +18,17 @@ interface Node {
   output: string[]
   name: string
   opType: string
-  attribute: Array<{ name: string; s?: Uint8Array; strings?: Uint8Array[]; i?: number; type?: number }>
+  attribute: Array<{ name: string; s?: Uint8Array; strings?: Uint8Array[]; i?: number; type?: number; t?: Tensor }>
+}
+interface Tensor {
+  dims?: number[]
+  dataType?: number
+  rawData?: Uint8Array
+  int32Data?: number[]
+  dataLocation?: number
 }
 interface Model {
-  graph: { node: Node[]; initializer: Array<{ name: string; dataLocation?: number }> }
+  graph: { node: Node[]; initializer: Array<Tensor & { name: string }>; input: Array<{ name: string }> }
 }
 
 /** The fixture decoded, changed by `edit`, and encoded again. */
@@ -121,6 +128,59 @@ describe('refused ONNX graphs', () => {
     await refusedWith(
       Uint8Array.from([0x08, 0x07, 0x12, 0xff, 0xff, 0xff, 0x0f, 1, 2, 3]),
       /^onnx: expected an ONNX model \(a ModelProto\), received bytes that do not decode as one \(.*\)$/,
+    )
+  })
+})
+
+describe('initial states and sequence lengths: what birnn takes at call time', () => {
+  const PASS_H0 = 'export the model with h0 as an input, and pass it to forward()'
+  /** onnx_gru_uni_l1_tm, whose GRU starts from Expand(Constant zeros): the edit gets both nodes. */
+  const zeroState = (edit: (expand: Node, constant: Node, m: Model) => void) =>
+    edited('onnx_gru_uni_l1_tm', (m) => {
+      const gru = m.graph.node.find((n) => n.opType === 'GRU')!
+      const expand = m.graph.node.find((n) => n.output[0] === gru.input[5])!
+      edit(expand, m.graph.node.find((n) => n.output[0] === expand.input[0])!, m)
+    })
+
+  it('a learned h0 stored as an initializer (its values would be dropped)', async () => {
+    await refusedWith(
+      path('onnx_gru_h0_param'),
+      `onnx: GRU node '/rnn/GRU' input initial_h: expected a graph input (birnn takes h0 at call time) or zeros, received the initializer 'h0', stored in the file; ${PASS_H0}`,
+    )
+  })
+
+  it('a Constant of zeros, as torch.onnx.export writes without h0, loads; of other values, is refused', async () => {
+    expect((await load(zeroState(() => {}))).config.mode).toBe('GRU')
+    const ones = zeroState((_, constant) => {
+      constant.attribute[0].t!.rawData = new Uint8Array(new Float32Array(8).fill(0.5).buffer)
+    })
+    await refusedWith(
+      ones,
+      `onnx: GRU node '/GRU' input initial_h: expected a graph input (birnn takes h0 at call time) or zeros, received the value of Constant node '/Constant', stored in the file; ${PASS_H0}`,
+    )
+  })
+
+  it('a state computed by an op that changes values', async () => {
+    const negated = zeroState((expand) => {
+      expand.opType = 'Neg'
+    })
+    await refusedWith(
+      negated,
+      `onnx: GRU node '/GRU' input initial_h: expected a graph input (birnn takes h0 at call time) or zeros, received a value computed by Neg node '/Expand'; ${PASS_H0}`,
+    )
+  })
+
+  it('sequence_lens: a graph input loads, stored lengths are refused', async () => {
+    const lengths = (stored: boolean) =>
+      edited('onnx_gru_uni_l1_tm', (m) => {
+        m.graph.node.find((n) => n.opType === 'GRU')!.input[4] = 'lengths'
+        if (stored) m.graph.initializer.push({ name: 'lengths', dims: [2], dataType: 6, int32Data: [4, 2] })
+        else m.graph.input.push({ name: 'lengths' })
+      })
+    expect((await load(lengths(false))).config.mode).toBe('GRU')
+    await refusedWith(
+      lengths(true),
+      "onnx: GRU node '/GRU' input sequence_lens: expected a graph input (birnn takes lengths at call time), received the initializer 'lengths', stored in the file; export the model with lengths as an input, and pass it to forward()",
     )
   })
 })

@@ -141,6 +141,98 @@ describe('values a checkpoint holds', () => {
     expect(tensor.storage).toEqual(storages('0', 'F16', 6))
     expect([tensor.offset, tensor.size, tensor.stride]).toEqual([1, [2, 2], [1, 2]])
   })
+
+  it("what PyTorch's weights_only also takes, under Python 2 names too: inert values", () => {
+    const bytes = pickle(
+      0x80,
+      2,
+      0x7d,
+      0x28,
+      str('device'),
+      'ctorch\ndevice\n',
+      str('cuda'),
+      0x4b,
+      1,
+      0x86,
+      0x52, // torch.device('cuda', 1)
+      str('set'),
+      'c__builtin__\nset\n',
+      0x5d,
+      0x28,
+      str('a'),
+      str('b'),
+      0x65,
+      0x85,
+      0x52, // set(['a', 'b'])
+      str('bytearray'),
+      'cbuiltins\nbytearray\n',
+      0x43,
+      2,
+      'xy',
+      0x85,
+      0x52, // bytearray(b'xy')
+      str('complex'),
+      'c__builtin__\ncomplex\n',
+      0x47,
+      [0x3f, 0xf0, 0, 0, 0, 0, 0, 0],
+      0x47,
+      [0x40, 0, 0, 0, 0, 0, 0, 0],
+      0x86,
+      0x52, // complex(1.0, 2.0)
+      str('counter'),
+      'ccollections\nCounter\n',
+      0x7d,
+      str('a'),
+      0x4b,
+      2,
+      0x73,
+      0x85,
+      0x52, // Counter({'a': 2})
+      str('parameter'),
+      'ctorch._utils\n_rebuild_parameter_with_state\n',
+      0x28,
+      'ctorch._utils\n_rebuild_tensor\n',
+      0x28,
+      0x28,
+      str('storage'),
+      'ctorch\nFloatStorage\n',
+      str('0'),
+      str('cpu'),
+      0x4b,
+      4,
+      0x74,
+      0x51,
+      0x4b,
+      0,
+      0x4b,
+      4,
+      0x85,
+      0x4b,
+      1,
+      0x85,
+      0x74,
+      0x52, // a tensor of 4 elements
+      0x88,
+      0x7d,
+      0x7d, // requires_grad, hooks, attributes
+      0x74,
+      0x52,
+      0x75,
+      0x2e,
+    )
+    const value = unpickle(bytes, storages) as PickleDict
+    expect(value.entries.get('device')).toBe('cuda:1')
+    expect(value.entries.get('set')).toEqual(['a', 'b'])
+    expect(value.entries.get('bytearray')).toEqual(Uint8Array.from([0x78, 0x79]))
+    expect((value.entries.get('complex') as PickleTuple).items).toEqual([1, 2])
+    expect((value.entries.get('counter') as PickleDict).entries.get('a')).toBe(2)
+    expect((value.entries.get('parameter') as PickleTensor).size).toEqual([4])
+  })
+
+  it('a tuple of scalars as a dict key, as its text', () => {
+    const bytes = pickle(0x80, 2, 0x7d, 0x28, 0x4b, 1, str('a'), 0x4e, 0x88, 0x74, 0x4b, 7, 0x73, 0x2e)
+    expect([...(unpickle(bytes, noStorage) as PickleDict).entries]).toEqual([['(1, a, None, True)', 7]])
+  })
 })
 
 describe('refused', () => {
@@ -239,6 +331,32 @@ describe('refused', () => {
       'an OrderedDict called with arguments',
       pickle(0x80, 2, 'ccollections\nOrderedDict\n', 0x4b, 1, 0x85, 0x52),
       'checkpoint: data.pkl: collections.OrderedDict called with 1 arguments it does not take',
+    ],
+    [
+      'a torch.device of a number',
+      pickle(0x80, 2, 'ctorch\ndevice\n', 0x4b, 1, 0x85, 0x52),
+      'checkpoint: data.pkl: torch.device called with 1 arguments it does not take',
+    ],
+    [
+      // 334 bytes of DUP, TUPLE2 made a key whose text doubled 40 times: 48 s, then a RangeError.
+      'a dict key of a tuple nested 40 times, each level its item twice',
+      pickle(0x80, 2, 0x7d, 0x4b, 1, ...Array(40).fill([0x32, 0x86]).flat(), 0x4e, 0x73, 0x2e),
+      `checkpoint: data.pkl: expected a dict key that is a tuple of numbers, strings, booleans or None, received a tuple holding a tuple`,
+    ],
+    [
+      'a dict key of 200,000 nested tuples',
+      pickle(0x80, 2, 0x7d, 0x4b, 1, new Uint8Array(200_000).fill(0x85), 0x4e, 0x73, 0x2e),
+      'checkpoint: data.pkl: expected a dict key that is a tuple of numbers, strings, booleans or None, received a tuple holding a tuple',
+    ],
+    [
+      'a tuple dict key longer than 1024 characters',
+      pickle(0x80, 2, 0x7d, str('k'.repeat(600)), 0x32, 0x86, 0x4e, 0x73, 0x2e),
+      'checkpoint: data.pkl: expected a tuple dict key of at most 1024 characters, received a tuple of 2 items that is longer',
+    ],
+    [
+      'a STACK_GLOBAL name of 300 characters',
+      pickle(0x80, 4, str('builtins'), str('x'.repeat(300)), 0x93),
+      'checkpoint: data.pkl at byte 321: STACK_GLOBAL with names that are not strings of at most 256 characters',
     ],
   ])('%s', (_, bytes, message) => refused(bytes, message))
 })
