@@ -22,6 +22,17 @@ import {
   withEnv,
 } from '../helpers.js'
 
+// A network as wasmKernel().create() takes it: an LSTM (mode 3) of input 2, hidden 3, no bias.
+const lstmConfig = {
+  mode: 3,
+  inputSize: 2,
+  hiddenSize: 3,
+  projSize: 0,
+  numLayers: 1,
+  bidirectional: false,
+  bias: false,
+}
+
 // Both builds: the tests below run each.
 const missing = wasmMissing('wasm-relaxed-simd') ?? wasmMissing('wasm-simd128')
 
@@ -160,15 +171,7 @@ describe.skipIf(missing)(`the wasm engine${missing ? ` (skipped: ${missing})` : 
     // A module of its own gets a worker of its own, and calls made one at a time all go to it.
     const { path } = loadWasm() as { path: string }
     const module = new WebAssembly.Module(readFileSync(path))
-    const config = {
-      mode: 3,
-      inputSize: 2,
-      hiddenSize: 3,
-      projSize: 0,
-      numLayers: 1,
-      bidirectional: false,
-      bias: false,
-    }
+    const config = lstmConfig
     const r = rng(5)
     const tensors = [r.floats(12 * 2), r.floats(12 * 3)]
     const x = r.floats(6)
@@ -188,15 +191,7 @@ describe.skipIf(missing)(`the wasm engine${missing ? ` (skipped: ${missing})` : 
 
   it('a call whose buffers would pass 32-bit addresses is refused, not wrapped', () => {
     const kernel = wasmKernel(loadWasm().module!)
-    const config = {
-      mode: 3,
-      inputSize: 1,
-      hiddenSize: 16,
-      projSize: 0,
-      numLayers: 1,
-      bidirectional: false,
-      bias: false,
-    }
+    const config = { ...lstmConfig, inputSize: 1, hiddenSize: 16 }
     const r = rng(6)
     const handle = kernel.create(config, [r.floats(64), r.floats(64 * 16)])
     // 2^23 steps of 64 gate columns: the input projection alone is 2 GiB.
@@ -212,15 +207,7 @@ describe.skipIf(missing)(`the wasm engine${missing ? ` (skipped: ${missing})` : 
   it('reports what the kernel threw, then goes on in a fresh instance', () => {
     const wasm = loadWasm()
     const kernel = wasmKernel(wasm.module!)
-    const config = {
-      mode: 3,
-      inputSize: 2,
-      hiddenSize: 3,
-      projSize: 0,
-      numLayers: 1,
-      bidirectional: false,
-      bias: false,
-    }
+    const config = lstmConfig
     const r = rng(4)
     const tensors = [r.floats(12 * 2), r.floats(12 * 3)]
     const before = kernel.generation()
