@@ -1,7 +1,7 @@
 // What kind of input `score` was given, from the file's first bytes rather than its name: .npy, or
 // JSONL (text whose first line starts with '['). Anything else is refused, saying what it is.
 
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
+import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs'
 import { RunError } from './errors.js'
 import { isNpy } from './npy.js'
 
@@ -28,6 +28,13 @@ function describeHead(head: Buffer): string {
 }
 
 export function inputKind(path: string): InputKind {
+  // score reads its input more than once (its header, then batch by batch, a shard's lines); and
+  // opening a FIFO would wait for a writer.
+  if (!statSync(path).isFile()) {
+    throw new RunError(
+      `input ${path}: is not a regular file (a pipe or a device); birnn score reads the input by position: save the stream to a file first`,
+    )
+  }
   const fd = openSync(path, 'r')
   const buffer = Buffer.alloc(HEAD)
   let head: Buffer
@@ -39,9 +46,11 @@ export function inputKind(path: string): InputKind {
     closeSync(fd)
   }
   if (isNpy(head)) return 'npy'
-  const first = head.findIndex((byte) => !isWhitespace(byte))
+  // JSONL may start with a UTF-8 byte-order mark (some editors write one); the line reader drops it.
+  const text = head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf ? head.subarray(3) : head
+  const first = text.findIndex((byte) => !isWhitespace(byte))
   // An empty file (or only blank lines) is JSONL without sequences.
-  if (first === -1 || (head[first] === 0x5b && isText(head))) return 'jsonl'
+  if (first === -1 || (text[first] === 0x5b && isText(text))) return 'jsonl'
   if (isSafetensors(head, fileSize)) {
     throw new RunError(`input ${path}: is a safetensors file (a model?), not sequences; expected .npy or JSONL`)
   }

@@ -31,6 +31,11 @@ export async function join(output: string, parts: string[], options: JoinOptions
       readers.push(new NpyReader(part))
     }
     const first = readers[0].shape
+    if (first.length !== 2 && first.length !== 3) {
+      throw new RunError(
+        `part ${readers[0].path}: shape ${formatNpyShape(first)} is not an output of birnn score; expected (N, W), (T, N, W) or with --batch-first (N, T, W)`,
+      )
+    }
     // (T, N, W) joins along N, axis 1; (N, T, W) with --batch-first and (N, W) along axis 0.
     const axis: 0 | 1 = first.length === 3 && !options.batchFirst ? 1 : 0
     for (const reader of readers) {

@@ -123,6 +123,12 @@ export class LineReader {
     try {
       return this.#decoder.decode(bytes.subarray(0, end))
     } catch {
+      // V8's strings hold at most 2^29 - 24 UTF-16 units: a line that long fails as invalid text.
+      if (end >= 2 ** 29 - 24) {
+        throw new RunError(
+          `${this.path} line ${this.lineNumber}: ${end} bytes, longer than the longest string JavaScript holds (2^29 characters); split the sequence, or use .npy input`,
+        )
+      }
       throw new RunError(`${this.path} line ${this.lineNumber}: not valid UTF-8`)
     }
   }
@@ -173,7 +179,7 @@ export function parseSequence(line: string, where: string, inputSize: number): F
 /** The shortest decimal that reads back as the same float32, e.g. 0.1 rather than 0.10000000149011612. */
 export function formatFloat32(value: number): string {
   if (!Number.isFinite(value)) return 'null' // JSON has no NaN or Infinity
-  if (value === 0) return '0'
+  if (value === 0) return Object.is(value, -0) ? '-0' : '0' // the sign is a float32 bit too
   for (let digits = 6; digits < 9; digits++) {
     const text = value.toPrecision(digits)
     if (Math.fround(Number(text)) === value) return String(Number(text))

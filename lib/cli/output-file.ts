@@ -54,6 +54,7 @@ export function checkOutput(
   { replace, hint = '' }: { replace: boolean; hint?: string },
 ): void {
   const what = `${name} ${path}`
+  if (path === '') throw new UsageError(`${name}: expected the path of a file, received an empty string`)
   if (path.endsWith('/') || path.endsWith(sep)) {
     throw new UsageError(`${what}: names a folder; give the path of a file, e.g. ${join(path, 'out.npy')}`)
   }
@@ -96,7 +97,11 @@ export class PendingOutput {
 
   constructor(path: string) {
     this.path = path
-    const stem = join(dirname(resolve(path)), `.${basename(path)}.${process.pid}`)
+    // Within the 255 bytes a file name may have, whatever the output's own name takes.
+    const suffix = `.${process.pid}-00000000.tmp`
+    let name = basename(path)
+    while (Buffer.byteLength(`.${name}${suffix}`) > 255) name = name.slice(0, -1)
+    const stem = join(dirname(resolve(path)), `.${name}.${process.pid}`)
     // A file of that name is left from a killed run whose process had our id (in a container the
     // job often has the same id each time): never ours to remove, so take another name beside it.
     for (let attempt = 0; ; attempt++) {

@@ -38,10 +38,13 @@ function preview(batch: Batch, output: Tensor, kind: OutputKind) {
 export async function score(modelPath: string, options: ScoreOptions): Promise<void> {
   if (options.lengths && sameFile(options.lengths, options.input))
     throw new UsageError('--lengths and --input name the same file')
-  const inputs = (['input', 'lengths', 'h0', 'c0'] as const).flatMap((key) => {
-    const path = options[key]
-    return path ? [{ label: `the --${key} file`, path }] : []
-  })
+  const inputs = [
+    { label: 'the model', path: modelPath },
+    ...(['input', 'lengths', 'h0', 'c0'] as const).flatMap((key) => {
+      const path = options[key]
+      return path ? [{ label: `the --${key} file`, path }] : []
+    }),
+  ]
   checkOutput('--output', options.output, inputs, { replace: true })
   requireFile(options.input, 'input')
   const kind = inputKind(options.input)

@@ -23,6 +23,26 @@ import type {
 import { planForward, shapeResult } from './forward-args.js'
 import { isWasmSimd, simdFromEnvironment } from './options.js'
 
+/**
+ * Resolves when a result may go on to its caller. The engines' results arrive from callbacks that
+ * Node drains in a loop (a thread-safe function's queue, a worker's messages): a caller whose
+ * work between calls outlasts the kernel's (parsing and formatting batches, say) would find the
+ * next result already queued and run again from the same loop, for as long as that holds, and
+ * signals, timers and sockets would wait (a JSONL `birnn score` ignored Ctrl-C to its end). So
+ * the second result of one turn of the event loop, and any after it, go on from the loop's
+ * check phase (setImmediate): one caller runs per turn, and the loop polls in between.
+ */
+let resultsThisTurn = 0
+function yourTurn(): Promise<void> | undefined {
+  if (resultsThisTurn++ === 0) {
+    setImmediate(() => {
+      resultsThisTurn = 0
+    })
+    return undefined
+  }
+  return new Promise((resolve) => setImmediate(resolve))
+}
+
 export class Model {
   /** The module's configuration, inferred from the weights. */
   readonly config: Readonly<ModelConfig>
@@ -51,7 +71,9 @@ export class Model {
   /** Runs the network off the event loop where the engine can; the inputs are taken at call time. */
   async forward(input: Tensor, options?: ForwardOptions): Promise<ForwardResult> {
     const plan = planForward(this.config, input, options)
-    return shapeResult(this.config, plan, await this.#live().run(plan))
+    const raw = await this.#live().run(plan)
+    await yourTurn()
+    return shapeResult(this.config, plan, raw)
   }
 
   /** Same result as forward(), computed on the calling thread. */
@@ -68,7 +90,9 @@ export class Model {
   async forwardBatchFirst(input: Tensor, options?: ForwardOptions): Promise<ForwardResult> {
     const config = this.config.batchFirst ? this.config : { ...this.config, batchFirst: true }
     const plan = planForward(config, input, options)
-    return shapeResult(config, plan, await this.#live().run(plan))
+    const raw = await this.#live().run(plan)
+    await yourTurn()
+    return shapeResult(config, plan, raw)
   }
 
   /** @internal The engine's compute threads, all calls together (Engine.parallelism). */

@@ -218,11 +218,11 @@ function jsonArray(data: Float32Array, shape: readonly number[]): string {
   const emit = (depth: number, offset: number): void => {
     if (depth === shape.length - 1) {
       const row = data.subarray(offset, offset + leaf)
-      let finite = true
-      for (let i = 0; i < row.length; i++) if (!Number.isFinite(row[i])) finite = false
-      parts.push(
-        `[${finite ? row.join(',') : Array.from(row, (x) => (Number.isFinite(x) ? String(x) : 'null')).join(',')}]`,
-      )
+      // join() writes -0 as 0: the sign is a float32 bit too, so such a row is written value by value.
+      let plain = true
+      for (let i = 0; i < row.length; i++) if (!Number.isFinite(row[i]) || Object.is(row[i], -0)) plain = false
+      const text = (x: number) => (Number.isFinite(x) ? (Object.is(x, -0) ? '-0' : String(x)) : 'null')
+      parts.push(`[${plain ? row.join(',') : Array.from(row, text).join(',')}]`)
       return
     }
     const stride = shape.slice(depth + 1).reduce((a, b) => a * b, 1)

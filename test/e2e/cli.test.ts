@@ -6,6 +6,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import {
   chmodSync,
   closeSync,
+  copyFileSync,
   existsSync,
   mkdtempSync,
   openSync,
@@ -558,6 +559,39 @@ describe('user errors: one line, no stack trace, exit code', () => {
       /^birnn: unknown option '--bogus'/,
     ],
     [
+      'the model as the output',
+      () => {
+        copyFileSync(exampleModel, file('m.safetensors'))
+        return ['score', file('m.safetensors'), '-i', npyInput(), '-o', file('m.safetensors')]
+      },
+      2,
+      /^birnn: --output .*m\.safetensors: is the model .*m\.safetensors; the output must be another file$/,
+    ],
+    [
+      'an empty output path',
+      () => ['score', exampleModel, '-i', npyInput(), '-o', ''],
+      2,
+      /^birnn: --output: expected the path of a file, received an empty string$/,
+    ],
+    [
+      'a pipe as input',
+      () => {
+        execFileSync('mkfifo', [file('fifo')])
+        return ['score', exampleModel, '-i', file('fifo'), '-o', file('e.npy')]
+      },
+      1,
+      /^birnn: input .*fifo: is not a regular file \(a pipe or a device\); birnn score reads the input by position/,
+    ],
+    [
+      'join of parts that are not outputs of score',
+      () => {
+        writeNpy(file('zero-d.npy'), { data: Float32Array.of(1), shape: [] })
+        return ['join', file('e.npy'), file('zero-d.npy'), file('zero-d.npy')]
+      },
+      1,
+      /^birnn: part .*zero-d\.npy: shape \(\) is not an output of birnn score; expected \(N, W\), \(T, N, W\)/,
+    ],
+    [
       'bad --shard',
       () => ['score', exampleModel, '-i', npyInput(), '-o', file('e.npy'), '--shard', '4/4'],
       2,
@@ -614,6 +648,33 @@ describe('user errors: one line, no stack trace, exit code', () => {
     expect(result.stderr).not.toMatch(/^\s+at /m) // no stack trace
     expect(lines.length).toBeLessThanOrEqual(3) // the message; for usage errors a suggestion and a hint
     expect(existsSync(file('e.npy')) || existsSync(file('e.jsonl'))).toBe(false)
+  })
+})
+
+describe('files people have', () => {
+  it('a JSONL input with a byte-order mark reads as without one', () => {
+    const lines = readFileSync(join(root, 'examples', 'input.jsonl'))
+    writeFileSync(file('bom.jsonl'), Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), lines]))
+    ok(['score', exampleModel, '-i', file('bom.jsonl'), '-o', file('bom.out.jsonl'), '-k', 'last', '-q'])
+    ok([
+      'score',
+      exampleModel,
+      '-i',
+      join(root, 'examples', 'input.jsonl'),
+      '-o',
+      file('nobom.out.jsonl'),
+      '-k',
+      'last',
+      '-q',
+    ])
+    expect(readFileSync(file('bom.out.jsonl'))).toEqual(readFileSync(file('nobom.out.jsonl')))
+  })
+
+  it('an output name as long as a file name may be (255 bytes) is written', () => {
+    const name = `${'o'.repeat(251)}.npy`
+    ok(['score', exampleModel, '-i', writeNpy(file('long-in.npy'), exactInput(2, [3, 2, 16])), '-o', file(name), '-q'])
+    expect(readNpy(file(name)).shape).toEqual([3, 2, 64])
+    expect(readdirSync(dir).filter((entry) => entry.endsWith('.tmp'))).toEqual([])
   })
 })
 

@@ -146,6 +146,30 @@ describe.skipIf(missing)('the native backend off the event loop', () => {
     expect(longest).toBeLessThan(Math.max(100, elapsed / 4))
   })
 
+  it('lets the event loop turn between results even when the caller works longer than the kernel', async () => {
+    // Each result settles from a libuv callback that Node drains in a loop: a caller whose work
+    // outlasts the next call would run again from that loop, with timers and signals waiting.
+    const model = await load(modelPath(fixture('lstm_uni_l1_tm')), { backend: 'native' })
+    const input = {
+      data: new Float32Array(5 * 3 * model.config.inputSize).fill(0.1),
+      shape: [5, 3, model.config.inputSize],
+    }
+    let iteration = 0
+    let timerRanAt = -1
+    let running = model.forward(input)
+    for (; iteration < 8; iteration++) {
+      const until = performance.now() + 20 // the caller's own work, far longer than the call's
+      while (performance.now() < until) {}
+      await running
+      if (iteration === 2) setTimeout(() => (timerRanAt = iteration), 0) // set from inside the chain
+      running = model.forward(input)
+    }
+    await running
+    // Within a couple of results; starved, it would run only once the loop is over (8).
+    expect(timerRanAt).toBeGreaterThanOrEqual(3)
+    expect(timerRanAt).toBeLessThanOrEqual(4)
+  })
+
   it('runs 200 concurrent forwards on one model, each exactly as forwardSync', async () => {
     const r = rng(3)
     const model = fromStateDict(randomStateDict(r, { mode: 'GRU', I: 8, H: 16, L: 2, D: 2, bias: true }), {

@@ -113,6 +113,7 @@ describe('formatFloat32', () => {
     expect(formatFloat32(Math.fround(0.1))).toBe('0.1')
     expect(formatFloat32(Math.fround(-1 / 3))).toBe('-0.33333334')
     expect(formatFloat32(0)).toBe('0')
+    expect(Object.is(JSON.parse(formatFloat32(-0)), -0)).toBe(true) // the sign bit kept
     const subnormal = Math.fround(1e-40)
     expect(formatFloat32(subnormal)).toBe('9.99995e-41')
     expect(Math.fround(9.99995e-41)).toBe(subnormal)
