@@ -1,6 +1,7 @@
 // What `score` runs, whatever the input kind: batches of sequences in, their outputs out, and the
 // pieces both kinds share (the shard's range, the initial states sliced per batch).
 
+import { setImmediate } from 'node:timers/promises'
 import { directions, outputSize } from '../spec.js'
 import type { ModelConfig, OutputKind, Tensor } from '../types.js'
 import { RunError, requireFile } from './errors.js'
@@ -42,9 +43,25 @@ export interface Job {
   count: number
   /** Output shape, for the summary. */
   outputShape: string
-  next(): Batch | undefined
-  write(batch: Batch, output: Tensor): void
+  /** Async so that a long parse or format lets the event loop turn (pauseEvery). */
+  next(): Promise<Batch | undefined>
+  write(batch: Batch, output: Tensor): Promise<void>
   close(): void
+}
+
+/**
+ * A check to await inside a long synchronous loop: once `ms` of work have passed since the last
+ * turn, it lets the event loop turn (setImmediate), so that a signal stops the run within that
+ * time (Ctrl-C, SIGTERM) and a progress bar moves; otherwise it costs nothing.
+ */
+export function pauseEvery(ms: number): () => Promise<void> | undefined {
+  let last = performance.now()
+  return () => {
+    const now = performance.now()
+    if (now - last < ms) return undefined
+    last = now
+    return setImmediate()
+  }
 }
 
 /** The part [start, end) of `total` sequences that shard i/n scores: equal parts, in order. */

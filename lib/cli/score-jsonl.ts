@@ -4,7 +4,7 @@
 import type { Model } from '../model/model.js'
 import { directions, outputSize } from '../spec.js'
 import { RunError } from './errors.js'
-import { type Batch, type Job, openStates, type ScoreOptions, shardRange } from './job.js'
+import { type Batch, type Job, openStates, pauseEvery, type ScoreOptions, shardRange } from './job.js'
 import { countSequences, formatRow, LineReader, parseSequence } from './jsonl.js'
 import { writeAll } from './npy.js'
 import type { PendingOutput } from './output-file.js'
@@ -30,10 +30,12 @@ export function openJsonlJob(model: Model, options: ScoreOptions, pending: () =>
     throw error
   }
   let cursor = start
+  // A batch of long lines takes seconds to parse or to print: signals get in every 50 ms.
+  const pause = pauseEvery(50)
   return {
     count: end - start,
     outputShape: `${end - start} lines of ${options.outputKind === 'full' ? `steps × ${W}` : W} numbers`,
-    next() {
+    async next() {
       if (cursor >= end) return undefined
       const first = cursor
       const B = Math.min(options.batchSize, end - cursor)
@@ -46,6 +48,7 @@ export function openJsonlJob(model: Model, options: ScoreOptions, pending: () =>
             `input ${options.input}: ended at line ${reader.lineNumber}, expected ${N} lines (was it changed while being read?)`,
           )
         sequences.push(parseSequence(line, `input ${options.input} line ${reader.lineNumber}`, I))
+        await pause()
       }
       const lengths = sequences.map((s) => s.length / I)
       const T = Math.max(...lengths)
@@ -55,7 +58,7 @@ export function openJsonlJob(model: Model, options: ScoreOptions, pending: () =>
       const input = { data, shape: [B, T, I] }
       return { first, count: B, T, input, lengths, ...states.slice(first, B) } satisfies Batch
     },
-    write(batch, output) {
+    async write(batch, output) {
       const { T } = batch
       const lengths = batch.lengths!
       let text = ''
@@ -65,6 +68,7 @@ export function openJsonlJob(model: Model, options: ScoreOptions, pending: () =>
           for (let t = 0; t < lengths[b]; t++)
             rows.push(formatRow(output.data.subarray((b * T + t) * W, (b * T + t + 1) * W)))
           text += `[${rows.join(',')}]\n`
+          await pause()
         }
       } else {
         for (let b = 0; b < batch.count; b++) text += `${formatRow(output.data.subarray(b * W, (b + 1) * W))}\n`

@@ -65,7 +65,7 @@ export function openNpyJob(model: Model, options: ScoreOptions, pending: () => P
     return {
       count,
       outputShape: `float32 ${formatNpyShape(outShape)}`,
-      next() {
+      async next() {
         if (cursor >= end) return undefined
         const first = cursor
         const B = Math.min(options.batchSize, end - cursor)
@@ -85,7 +85,7 @@ export function openNpyJob(model: Model, options: ScoreOptions, pending: () => P
         }
         return batch
       },
-      write(batch, output) {
+      async write(batch, output) {
         const at = batch.first - start
         // Full outputs along the batch's axis; rows per sequence ('last', 'mean') along axis 0.
         writer.write(options.outputKind === 'full' ? nAxis : 0, at, output.data)

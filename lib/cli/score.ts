@@ -87,16 +87,16 @@ export async function score(modelPath: string, options: ScoreOptions): Promise<v
     // A pipeline of depth two: read batch k+1 while the model computes batch k, write batch k
     // while it computes batch k+1.
     let done = 0
-    let current = job.next()
+    let current = await job.next()
     let running = current ? forward(current) : undefined
     running?.catch(() => {})
     while (current) {
-      const next = job.next()
+      const next = await job.next()
       const result = await running!
       running = next ? forward(next) : undefined
       // Should reading or writing fail while it computes, its outcome no longer matters.
       running?.catch(() => {})
-      job.write(current, result.output)
+      await job.write(current, result.output)
       if (options.preview && !firstValues) firstValues = preview(current, result.output, options.outputKind)
       done += current.count
       bar.update(done)

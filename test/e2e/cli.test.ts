@@ -467,6 +467,36 @@ describe('streaming', () => {
   )
 })
 
+describe('a JSONL run stops at a signal', () => {
+  it('within a moment, though each batch takes seconds to parse and print', async () => {
+    const folder = mkdtempSync(join(dir, 'signal-jsonl-'))
+    const input = join(folder, 'in.jsonl')
+    // 300 sequences of 200 steps: 45 MB of text, about a second a batch of 100 to parse or print.
+    const r = rng(8)
+    const row = () => `[${Array.from({ length: 16 }, () => r.normal().toFixed(4)).join(',')}]`
+    const line = () => `[${Array.from({ length: 200 }, row).join(',')}]\n`
+    writeFileSync(input, Array.from({ length: 300 }, line).join(''))
+    const output = join(folder, 'out.jsonl')
+    const child = spawn(
+      process.execPath,
+      [join(built, 'dist', 'cli', 'main.js'), 'score', exampleModel, '-i', input, '-o', output, '-b', '100', '-q'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    )
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)))
+    // Mid-run: the first batch's lines are in the temporary file.
+    const temp = join(folder, `.out.jsonl.${child.pid}.tmp`)
+    const deadline = Date.now() + 20_000
+    while (!(existsSync(temp) && statSync(temp).size > 0) && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    const signalled = performance.now()
+    child.kill('SIGTERM')
+    expect(await exited).toBe(143)
+    // Each batch left to parse and print holds the event loop for about a second without the pauses.
+    expect(performance.now() - signalled).toBeLessThan(1000)
+    expect(readdirSync(folder)).toEqual(['in.jsonl'])
+  }, 60_000)
+})
+
 describe('user errors: one line, no stack trace, exit code', () => {
   const npyInput = () => writeNpy(file('err.npy'), exactInput(1, [3, 2, 16]))
   const cases: Array<[string, () => string[], number, RegExp]> = [
