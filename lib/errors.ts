@@ -103,8 +103,12 @@ export function describe(value: unknown): string {
       return `${typeof value} ${String(value)}`
     case 'function':
       return 'a function'
-    case 'object':
-      return value.constructor && value.constructor !== Object ? `a ${value.constructor.name}` : 'an object'
+    case 'object': {
+      // The prototype's constructor, not a `constructor` key of a parsed JSON object; its name bounded.
+      const made = Object.getPrototypeOf(value)?.constructor
+      const kind = typeof made === 'function' && made !== Object ? String(made.name).slice(0, 40) : ''
+      return kind ? `a ${kind}` : 'an object'
+    }
     default:
       return typeof value
   }
@@ -152,15 +156,19 @@ export function shapeError(
 
 /**
  * Rejects keys of an options object that the function does not know: a typo must not pass silently.
- * Inherited keys too (for...in), as destructuring reads them.
+ * Inherited keys too, as destructuring reads them, short of Object.prototype's (which a library in
+ * the process may have added to: nobody's options). An array is no options object.
  */
 export function checkKeys(name: string, options: object, known: readonly string[]): void {
-  for (const key in options) {
-    if (!known.includes(key)) {
-      throw new BirnnTypeError(
-        'ERR_BIRNN_UNKNOWN_OPTION',
-        `${name}: unknown option '${key}' (known options: ${known.join(', ')})`,
-      )
+  if (Array.isArray(options)) throw typeError(name, 'an object', options)
+  for (let o: object | null = options; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+    for (const key of Object.keys(o)) {
+      if (!known.includes(key)) {
+        throw new BirnnTypeError(
+          'ERR_BIRNN_UNKNOWN_OPTION',
+          `${name}: unknown option '${key}' (known options: ${known.join(', ')})`,
+        )
+      }
     }
   }
 }

@@ -126,7 +126,7 @@ export class LineReader {
       // V8's strings hold at most 2^29 - 24 UTF-16 units: a line that long fails as invalid text.
       if (end >= 2 ** 29 - 24) {
         throw new RunError(
-          `${this.path} line ${this.lineNumber}: ${end} bytes, longer than the longest string JavaScript holds (2^29 characters); split the sequence, or use .npy input`,
+          `${this.path} line ${this.lineNumber}: ${end} bytes, longer than the longest string JavaScript holds (2^29 - 24 characters); split the sequence, or use .npy input`,
         )
       }
       throw new RunError(`${this.path} line ${this.lineNumber}: not valid UTF-8`)

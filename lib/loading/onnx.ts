@@ -144,8 +144,11 @@ const CALL_TIME_INPUTS: ReadonlyArray<[number, string, string]> = [
   [5, 'initial_h', 'h0'],
   [6, 'initial_c', 'c0'],
 ]
-/** The ops that only select from a value or broadcast it: torch.onnx.export slices h0 per layer. */
-const SELECT = new Set(['Slice', 'Gather', 'Squeeze', 'Unsqueeze', 'Identity', 'Expand'])
+/**
+ * The ops that only select from a value, broadcast it or change its type: torch.onnx.export slices
+ * h0 per layer, and casts the lengths of pack_padded_sequence to int32.
+ */
+const SELECT = new Set(['Slice', 'Gather', 'Squeeze', 'Unsqueeze', 'Identity', 'Expand', 'Cast'])
 
 const decodeText = (bytes: Uint8Array | undefined) => new TextDecoder().decode(bytes ?? new Uint8Array(0))
 const label = (node: OnnxNode) => `${node.opType} node '${node.name ?? ''}'`

@@ -62,13 +62,13 @@ export function openSafetensors(file: Uint8Array): StateDictSource {
     read: (name) => toFloat32(name, stored(name)),
     dtype: (name) => stored(name).dtype,
   }
-  if (typeof metadata === 'object' && metadata !== null && Object.hasOwn(metadata, 'nonlinearity')) {
-    const nonlinearity = (metadata as Record<string, unknown>).nonlinearity
-    if (nonlinearity !== 'tanh' && nonlinearity !== 'relu') {
-      fail(`__metadata__ nonlinearity: expected 'tanh' or 'relu', received ${describe(nonlinearity)}`)
-    }
-    source.hints = { nonlinearity }
-  }
+  // birnn convert writes 'tanh' or 'relu'; other tools' free text there (an LSTM's 'sigmoid') is
+  // not ours to judge, and is ignored.
+  const nonlinearity =
+    typeof metadata === 'object' && metadata !== null
+      ? Object.getOwnPropertyDescriptor(metadata, 'nonlinearity')?.value
+      : undefined
+  if (nonlinearity === 'tanh' || nonlinearity === 'relu') source.hints = { nonlinearity }
   return source
 }
 

@@ -30,7 +30,8 @@ import { isWasmSimd, simdFromEnvironment } from './options.js'
  * next result already queued and run again from the same loop, for as long as that holds, and
  * signals, timers and sockets would wait (a JSONL `birnn score` ignored Ctrl-C to its end). So
  * the second result of one turn of the event loop, and any after it, go on from the loop's
- * check phase (setImmediate): one caller runs per turn, and the loop polls in between.
+ * check phase (setImmediate): the loop polls between such bursts, and a burst is at most the
+ * calls in flight.
  */
 let resultsThisTurn = 0
 function yourTurn(): Promise<void> | undefined {

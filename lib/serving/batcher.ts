@@ -18,6 +18,7 @@
 import type { Plan } from '../engines/engine.js'
 import { BirnnError, checkKeys, isPositiveInteger, rangeError, typeError } from '../errors.js'
 import { planForward } from '../model/forward-args.js'
+import { directions, outputSize } from '../spec.js'
 import type {
   BatcherOptions,
   BatcherStats,
@@ -223,10 +224,12 @@ export class Batcher {
     if (this.#closed) throw new BirnnError('ERR_BIRNN_CLOSED', 'batcher is closed: it takes no more requests')
     if (typeof options !== 'object' || options === null) throw typeError('options', 'an object', options)
     checkKeys('batcher.forward options', options, REQUEST_OPTIONS)
-    const { signal, ...forwardOptions } = options
+    // By name, as model.forward() reads them: inherited ones too, each once.
+    const { signal, h0, c0, lengths, returnLayers, output } = options
     if (signal !== undefined && !(signal instanceof AbortSignal))
       throw typeError('options.signal', 'an AbortSignal', signal)
-    const plan = planForward(this.#target.config, input, forwardOptions)
+    const { config } = this.#target
+    const plan = planForward(config, input, { h0, c0, lengths, returnLayers, output })
     if (signal?.aborted) throw abortError(signal)
     if (this.#queue.length >= this.#options.maxQueue) {
       this.#counts.refused++
@@ -237,14 +240,18 @@ export class Batcher {
     }
     // Our own copies: the request may wait, and the caller may change its arrays meanwhile.
     plan.input = this.#copyInput(plan.input)
+    // Shapes from the plan, which checked them: the caller's arrays are not read again.
+    const { T, N, unbatched } = plan
+    const LD = config.numLayers * directions(config)
+    const state = (size: number) => (unbatched ? [LD, size] : [LD, N, size])
     const copied: ForwardOptions = {}
     if (plan.h0) {
       plan.h0 = plan.h0.slice()
-      copied.h0 = { data: plan.h0, shape: [...forwardOptions.h0!.shape] }
+      copied.h0 = { data: plan.h0, shape: state(outputSize(config)) }
     }
     if (plan.c0) {
       plan.c0 = plan.c0.slice()
-      copied.c0 = { data: plan.c0, shape: [...forwardOptions.c0!.shape] }
+      copied.c0 = { data: plan.c0, shape: state(config.hiddenSize) }
     }
     if (plan.lengths) copied.lengths = plan.lengths
     if (plan.returnLayers) copied.returnLayers = true
@@ -253,7 +260,14 @@ export class Batcher {
     return new Promise<ForwardResult>((resolve, reject) => {
       const entry: Entry = {
         plan,
-        input: { data: plan.input, shape: [...input.shape] },
+        input: {
+          data: plan.input,
+          shape: unbatched
+            ? [T, config.inputSize]
+            : plan.batchFirst
+              ? [N, T, config.inputSize]
+              : [T, N, config.inputSize],
+        },
         options: copied,
         arrived: performance.now(),
         resolve,

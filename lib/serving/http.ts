@@ -8,6 +8,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { describe } from '../errors.js'
 import type { Model } from '../model/model.js'
 import { choices } from '../model/options.js'
 import { OUTPUT_KINDS } from '../model/pooling.js'
@@ -151,15 +152,6 @@ function classify(error: unknown): HttpError {
   if (['ERR_BIRNN_SHAPE', 'ERR_BIRNN_INVALID_ARG', 'ERR_BIRNN_OUT_OF_RANGE', 'ERR_BIRNN_UNKNOWN_OPTION'].includes(code))
     return { status: 400, code, message }
   return { status: 500, code: code.startsWith('ERR_BIRNN_') ? code : 'ERR_BIRNN_INTERNAL', message }
-}
-
-/** A JSON value as an error message names it: its kind and size, never the value itself (it may be megabytes, or nested too deep to print). */
-function describe(value: unknown): string {
-  if (Array.isArray(value)) return `an array of ${value.length}`
-  if (value === null) return 'null'
-  if (typeof value === 'object') return 'an object'
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)
-  return String(value)
 }
 
 /** Nested JSON arrays of numbers → a float32 tensor; refuses ragged arrays, non-numbers and non-finite values. */

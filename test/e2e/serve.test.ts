@@ -461,7 +461,12 @@ describe('birnn serve under load and at shutdown', () => {
       holder.write(
         'POST /v1/forward HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"in',
       )
-      await new Promise((resolve) => setTimeout(resolve, 200))
+      // Until the server holds it (its handler counts it in flight).
+      for (let tries = 0; tries < 250; tries++) {
+        const text = (await send(`${server.url}/metrics`, 'GET')).body.toString()
+        if (/^birnn_http_requests_in_flight 1$/m.test(text)) break
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
       server.child.kill(first)
       await new Promise((resolve) => setTimeout(resolve, 200))
       expect(server.child.exitCode).toBe(null) // still draining

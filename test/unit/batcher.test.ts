@@ -376,10 +376,28 @@ describe('backpressure, abort, errors, close', () => {
       'ERR_BIRNN_INVALID_ARG',
       'options.signal: expected an AbortSignal, received an object',
     )
+    expectError(
+      await rejection(b.forward(seq(2), [] as never)),
+      TypeError,
+      'ERR_BIRNN_INVALID_ARG',
+      'batcher.forward options: expected an object, received an array of length 0',
+    )
     await tick()
     expect(b.stats.requests).toBe(1)
     calls[0].release()
     await good
+  })
+
+  it('reads the options as model.forward() does: inherited ones too', async () => {
+    const own = fromStateDict(randomStateDict(rng(4), { mode: 'LSTM', I, H: 2, L: 1, D: 2, bias: true }), {
+      backend: 'js',
+    })
+    const options = Object.create({ output: 'last' })
+    const alone = await own.forward(seq(3), options)
+    const batched = await own.batcher().forward(seq(3), options)
+    expect(batched.output.shape).toEqual([4])
+    expect(batched.output).toEqual(alone.output)
+    own.dispose()
   })
 
   it('close(): finishes what was queued, then takes nothing more (ERR_BIRNN_CLOSED)', async () => {

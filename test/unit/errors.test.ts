@@ -1,6 +1,7 @@
 // Every bad input gets a clear error of the right class and code, naming the argument, the
 // expectation and what came; nothing crashes, and the caller's data is never changed.
 import { describe, expect, it } from 'vitest'
+import { describe as describeValue } from '../../lib/errors.js'
 import { BirnnError, BirnnRangeError, BirnnTypeError, fromStateDict, load } from '../../lib/index.js'
 import type { Tensor } from '../../lib/types.js'
 import { engines, expectError, fixture, modelPath, rejection, thrown } from '../helpers.js'
@@ -482,6 +483,17 @@ describe.each(engines())('forward arguments on $label', ({ options }) => {
     expectError(await rejection(model.forward(x2, { h0: detaching(x2) })), TypeError, 'ERR_BIRNN_INVALID_ARG', message)
   })
 
+  it("a key someone added to Object.prototype is nobody's option", async () => {
+    const model = await load(modelPath(c), { batchFirst: true, ...options })
+    const prototype = Object.prototype as Record<string, unknown>
+    prototype.addedByAnotherLibrary = 1
+    try {
+      expect(model.forwardSync(good, {}).output.shape).toEqual([15, 5, 100])
+    } finally {
+      delete prototype.addedByAnotherLibrary
+    }
+  })
+
   it('forward after dispose', async () => {
     const model = await load(modelPath(c), { batchFirst: true, ...options })
     model.dispose()
@@ -517,5 +529,14 @@ describe('the error family', () => {
     for (const error of [type, range, plain]) expect(error).toBeInstanceOf(BirnnError)
     expect(new TypeError('x')).not.toBeInstanceOf(BirnnError)
     expect(Object.assign(new Error('x'), { code: 'ENOENT' })).not.toBeInstanceOf(BirnnError)
+  })
+})
+
+describe('describing a value in a message', () => {
+  it("names an object's kind from its prototype, never from its own keys (parsed JSON may hold any)", () => {
+    expect(describeValue(JSON.parse('{"constructor": 1}'))).toBe('an object')
+    expect(describeValue(JSON.parse(`{"constructor": {"name": "${'x'.repeat(100)}"}}`))).toBe('an object')
+    expect(describeValue(Object.create(null))).toBe('an object')
+    expect(describeValue(new Map())).toBe('a Map')
   })
 })

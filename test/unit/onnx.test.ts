@@ -178,6 +178,19 @@ describe('initial states and sequence lengths: what birnn takes at call time', (
         else m.graph.input.push({ name: 'lengths' })
       })
     expect((await load(lengths(false))).config.mode).toBe('GRU')
+    // pack_padded_sequence's export: the int64 lengths input cast to int32 on its way in.
+    const cast = edited('onnx_gru_uni_l1_tm', (m) => {
+      m.graph.node.find((n) => n.opType === 'GRU')!.input[4] = 'lengths_int32'
+      m.graph.input.push({ name: 'lengths' })
+      m.graph.node.unshift({
+        opType: 'Cast',
+        name: '/Cast',
+        input: ['lengths'],
+        output: ['lengths_int32'],
+        attribute: [],
+      })
+    })
+    expect((await load(cast)).config.mode).toBe('GRU')
     await refusedWith(
       lengths(true),
       "onnx: GRU node '/GRU' input sequence_lens: expected a graph input (birnn takes lengths at call time), received the initializer 'lengths', stored in the file; export the model with lengths as an input, and pass it to forward()",
