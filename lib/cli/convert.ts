@@ -39,6 +39,7 @@ export async function convert(input: string, output: string, options: ConvertOpt
   checkOutput('output', output, [{ label: 'the input', path: input }], {
     replace: options.force === true,
     hint: ' (birnn convert IN OUT.safetensors)',
+    example: 'model.safetensors',
   })
   requireFile(input, 'model')
   let tensors: Array<[string, readonly number[], Float32Array]>

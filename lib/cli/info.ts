@@ -12,7 +12,7 @@ function formatBytes(bytes: number): string {
 }
 
 export async function info(modelPath: string, options: ModelOptions & { json?: boolean }): Promise<void> {
-  const { model, weights, source } = await openModel(modelPath, options, false)
+  const { model, weights, source } = await openModel(modelPath, options, undefined)
   model.dispose()
   const { config } = model
   const { prefix, tensorNames } = weights
@@ -40,8 +40,16 @@ export async function info(modelPath: string, options: ModelOptions & { json?: b
   const rows: Array<[string, string]> = [
     ['model', `${modelPath}${prefix ? ` (module at prefix '${prefix}')` : ''}`],
     ['network', describeModel(config)],
-    ['input', `(T, N, ${config.inputSize}), or (N, T, ${config.inputSize}) with --batch-first`],
-    ['output', `(T, N, ${width}) for --output-kind full; (N, ${width}) for last and mean`],
+    [
+      'input',
+      config.batchFirst
+        ? `(N, T, ${config.inputSize}): the file records a batch-first module`
+        : `(T, N, ${config.inputSize}), or (N, T, ${config.inputSize}) with --batch-first`,
+    ],
+    [
+      'output',
+      `${config.batchFirst ? '(N, T' : '(T, N'}, ${width}) for --output-kind full; (N, ${width}) for last and mean`,
+    ],
     ['parameters', `${parameters.toLocaleString('en-US')}, stored as ${storedDtype}`],
     [
       'memory',

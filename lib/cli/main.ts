@@ -49,7 +49,7 @@ function buildProgram(): Command {
     program
       .command('info')
       .description("the model's configuration, parameters, stored dtype, memory and backend")
-      .argument('<model>', 'a safetensors state_dict'),
+      .argument('<model>', 'a model file: safetensors, a torch.save checkpoint or an ONNX export'),
   )
     .option('--json', 'print the information as one JSON object')
     .action((model: string, options) => info(model, options))
@@ -58,7 +58,7 @@ function buildProgram(): Command {
     program
       .command('score')
       .description('run the model over every sequence of an .npy or JSONL file, streaming')
-      .argument('<model>', 'a safetensors state_dict')
+      .argument('<model>', 'a model file: safetensors, a torch.save checkpoint or an ONNX export')
       .requiredOption(
         '-i, --input <file>',
         '.npy (T, N, inputSize) float32/float64/float16, or JSONL: one sequence per line, [[x, ...], ...]',
@@ -93,7 +93,7 @@ function buildProgram(): Command {
     program
       .command('bench')
       .description('time the model on synthetic input at a few batch sizes, native vs JS')
-      .argument('<model>', 'a safetensors state_dict'),
+      .argument('<model>', 'a model file: safetensors, a torch.save checkpoint or an ONNX export'),
   )
     .option('--batch-sizes <list>', 'batch sizes to time', integerList, [1, 16, 128])
     .option('--seq-len <n>', 'steps per sequence', positiveInteger, 50)
@@ -105,7 +105,7 @@ function buildProgram(): Command {
     program
       .command('serve')
       .description('serve the model over HTTP: POST /v1/forward (JSON or .npy), GET /healthz, GET /metrics')
-      .argument('<model>', 'a safetensors state_dict'),
+      .argument('<model>', 'a model file: safetensors, a torch.save checkpoint or an ONNX export'),
   )
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0: any free port, printed at startup)', port, 8080)

@@ -16,7 +16,12 @@ interface OpenedModel {
   source: StateDictSource
 }
 
-export async function openModel(path: string, options: ModelOptions, batchFirst: boolean): Promise<OpenedModel> {
+/** `batchFirst` undefined: the layout the file records (an ONNX graph's), else time-major. */
+export async function openModel(
+  path: string,
+  options: ModelOptions,
+  batchFirst: boolean | undefined,
+): Promise<OpenedModel> {
   const engine = simdConflict(options.simd, options.backend)
   if (engine) {
     // checkLoadOptions() would refuse it too, in the library's words: these are the CLI's.

@@ -55,10 +55,13 @@ export function parseShard(value: string): Shard {
 const MODEL_OPTIONS = ['prefix', 'nonlinearity', 'backend', 'threads', 'simd'] as const
 export type ModelOptions = Pick<LoadOptions, (typeof MODEL_OPTIONS)[number]>
 
-/** The LoadOptions of a command's parsed options: the model options it was given, and batchFirst. */
-export function loadOptions(parsed: ModelOptions, batchFirst: boolean): LoadOptions {
+/**
+ * The LoadOptions of a command's parsed options: the model options it was given, and batchFirst
+ * where the command sets it (undefined: the file's, which an ONNX graph records, else false).
+ */
+export function loadOptions(parsed: ModelOptions, batchFirst: boolean | undefined): LoadOptions {
   const given = MODEL_OPTIONS.filter((key) => parsed[key] !== undefined).map((key) => [key, parsed[key]])
-  return { ...Object.fromEntries(given), batchFirst }
+  return { ...Object.fromEntries(given), ...(batchFirst === undefined ? {} : { batchFirst }) }
 }
 
 export function addModelOptions(command: Command): Command {

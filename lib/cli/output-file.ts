@@ -51,16 +51,16 @@ export function checkOutput(
   name: string,
   path: string,
   inputs: ReadonlyArray<{ label: string; path: string }>,
-  { replace, hint = '' }: { replace: boolean; hint?: string },
+  { replace, hint = '', example = 'out.npy' }: { replace: boolean; hint?: string; example?: string },
 ): void {
   const what = `${name} ${path}`
   if (path === '') throw new UsageError(`${name}: expected the path of a file, received an empty string`)
   if (path.endsWith('/') || path.endsWith(sep)) {
-    throw new UsageError(`${what}: names a folder; give the path of a file, e.g. ${join(path, 'out.npy')}`)
+    throw new UsageError(`${what}: names a folder; give the path of a file, e.g. ${join(path, example)}`)
   }
   const stats = statOrUndefined(path)
   if (stats?.isDirectory()) {
-    throw new UsageError(`${what}: is a folder; give the path of a file, e.g. ${join(path, 'out.npy')}`)
+    throw new UsageError(`${what}: is a folder; give the path of a file, e.g. ${join(path, example)}`)
   }
   if (stats && !stats.isFile()) throw new UsageError(`${what}: exists and is not a regular file`)
   for (const input of inputs) {

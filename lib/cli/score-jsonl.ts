@@ -8,6 +8,7 @@ import { type Batch, type Job, openStates, pauseEvery, type ScoreOptions, shardR
 import { countSequences, formatRow, LineReader, parseSequence } from './jsonl.js'
 import { writeAll } from './npy.js'
 import type { PendingOutput } from './output-file.js'
+import { plural } from './text.js'
 
 export function openJsonlJob(model: Model, options: ScoreOptions, pending: () => PendingOutput): Job {
   const { config } = model
@@ -34,7 +35,7 @@ export function openJsonlJob(model: Model, options: ScoreOptions, pending: () =>
   const pause = pauseEvery(50)
   return {
     count: end - start,
-    outputShape: `${end - start} lines of ${options.outputKind === 'full' ? `steps × ${W}` : W} numbers`,
+    outputShape: `${plural(end - start, 'line')} of ${options.outputKind === 'full' ? `steps × ${W}` : W} numbers`,
     async next() {
       if (cursor >= end) return undefined
       const first = cursor

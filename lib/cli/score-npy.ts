@@ -37,7 +37,7 @@ export function openNpyJob(model: Model, options: ScoreOptions, pending: () => P
   }
   try {
     const { shape } = reader
-    const batchFirst = options.batchFirst === true
+    const { batchFirst } = model.config
     const layout = batchFirst ? '(N, T, inputSize)' : '(T, N, inputSize)'
     if (shape.length !== 3) {
       throw new RunError(

@@ -60,7 +60,9 @@ export async function score(modelPath: string, options: ScoreOptions): Promise<v
     throw new UsageError('--batch-first applies to .npy input; a JSONL line is always one sequence')
 
   const started = performance.now()
-  const { model } = await openModel(modelPath, options, kind === 'jsonl' || options.batchFirst === true)
+  // JSONL batches are made batch-first here; an .npy input is in the model's layout: --batch-first,
+  // or the one its file records (an ONNX export of a batch_first module).
+  const { model } = await openModel(modelPath, options, kind === 'jsonl' || options.batchFirst ? true : undefined)
   let output: PendingOutput | undefined
   const pending = () => {
     output = new PendingOutput(options.output)

@@ -49,7 +49,7 @@ export function port(value: string): number {
 }
 
 export async function serve(modelPath: string, options: ServeOptions): Promise<void> {
-  const { model } = await openModel(modelPath, options, options.batchFirst === true)
+  const { model } = await openModel(modelPath, options, options.batchFirst ? true : undefined)
   let forwarder: Forwarder
   let batching = ''
   let metrics: Metrics

@@ -72,7 +72,7 @@ function findPrefix(names: readonly string[], requested: string | undefined): st
   }
   if (candidates.length > 1) {
     throw stateDictError(
-      `found ${candidates.length} recurrent modules (prefixes ${list}): pass options.prefix to choose one`,
+      `found ${candidates.length} recurrent modules (prefixes ${list}): choose one with the prefix option (birnn: --prefix)`,
     )
   }
   return candidates[0]

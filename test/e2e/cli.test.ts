@@ -1028,6 +1028,20 @@ describe('birnn convert, and the other commands on .pt checkpoints and ONNX expo
     },
   )
 
+  it("an ONNX export of a batch_first module: score and info take the graph's layout without --batch-first", () => {
+    const name = 'onnx_lstm_bi_l1_bf'
+    const io = ioOf(name) // input (N, T, I), as PyTorch ran it
+    const input = writeNpy(file(`${name}.in.npy`), io.input)
+    const summary = ok(['score', checkpoint(`${name}.onnx`), '-i', input, '-o', file(`${name}.out.npy`)])
+    expect(summary).toContain(`scored ${io.input.shape[0]} sequences`)
+    const out = readNpy(file(`${name}.out.npy`))
+    expect(out.shape).toEqual(io.output.shape)
+    expect(maxAbsDiff(out.data, io.output.data)).toBeLessThanOrEqual(TOLERANCE)
+    expect(ok(['info', checkpoint(`${name}.onnx`)])).toMatch(
+      /^input {7}\(N, T, \d+\): the file records a batch-first module$/m,
+    )
+  })
+
   it('convert follows the output rules: never over the input, an existing output needs --force, -q is quiet', () => {
     const input = checkpoint('pt_rnn_tanh_uni_l1.pt')
     const over = run(['convert', input, input, '--force'])

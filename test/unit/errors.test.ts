@@ -52,7 +52,7 @@ describe('state_dict contents', () => {
       thrown(() => fromStateDict(tensors)),
       Error,
       'ERR_BIRNN_STATE_DICT',
-      "found 2 recurrent modules (prefixes 'enc.lstm.', 'dec.gru.'): pass options.prefix to choose one",
+      "found 2 recurrent modules (prefixes 'enc.lstm.', 'dec.gru.'): choose one with the prefix option (birnn: --prefix)",
     )
     expect(fromStateDict(tensors, { prefix: 'dec.gru.', backend: 'js' }).config.numLayers).toBe(2)
     expect(fromStateDict(tensors, { prefix: 'dec.gru', backend: 'js' }).config.numLayers).toBe(2)

@@ -144,7 +144,7 @@ describe('nested checkpoints', () => {
       await rejection(load(twice)),
       Error,
       'ERR_BIRNN_STATE_DICT',
-      "found 2 recurrent modules (prefixes 'a.', 'b.'): pass options.prefix to choose one",
+      "found 2 recurrent modules (prefixes 'a.', 'b.'): choose one with the prefix option (birnn: --prefix)",
     )
     expect((await load(twice, { prefix: 'b.' })).config.hiddenSize).toBe(4)
   })
