@@ -59,11 +59,6 @@ extern "C" [[noreturn]] void __cxa_throw(void* thrown, std::type_info* type, voi
                      t == typeid(std::length_error) || t == typeid(std::logic_error) ||
                      t == typeid(std::runtime_error) || t == typeid(std::bad_alloc) ||
                      t == typeid(std::bad_array_new_length) || t == typeid(std::exception);
-  // A vector whose size is beyond the 32-bit address space, or memory.grow refused: libc++ says
-  // only "vector" or "std::bad_alloc".
-  if (t == typeid(std::length_error) || t == typeid(std::bad_alloc) || t == typeid(std::bad_array_new_length)) {
-    fail("out of memory: the call's work buffers need more than a WebAssembly instance's 4 GiB (make the batch or T smaller, or use the native engine)");
-  }
   fail(known ? static_cast<std::exception*>(thrown)->what() : "an exception of an unknown type");
 }
 

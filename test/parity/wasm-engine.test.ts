@@ -204,6 +204,24 @@ describe.skipIf(missing)(`the wasm engine${missing ? ` (skipped: ${missing})` : 
     })
   })
 
+  it('a call whose buffers fit the addresses one by one but not together says it is out of memory', () => {
+    const kernel = wasmKernel(loadWasm().module!)
+    const r = rng(7)
+    const config = { ...lstmConfig, inputSize: 1, hiddenSize: 16, bidirectional: true }
+    const tensors = Array.from({ length: 2 }, () => [r.floats(64), r.floats(64 * 16)]).flat()
+    const handle = kernel.create(config, tensors)
+    // Each direction's input projection just under 2 GiB: the second cannot be allocated.
+    const T = 2 ** 23 - 1
+    const call = { T, N: 1, batchFirst: false, input: new Float32Array(T), returnLayers: false, returnOutput: false }
+    expect(thrown(() => kernel.forward(handle, call))).toMatchObject({
+      message: 'out of memory (a WebAssembly instance has at most 4 GiB)',
+    })
+    // The instance that ran out is replaced: the kernel goes on, with the network loaded again.
+    const again = kernel.create(config, tensors)
+    const small = { ...call, T: 3, input: r.floats(3) }
+    expect(kernel.forward(again, small).hN).toHaveLength(2 * 16)
+  })
+
   it('reports what the kernel threw, then goes on in a fresh instance', () => {
     const wasm = loadWasm()
     const kernel = wasmKernel(wasm.module!)
