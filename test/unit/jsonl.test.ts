@@ -131,6 +131,48 @@ describe('formatFloat32', () => {
     }
   })
 
+  it('gives the digits of the nearest-decimal search, for every kind of float32', () => {
+    // The definition the fast path must match: the nearest decimal of 6, 7, 8 then 9 digits that
+    // reads back as the same float32, as Number() reads it and String() writes it.
+    const reference = (value: number) => {
+      for (let digits = 6; digits < 9; digits++) {
+        const text = value.toPrecision(digits)
+        if (Math.fround(Number(text)) === value) return String(Number(text))
+      }
+      return String(Number(value.toPrecision(9)))
+    }
+    const bits = new Uint32Array(1)
+    const float = new Float32Array(bits.buffer)
+    const check = (pattern: number) => {
+      bits[0] = pattern >>> 0
+      const x = float[0]
+      if (!Number.isFinite(x) || x === 0) return
+      const text = formatFloat32(x)
+      if (text !== reference(x)) expect(`${x}: ${text}`).toBe(`${x}: ${reference(x)}`)
+    }
+    const r = rng(31)
+    for (let i = 0; i < 200_000; i++) check(r.int(0, 2 ** 32 - 1)) // every exponent, subnormals too
+    for (let p = -45; p <= 38; p++) {
+      // the float32s around each power of ten, where log10's floor may be one off
+      float[0] = 10 ** p
+      const at = bits[0]
+      for (let d = -40; d <= 40; d++) {
+        check(at + d)
+        check((at + d) | 0x80000000)
+      }
+    }
+    // Ties of the 8th digit round away from zero, as toPrecision does, on both signs.
+    expect(formatFloat32(Math.fround(-471728.125))).toBe('-471728.13')
+    expect(formatFloat32(Math.fround(471728.125))).toBe('471728.13')
+    // String()'s notations: fixed up to 1e21, exponent beyond and below 1e-6.
+    expect(formatFloat32(Math.fround(123456789))).toBe('123456790')
+    expect(formatFloat32(Math.fround(1e20))).toBe('100000000000000000000')
+    expect(formatFloat32(Math.fround(-3e21))).toBe('-3e+21')
+    expect(formatFloat32(Math.fround(3.4028235e38))).toBe('3.4028235e+38')
+    expect(formatFloat32(Math.fround(1.5e-7))).toBe('1.5e-7')
+    expect(formatFloat32(Math.fround(0.0000015))).toBe('0.0000015')
+  })
+
   it('writes NaN and infinities as null, which JSON has instead; formatRow joins a row', () => {
     expect(formatFloat32(Number.NaN)).toBe('null')
     expect(formatFloat32(Number.POSITIVE_INFINITY)).toBe('null')
