@@ -5,7 +5,7 @@ import type { Model } from '../model/model.js'
 import { directions, outputSize } from '../spec.js'
 import { RunError } from './errors.js'
 import { type Batch, type Job, openStates, pauseEvery, type ScoreOptions, shardRange } from './job.js'
-import { countSequences, formatRow, LineReader, parseSequence } from './jsonl.js'
+import { countSequences, JsonRows, LineReader, parseSequence } from './jsonl.js'
 import { writeAll } from './npy.js'
 import type { PendingOutput } from './output-file.js'
 import { plural } from './text.js'
@@ -33,6 +33,7 @@ export function openJsonlJob(model: Model, options: ScoreOptions, pending: () =>
   let cursor = start
   // A batch of long lines takes seconds to parse or to print: signals get in every 50 ms.
   const pause = pauseEvery(50)
+  const text = new JsonRows()
   return {
     count: end - start,
     outputShape: `${plural(end - start, 'line')} of ${options.outputKind === 'full' ? `steps × ${W}` : W} numbers`,
@@ -62,19 +63,25 @@ export function openJsonlJob(model: Model, options: ScoreOptions, pending: () =>
     async write(batch, output) {
       const { T } = batch
       const lengths = batch.lengths!
-      let text = ''
       if (options.outputKind === 'full') {
+        // A line at a time: a batch of long sequences' text would take hundreds of MB at once.
         for (let b = 0; b < batch.count; b++) {
-          const rows: string[] = []
-          for (let t = 0; t < lengths[b]; t++)
-            rows.push(formatRow(output.data.subarray((b * T + t) * W, (b * T + t + 1) * W)))
-          text += `[${rows.join(',')}]\n`
+          text.text('[')
+          for (let t = 0; t < lengths[b]; t++) {
+            if (t > 0) text.text(',')
+            text.row(output.data.subarray((b * T + t) * W, (b * T + t + 1) * W))
+          }
+          text.text(']\n')
+          writeAll(fd, text.take(), null)
           await pause()
         }
       } else {
-        for (let b = 0; b < batch.count; b++) text += `${formatRow(output.data.subarray(b * W, (b + 1) * W))}\n`
+        for (let b = 0; b < batch.count; b++) {
+          text.row(output.data.subarray(b * W, (b + 1) * W))
+          text.text('\n')
+        }
+        writeAll(fd, text.take(), null)
       }
-      writeAll(fd, Buffer.from(text), null)
     },
     close,
   }

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { RunError } from '../../lib/cli/errors.js'
-import { countSequences, formatFloat32, formatRow, LineReader, parseSequence } from '../../lib/cli/jsonl.js'
+import { countSequences, JsonRows, LineReader, parseSequence } from '../../lib/cli/jsonl.js'
 import { rng } from '../helpers.js'
 
 const CHUNK = 1 << 20 // the reader's chunk size
@@ -108,7 +108,15 @@ describe('parseSequence', () => {
   })
 })
 
-describe('formatFloat32', () => {
+// One value, or one row, as JsonRows writes it.
+const rows = new JsonRows()
+const formatRow = (values: Float32Array) => {
+  rows.row(values)
+  return new TextDecoder().decode(rows.take())
+}
+const formatFloat32 = (value: number) => formatRow(Float32Array.of(value)).slice(1, -1)
+
+describe('JsonRows', () => {
   it('writes the shortest decimal that reads back as the same float32', () => {
     expect(formatFloat32(Math.fround(0.1))).toBe('0.1')
     expect(formatFloat32(Math.fround(-1 / 3))).toBe('-0.33333334')
@@ -173,10 +181,21 @@ describe('formatFloat32', () => {
     expect(formatFloat32(Math.fround(0.0000015))).toBe('0.0000015')
   })
 
-  it('writes NaN and infinities as null, which JSON has instead; formatRow joins a row', () => {
+  it('writes NaN and infinities as null, which JSON has instead; rows and text follow one another', () => {
     expect(formatFloat32(Number.NaN)).toBe('null')
     expect(formatFloat32(Number.POSITIVE_INFINITY)).toBe('null')
     expect(formatRow(Float32Array.of(0.5, Number.NaN, -2))).toBe('[0.5,null,-2]')
     expect(JSON.parse(formatRow(Float32Array.of(Math.fround(0.1), 3)))).toEqual([0.1, 3])
+    expect(formatRow(new Float32Array(0))).toBe('[]')
+    // Past the first buffer's 64 KiB: rows that grow it keep what came before.
+    const long = Float32Array.from({ length: 20_000 }, (_, i) => -i / 7)
+    rows.text('x')
+    rows.row(long)
+    rows.text('\n')
+    rows.row(Float32Array.of(1))
+    const text = new TextDecoder().decode(rows.take())
+    expect(text.endsWith(']\n[1]')).toBe(true)
+    expect(Float32Array.from(JSON.parse(text.slice(1, text.indexOf('\n'))))).toEqual(long)
+    expect(rows.take().length).toBe(0) // take() starts over
   })
 })
