@@ -233,19 +233,29 @@ export class JsonRows {
 function putFloat32(b: Uint8Array, at: number, value: number): number {
   if (!Number.isFinite(value)) return putAscii(b, at, 'null') // JSON has no NaN or Infinity
   if (value === 0) return putAscii(b, at, Object.is(value, -0) ? '-0' : '0') // the sign is a float32 bit too
-  // The nearest decimal of 6, 7, 8 then 9 significant digits, as an integer n times 10^-e, until
-  // one reads back as `value` (each is checked; 9 digits always do). A log10 off by one near a power
-  // of ten costs a digit at most.
-  const a = Math.abs(value)
-  const lead = Math.floor(Math.log10(a))
-  for (let digits = 6; digits <= 9; digits++) {
-    const e = digits - 1 - lead
-    if (e > 22 || e < -22) break // subnormals and the like: the general path below
-    const n = e >= 0 ? Math.round(a * POW10[e]) : Math.round(a / POW10[-e])
-    const read = e >= 0 ? n / POW10[e] : n * POW10[-e]
-    if (Math.fround(value < 0 ? -read : read) === value) {
+  // The nearest decimal of the fewest significant digits from 6 to 9 that reads back as `value`, as
+  // an integer n times 10^-e. If d digits read back, d + 1 do too (nearer), so it is found with 2 or
+  // 3 tries (most values need 8 or 9). A log10 off by one near a power of ten costs a digit at most.
+  const lead = Math.floor(Math.log10(Math.abs(value)))
+  // 10^-e for each number of digits is then an exact double (10^22 at most), so n / 10^e is read as
+  // Number() reads the decimal. Beyond (subnormals and the like): the general path below.
+  if (lead >= -14 && lead <= 27) {
+    let digits = 8
+    let n = nearest(value, lead, 8)
+    if (n === 0) {
+      digits = 9
+      n = nearest(value, lead, 9)
+    } else {
+      const n7 = nearest(value, lead, 7)
+      if (n7 !== 0) {
+        const n6 = nearest(value, lead, 6)
+        digits = n6 !== 0 ? 6 : 7
+        n = n6 !== 0 ? n6 : n7
+      }
+    }
+    if (n !== 0) {
       if (value < 0) b[at++] = MINUS
-      return putDecimal(b, at, n, e)
+      return putDecimal(b, at, n, digits - 1 - lead)
     }
   }
   for (let digits = 6; digits < 9; digits++) {
@@ -253,6 +263,19 @@ function putFloat32(b: Uint8Array, at: number, value: number): number {
     if (Math.fround(Number(text)) === value) return putAscii(b, at, String(Number(text)))
   }
   return putAscii(b, at, String(Number(value.toPrecision(9))))
+}
+
+/**
+ * |value| to `digits` significant digits (its leading one at 10^lead), as an integer n standing for
+ * n × 10^-(digits - 1 - lead), if that decimal reads back as `value`; else 0. The power of ten must
+ * be exact (|digits - 1 - lead| <= 22).
+ */
+function nearest(value: number, lead: number, digits: number): number {
+  const e = digits - 1 - lead
+  const a = Math.abs(value)
+  const n = e >= 0 ? Math.round(a * POW10[e]) : Math.round(a / POW10[-e])
+  const read = e >= 0 ? n / POW10[e] : n * POW10[-e]
+  return Math.fround(value < 0 ? -read : read) === value ? n : 0
 }
 
 /** n × 10^-e (n a positive integer below 2^53) as String() writes that number. */
