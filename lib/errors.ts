@@ -84,6 +84,15 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
 ])
 const isCode = (code: string): code is ErrorCode => CODES.has(code)
 
+// %TypedArray%.prototype's own getters, which read the array's internal slots.
+const typedArrayGetter = (key: string) =>
+  Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Float32Array.prototype), key)!.get! as (
+    this: Float32Array,
+  ) => never
+const BUFFER: (this: Float32Array) => ArrayBufferLike = typedArrayGetter('buffer')
+const BYTE_OFFSET: (this: Float32Array) => number = typedArrayGetter('byteOffset')
+const LENGTH: (this: Float32Array) => number = typedArrayGetter('length')
+
 /** A short, readable description of any value, for error messages. */
 export function describe(value: unknown): string {
   if (value === null) return 'null'
@@ -182,9 +191,12 @@ export function checkTensor(name: string, value: unknown): Tensor {
   if (typeof value !== 'object' || value === null || !('data' in value) || !('shape' in value)) {
     throw typeError(name, 'a tensor { data: Float32Array, shape: number[] }', value)
   }
-  const { data, shape: given } = value as Tensor
-  if (!(data instanceof Float32Array) || isDetached(data.buffer))
-    throw typeError(`${name}.data`, 'a Float32Array', data)
+  const { data: givenData, shape: given } = value as Tensor
+  if (!(givenData instanceof Float32Array) || isDetached(BUFFER.call(givenData)))
+    throw typeError(`${name}.data`, 'a Float32Array', givenData)
+  // A plain view of the same memory, through the intrinsic accessors: a subclass or an own
+  // `length` cannot lie about the size, nor `slice()` hand a copy to the caller (Symbol.species).
+  const data = new Float32Array(BUFFER.call(givenData), BYTE_OFFSET.call(givenData), LENGTH.call(givenData))
   const shape: number[] = []
   for (let i = 0; Array.isArray(given) && i < given.length; i++) {
     const d = given[i] // a hole reads as undefined, which every() and reduce() would skip

@@ -87,21 +87,24 @@ function checkBatcherOptions(options: unknown, concurrency: number): Required<Ba
   if (options === undefined) return defaults(concurrency)
   if (typeof options !== 'object' || options === null) throw typeError('batcher options', 'an object', options)
   checkKeys('batcher options', options, BATCHER_OPTIONS)
-  const o = options as BatcherOptions
-  for (const key of ['maxBatch', 'maxBatchTokens', 'maxQueue', 'concurrency'] as const) {
-    if (o[key] !== undefined && !isPositiveInteger(o[key]))
-      throw typeError(`batcher options.${key}`, 'a positive integer', o[key])
+  // Each read once, as model.forward() reads its options: a getter cannot pass the check with one
+  // value and leave another.
+  const { maxBatch, maxBatchTokens, maxQueue, concurrency: given, maxDelayMs } = options as BatcherOptions
+  const counts = { maxBatch, maxBatchTokens, maxQueue, concurrency: given }
+  for (const [key, value] of Object.entries(counts)) {
+    if (value !== undefined && !isPositiveInteger(value))
+      throw typeError(`batcher options.${key}`, 'a positive integer', value)
   }
-  const checked = defaults(o.concurrency ?? concurrency)
-  for (const key of ['maxBatch', 'maxBatchTokens', 'maxQueue'] as const) {
-    if (o[key] !== undefined) checked[key] = o[key]
-  }
-  if (o.maxDelayMs !== undefined) {
-    if (typeof o.maxDelayMs !== 'number' || Number.isNaN(o.maxDelayMs))
-      throw typeError('batcher options.maxDelayMs', 'a number of milliseconds', o.maxDelayMs)
-    if (!(o.maxDelayMs >= 0 && o.maxDelayMs <= 60_000))
-      throw rangeError('batcher options.maxDelayMs', 'a number in [0, 60000]', String(o.maxDelayMs))
-    checked.maxDelayMs = o.maxDelayMs
+  const checked = defaults(given ?? concurrency)
+  if (maxBatch !== undefined) checked.maxBatch = maxBatch
+  if (maxBatchTokens !== undefined) checked.maxBatchTokens = maxBatchTokens
+  if (maxQueue !== undefined) checked.maxQueue = maxQueue
+  if (maxDelayMs !== undefined) {
+    if (typeof maxDelayMs !== 'number' || Number.isNaN(maxDelayMs))
+      throw typeError('batcher options.maxDelayMs', 'a number of milliseconds', maxDelayMs)
+    if (!(maxDelayMs >= 0 && maxDelayMs <= 60_000))
+      throw rangeError('batcher options.maxDelayMs', 'a number in [0, 60000]', String(maxDelayMs))
+    checked.maxDelayMs = maxDelayMs
   }
   return checked
 }
@@ -226,11 +229,20 @@ export class Batcher {
     checkKeys('batcher.forward options', options, REQUEST_OPTIONS)
     // By name, as model.forward() reads them: inherited ones too, each once.
     const { signal, h0, c0, lengths, returnLayers, output } = options
-    if (signal !== undefined && !(signal instanceof AbortSignal))
-      throw typeError('options.signal', 'an AbortSignal', signal)
+    let aborted: unknown = false
+    if (signal !== undefined) {
+      try {
+        aborted = signal instanceof AbortSignal ? signal.aborted : undefined
+      } catch {
+        aborted = undefined // an object made from AbortSignal.prototype, not by AbortSignal
+      }
+      if (typeof aborted !== 'boolean') throw typeError('options.signal', 'an AbortSignal', signal)
+    }
     const { config } = this.#target
     const plan = planForward(config, input, { h0, c0, lengths, returnLayers, output })
-    if (signal?.aborted) throw abortError(signal)
+    if (aborted) throw abortError(signal!)
+    // (The getters above may have closed the batcher.)
+    if (this.#closed) throw new BirnnError('ERR_BIRNN_CLOSED', 'batcher is closed: it takes no more requests')
     if (this.#queue.length >= this.#options.maxQueue) {
       this.#counts.refused++
       throw new BirnnError(
@@ -256,7 +268,6 @@ export class Batcher {
     if (plan.lengths) copied.lengths = plan.lengths
     if (plan.returnLayers) copied.returnLayers = true
     if (plan.output !== 'full') copied.output = plan.output
-    this.#counts.requests++
     return new Promise<ForwardResult>((resolve, reject) => {
       const entry: Entry = {
         plan,
@@ -276,8 +287,9 @@ export class Batcher {
       if (signal) {
         entry.signal = signal
         entry.onAbort = () => this.#abort(entry)
-        signal.addEventListener('abort', entry.onAbort, { once: true })
+        signal.addEventListener('abort', entry.onAbort, { once: true }) // (a throw rejects this request)
       }
+      this.#counts.requests++
       this.#queue.push(entry)
       this.#schedule()
     })
@@ -289,7 +301,7 @@ export class Batcher {
    * copy). A block lives while any request in it waits; a large input gets an array of its own.
    */
   #copyInput(data: Float32Array): Float32Array {
-    if (data.length > INPUT_BLOCK_FLOATS / 4) return data.slice()
+    if (data.length > INPUT_BLOCK_FLOATS / 4) return data.slice() // (a plain array: checkTensor's view)
     if (this.#blockUsed + data.length > this.#block.length) {
       this.#block = new Float32Array(INPUT_BLOCK_FLOATS)
       this.#blockUsed = 0
@@ -368,7 +380,9 @@ export class Batcher {
       const batch = this.#take(Math.max(1, Math.min(this.#options.maxBatch, share)))
       const started = performance.now()
       for (const entry of batch) {
-        if (entry.onAbort) entry.signal!.removeEventListener('abort', entry.onAbort)
+        try {
+          if (entry.onAbort) entry.signal!.removeEventListener('abort', entry.onAbort)
+        } catch {} // the caller's signal: its listener, if it stays, finds the request started
         this.#wait.add(started - entry.arrived)
       }
       this.#inFlight++

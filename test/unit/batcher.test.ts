@@ -400,6 +400,86 @@ describe('backpressure, abort, errors, close', () => {
     own.dispose()
   })
 
+  it("survives the caller's objects misbehaving: getters, subclasses, lying lengths, odd signals", async () => {
+    // A getter read twice could pass the check with 1 and leave 0 (no slot: requests never ran).
+    let reads = 0
+    const flaky = {
+      get concurrency() {
+        return reads++ === 0 ? 1 : 0
+      },
+    }
+    const { calls, make } = gated()
+    const b = make(flaky)
+    expect(b.options.concurrency).toBe(1)
+    const first = b.forward(seq(2))
+    await tick()
+    calls[0].release()
+    await first
+
+    // A subclass's Symbol.species cannot hand the batcher's copy back to the caller.
+    const kept: Float32Array[] = []
+    class Keeping extends Float32Array {
+      static get [Symbol.species]() {
+        return function (this: unknown, n: number) {
+          const array = new Float32Array(n)
+          kept.push(array)
+          return array
+        }
+      }
+    }
+    const long = 2000 // past the shared block: an array of its own
+    const data = new Keeping(long * I).fill(0.5)
+    const own = fromStateDict(randomStateDict(rng(4), { mode: 'LSTM', I, H: 2, L: 1, D: 2, bias: true }), {
+      backend: 'js',
+    })
+    const expected = await own.forward({ data: new Float32Array(long * I).fill(0.5), shape: [long, I] })
+    const pending = own.batcher().forward({ data, shape: [long, I] })
+    for (const array of kept) array.fill(9)
+    expect((await pending).output).toEqual(expected.output)
+    expect((await own.forward({ data, shape: [long, I] })).output).toEqual(expected.output)
+
+    // An own `length` that lies is not believed: the array's real size is checked.
+    const liar = new Float32Array(3).fill(0.5)
+    Object.defineProperty(liar, 'length', { value: 6 })
+    const message = 'input.data: expected length 6 (the product of shape [2, 3]), received length 3'
+    expectError(
+      await rejection(own.batcher().forward({ data: liar, shape: [2, I] })),
+      RangeError,
+      'ERR_BIRNN_SHAPE',
+      message,
+    )
+    expectError(await rejection(own.forward({ data: liar, shape: [2, I] })), RangeError, 'ERR_BIRNN_SHAPE', message)
+
+    // A signal whose removeEventListener throws: the batch still runs (it used to be an uncaught exception).
+    const signal = new AbortController().signal
+    signal.removeEventListener = () => {
+      throw new Error('no')
+    }
+    expect((await own.batcher().forward(seq(2), { signal })).output.shape).toEqual([2, 4])
+    // An object made from AbortSignal.prototype is not an AbortSignal.
+    expectError(
+      await rejection(own.batcher().forward(seq(2), { signal: Object.create(AbortSignal.prototype) })),
+      TypeError,
+      'ERR_BIRNN_INVALID_ARG',
+      /options.signal: expected an AbortSignal/,
+    )
+    own.dispose()
+  })
+
+  it('refuses a request whose own option getters closed the batcher', async () => {
+    const { calls, make } = gated()
+    const b = make()
+    const options = {
+      get lengths() {
+        void b.close()
+        return undefined
+      },
+    }
+    expectError(await rejection(b.forward(seq(2), options)), Error, 'ERR_BIRNN_CLOSED', /batcher is closed/)
+    expect(calls).toHaveLength(0)
+    expect(b.stats.queued).toBe(0)
+  })
+
   it('close(): finishes what was queued, then takes nothing more (ERR_BIRNN_CLOSED)', async () => {
     const { calls, make } = gated()
     const b = make({ maxDelayMs: 10_000 })
