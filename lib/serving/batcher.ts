@@ -119,7 +119,12 @@ interface Entry {
   resolve: (result: ForwardResult) => void
   reject: (error: unknown) => void
   signal?: AbortSignal
-  onAbort?: () => void
+}
+
+/** The queued requests of one signal, and the one listener the batcher keeps on it. */
+interface Watch {
+  entries: Set<Entry>
+  onAbort: () => void
 }
 
 /** The most recent durations, for percentiles; counts and sums cover all of them. */
@@ -159,7 +164,10 @@ function abortError(signal: AbortSignal): DOMException {
 export class Batcher {
   readonly #target: BatchTarget
   readonly #options: Required<BatcherOptions>
-  readonly #queue: Entry[] = []
+  #queue: Entry[] = []
+  // One listener a signal, however many queued requests share it (a server's shutdown signal):
+  // Node warns past 10 listeners on one target, and an abort then clears its requests in one pass.
+  readonly #watches = new Map<AbortSignal, Watch>()
   #inFlight = 0
   /** A microtask or a maxDelayMs timer is due to dispatch. */
   #scheduled: 'microtask' | 'timer' | undefined
@@ -284,11 +292,7 @@ export class Batcher {
         resolve,
         reject,
       }
-      if (signal) {
-        entry.signal = signal
-        entry.onAbort = () => this.#abort(entry)
-        signal.addEventListener('abort', entry.onAbort, { once: true }) // (a throw rejects this request)
-      }
+      if (signal) this.#watch(entry, signal) // (a throw rejects this request)
       this.#counts.requests++
       this.#queue.push(entry)
       this.#schedule()
@@ -326,12 +330,45 @@ export class Batcher {
     })
   }
 
-  #abort(entry: Entry): void {
-    const at = this.#queue.indexOf(entry)
-    if (at < 0) return // already started: it completes
-    this.#queue.splice(at, 1)
-    this.#counts.aborted++
-    entry.reject(abortError(entry.signal!))
+  #watch(entry: Entry, signal: AbortSignal): void {
+    let watch = this.#watches.get(signal)
+    if (!watch) {
+      const entries = new Set<Entry>()
+      const onAbort = () => this.#abort(signal, entries)
+      signal.addEventListener('abort', onAbort, { once: true })
+      watch = { entries, onAbort }
+      this.#watches.set(signal, watch)
+    }
+    watch.entries.add(entry)
+    entry.signal = signal
+  }
+
+  /** A request leaves the queue for a batch: the abort no longer concerns it. */
+  #unwatch(entry: Entry): void {
+    const signal = entry.signal
+    const watch = signal && this.#watches.get(signal)
+    if (!watch) return
+    watch.entries.delete(entry)
+    if (watch.entries.size > 0) return
+    this.#watches.delete(signal)
+    try {
+      signal.removeEventListener('abort', watch.onAbort)
+    } catch {} // the caller's signal: the listener, if it stays, finds no request of its own
+  }
+
+  #abort(signal: AbortSignal, entries: Set<Entry>): void {
+    if (this.#watches.get(signal)?.entries !== entries) return // all of them started
+    this.#watches.delete(signal)
+    if (entries.size === 1) {
+      const [entry] = entries
+      this.#queue.splice(this.#queue.indexOf(entry), 1)
+    } else {
+      this.#queue = this.#queue.filter((entry) => !entries.has(entry))
+    }
+    for (const entry of entries) {
+      this.#counts.aborted++
+      entry.reject(abortError(signal))
+    }
     this.#checkDrained()
   }
 
@@ -380,9 +417,7 @@ export class Batcher {
       const batch = this.#take(Math.max(1, Math.min(this.#options.maxBatch, share)))
       const started = performance.now()
       for (const entry of batch) {
-        try {
-          if (entry.onAbort) entry.signal!.removeEventListener('abort', entry.onAbort)
-        } catch {} // the caller's signal: its listener, if it stays, finds the request started
+        this.#unwatch(entry)
         this.#wait.add(started - entry.arrived)
       }
       this.#inFlight++

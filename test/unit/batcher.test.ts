@@ -306,6 +306,40 @@ describe('backpressure, abort, errors, close', () => {
     expect(b.stats).toMatchObject({ aborted: 1, completed: 2, requests: 3 })
   })
 
+  it('shares one listener among the requests of one signal: no warning past 10, one abort clears them', async () => {
+    const warnings: Error[] = []
+    const onWarning = (warning: Error) => warnings.push(warning)
+    process.on('warning', onWarning)
+    try {
+      const { calls, make } = gated()
+      const b = make({ maxBatch: 2 })
+      const shutdown = new AbortController()
+      const all = Array.from({ length: 30 }, (_, i) => b.forward(seq(2 + (i % 3)), { signal: shutdown.signal }))
+      const other = b.forward(seq(4))
+      await tick()
+      expect(calls.map((c) => c.input.shape[0])).toEqual([2]) // a batch of the first two
+      calls[0].release()
+      await tick()
+      expect(calls.map((c) => c.input.shape[0])).toEqual([2, 2]) // the next two
+      shutdown.abort(new Error('shutting down'))
+      for (const outcome of await Promise.allSettled(all.slice(4))) {
+        expect(outcome.status).toBe('rejected') // all but the four that started
+        expect((outcome as PromiseRejectedResult).reason.cause.message).toBe('shutting down')
+      }
+      expect(b.queued).toBe(1) // the request of no signal stays
+      calls[1].release()
+      await tick()
+      calls[2].release()
+      await other
+      await Promise.all(all.slice(0, 4))
+      expect(b.stats).toMatchObject({ aborted: 26, completed: 5, requests: 31 })
+      await tick()
+      expect(warnings.map((w) => w.name)).not.toContain('MaxListenersExceededWarning')
+    } finally {
+      process.off('warning', onWarning)
+    }
+  })
+
   it('rejects at once for a signal aborted already; ignores an abort once the batch started', async () => {
     const { calls, make } = gated()
     const b = make()
