@@ -46,6 +46,7 @@ export async function convert(input: string, output: string, options: ConvertOpt
   let described: string
   let prefix: string
   let nonlinearity: LoadOptions['nonlinearity']
+  let batchFirst: boolean | undefined
   try {
     const load: LoadOptions = {}
     if (options.prefix !== undefined) load.prefix = options.prefix
@@ -55,6 +56,7 @@ export async function convert(input: string, output: string, options: ConvertOpt
     prefix = weights.prefix
     const { mode } = weights.config
     nonlinearity = mode === 'RNN_RELU' ? 'relu' : mode === 'RNN_TANH' ? 'tanh' : undefined
+    batchFirst = source.hints?.batchFirst
     described = describeModel(weights.config)
     tensors = weights.tensorNames.map((name) => {
       const tensor = source.read(name)
@@ -67,6 +69,8 @@ export async function convert(input: string, output: string, options: ConvertOpt
   const metadata: Record<string, string> = { format: 'pt', converted_by: 'birnn convert' }
   // The weights of nn.RNN do not say its nonlinearity: keep what the input said, for load() to read.
   if (nonlinearity) metadata.nonlinearity = nonlinearity
+  // Nor its layout, which an ONNX export records: a batch_first module's file stays one.
+  if (batchFirst) metadata.batch_first = 'true'
   let pending: PendingOutput | undefined
   const stopSignals = onInterrupt(() => pending?.discard())
   try {
@@ -79,7 +83,7 @@ export async function convert(input: string, output: string, options: ConvertOpt
     pending.commit()
     if (!options.quiet) {
       process.stdout.write(
-        `birnn: converted ${input}${prefix ? ` (module at prefix '${prefix}')` : ''} into ${output}: ${described}; ${plural(tensors.length, 'tensor')}, float32, ${bytes.toLocaleString('en-US')} bytes${nonlinearity === 'relu' ? "; nonlinearity 'relu' recorded in its metadata, which load() follows" : ''}\n`,
+        `birnn: converted ${input}${prefix ? ` (module at prefix '${prefix}')` : ''} into ${output}: ${described}; ${plural(tensors.length, 'tensor')}, float32, ${bytes.toLocaleString('en-US')} bytes${nonlinearity === 'relu' ? "; nonlinearity 'relu' recorded in its metadata, which load() follows" : ''}${batchFirst ? '; batch_first recorded in its metadata, which load() follows' : ''}\n`,
       )
     }
   } catch (error) {

@@ -2,9 +2,9 @@
 // the user's mistakes and the run's failures are one clean line; anything else is a bug in birnn,
 // reported as such with its stack.
 
-import { statSync } from 'node:fs'
+import { type Stats, statSync } from 'node:fs'
 
-const EXIT_FAILED = 1
+export const EXIT_FAILED = 1
 export const EXIT_USAGE = 2
 /** 128 + SIGPIPE: what a shell reports for a tool stopped by a closed pipe. */
 export const EXIT_PIPE = 141
@@ -54,13 +54,20 @@ export function fsReason(error: unknown): string {
 
 /** Checks up front that a file named on the command line can be read, with a plain message. */
 export function requireFile(path: string, what: string): void {
-  let isFolder: boolean
+  let stats: Stats
   try {
-    isFolder = statSync(path).isDirectory()
+    stats = statSync(path)
   } catch (error) {
     throw new RunError(`${what} ${path}: ${fsReason(error)}`)
   }
-  if (isFolder) throw new RunError(`${what} ${path}: is a folder, not a file`)
+  if (stats.isDirectory()) throw new RunError(`${what} ${path}: is a folder, not a file`)
+  // birnn reads its files by position (a header, then part by part); and opening a FIFO would wait
+  // for a writer, past any signal.
+  if (!stats.isFile()) {
+    throw new RunError(
+      `${what} ${path}: is not a regular file (a pipe or a device); birnn reads its files by position: save the stream to a file first`,
+    )
+  }
 }
 
 /** The exit code and the line to print for an error that ends the run. */
@@ -71,6 +78,14 @@ export function exitFor(error: unknown): { code: number; message: string; intern
     return { code: EXIT_FAILED, message: `${where}: ${fsReason(error)}`, internal: false }
   }
   if (isUserError(error)) return { code: EXIT_FAILED, message: error.message, internal: false }
+  // A batch or a file too large for one array of this process: a limit of the run, not a bug.
+  if (
+    error instanceof RangeError &&
+    /^(Invalid typed array length|Array buffer allocation failed)/.test(error.message)
+  ) {
+    const message = `out of memory: an array of this run is too large (${error.message}); use smaller batches (score's --batch-size) or shorter sequences`
+    return { code: EXIT_FAILED, message, internal: false }
+  }
   const message = error instanceof Error ? error.message : String(error)
   return { code: EXIT_INTERNAL, message: `internal error: ${message}`, internal: true }
 }

@@ -1,7 +1,7 @@
 // What kind of input `score` was given, from the file's first bytes rather than its name: .npy, or
 // JSONL (text whose first line starts with '['). Anything else is refused, saying what it is.
 
-import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs'
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
 import { RunError } from './errors.js'
 import { isNpy } from './npy.js'
 
@@ -28,13 +28,7 @@ function describeHead(head: Buffer): string {
 }
 
 export function inputKind(path: string): InputKind {
-  // score reads its input more than once (its header, then batch by batch, a shard's lines); and
-  // opening a FIFO would wait for a writer.
-  if (!statSync(path).isFile()) {
-    throw new RunError(
-      `input ${path}: is not a regular file (a pipe or a device); birnn score reads the input by position: save the stream to a file first`,
-    )
-  }
+  // (score checked that it is a regular file: requireFile)
   const fd = openSync(path, 'r')
   const buffer = Buffer.alloc(HEAD)
   let head: Buffer

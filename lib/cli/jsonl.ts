@@ -232,7 +232,9 @@ export class JsonRows {
  */
 function putFloat32(b: Uint8Array, at: number, value: number): number {
   if (!Number.isFinite(value)) return putAscii(b, at, 'null') // JSON has no NaN or Infinity
-  if (value === 0) return putAscii(b, at, Object.is(value, -0) ? '-0' : '0') // the sign is a float32 bit too
+  // The sign is a float32 bit too: '-0.0', which JSON readers that tell integers from floats (Python's
+  // json) read as -0.0, where '-0' is their integer 0.
+  if (value === 0) return putAscii(b, at, Object.is(value, -0) ? '-0.0' : '0')
   // The nearest decimal of the fewest significant digits from 6 to 9 that reads back as `value`, as
   // an integer n times 10^-e. If d digits read back, d + 1 do too (nearer), so it is found with 2 or
   // 3 tries (most values need 8 or 9). A log10 off by one near a power of ten costs a digit at most.

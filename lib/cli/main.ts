@@ -8,7 +8,7 @@ import { Command, type CommanderError, Option } from 'commander'
 import { OUTPUT_KINDS } from '../model/pooling.js'
 import { bench } from './bench.js'
 import { convert } from './convert.js'
-import { EXIT_PIPE, EXIT_USAGE, exitFor } from './errors.js'
+import { EXIT_FAILED, EXIT_PIPE, EXIT_USAGE, exitFor, fsReason } from './errors.js'
 import { info } from './info.js'
 import type { ScoreOptions } from './job.js'
 import { join } from './join.js'
@@ -199,9 +199,10 @@ if (invokedDirectly()) {
   // A reader that stops early (`birnn info m.pt | head -1`) closes stdout: stop at once, as Unix
   // tools do (a shell reports 141 for them, killed by SIGPIPE), not with an unhandled error.
   // Every output file is committed before anything is written to stdout.
+  // Any other failure to write it (stdout sent to a full disk, or /dev/full) is an I/O error.
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code !== 'EPIPE') throw error
-    process.exit(EXIT_PIPE)
+    if (error.code === 'EPIPE') process.exit(EXIT_PIPE)
+    process.stderr.write(`birnn: stdout: ${fsReason(error)}\n`, () => process.exit(EXIT_FAILED))
   })
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code

@@ -62,13 +62,19 @@ export function openSafetensors(file: Uint8Array): StateDictSource {
     read: (name) => toFloat32(name, stored(name)),
     dtype: (name) => stored(name).dtype,
   }
-  // birnn convert writes 'tanh' or 'relu'; other tools' free text there (an LSTM's 'sigmoid') is
-  // not ours to judge, and is ignored.
-  const nonlinearity =
+  // birnn convert writes `nonlinearity` ('tanh' or 'relu') and, for a batch_first module's ONNX
+  // export, `batch_first` ('true'); other tools' free text there (an LSTM's 'sigmoid') is not ours
+  // to judge, and is ignored.
+  const entry = (key: string): unknown =>
     typeof metadata === 'object' && metadata !== null
-      ? Object.getOwnPropertyDescriptor(metadata, 'nonlinearity')?.value
+      ? Object.getOwnPropertyDescriptor(metadata, key)?.value
       : undefined
-  if (nonlinearity === 'tanh' || nonlinearity === 'relu') source.hints = { nonlinearity }
+  const nonlinearity = entry('nonlinearity')
+  const batchFirst = entry('batch_first')
+  const hints: NonNullable<StateDictSource['hints']> = {}
+  if (nonlinearity === 'tanh' || nonlinearity === 'relu') hints.nonlinearity = nonlinearity
+  if (batchFirst === 'true' || batchFirst === 'false') hints.batchFirst = batchFirst === 'true'
+  if (Object.keys(hints).length > 0) source.hints = hints
   return source
 }
 

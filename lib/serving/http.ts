@@ -213,7 +213,7 @@ function jsonArray(data: Float32Array, shape: readonly number[]): string {
       // join() writes -0 as 0: the sign is a float32 bit too, so such a row is written value by value.
       let plain = true
       for (let i = 0; i < row.length; i++) if (!Number.isFinite(row[i]) || Object.is(row[i], -0)) plain = false
-      const text = (x: number) => (Number.isFinite(x) ? (Object.is(x, -0) ? '-0' : String(x)) : 'null')
+      const text = (x: number) => (Number.isFinite(x) ? (Object.is(x, -0) ? '-0.0' : String(x)) : 'null')
       parts.push(`[${plain ? row.join(',') : Array.from(row, text).join(',')}]`)
       return
     }

@@ -610,7 +610,35 @@ describe('user errors: one line, no stack trace, exit code', () => {
         return ['score', exampleModel, '-i', file('fifo'), '-o', file('e.npy')]
       },
       1,
-      /^birnn: input .*fifo: is not a regular file \(a pipe or a device\); birnn score reads the input by position/,
+      /^birnn: input .*fifo: is not a regular file \(a pipe or a device\); birnn reads its files by position/,
+    ],
+    [
+      // Each used to wait in open() for a writer, deaf to signals.
+      'a pipe as model',
+      () => {
+        execFileSync('mkfifo', [file('fifo-model.safetensors')])
+        return ['info', file('fifo-model.safetensors')]
+      },
+      1,
+      /^birnn: model .*fifo-model\.safetensors: is not a regular file \(a pipe or a device\)/,
+    ],
+    [
+      'a pipe as --h0',
+      () => {
+        execFileSync('mkfifo', [file('fifo-h0.npy')])
+        return ['score', exampleModel, '-i', npyInput(), '-o', file('h.npy'), '--h0', file('fifo-h0.npy')]
+      },
+      1,
+      /^birnn: --h0 .*fifo-h0\.npy: is not a regular file \(a pipe or a device\)/,
+    ],
+    [
+      'a pipe as a part of join',
+      () => {
+        execFileSync('mkfifo', [file('fifo-part.npy')])
+        return ['join', file('j.npy'), file('fifo-part.npy')]
+      },
+      1,
+      /^birnn: part .*fifo-part\.npy: is not a regular file \(a pipe or a device\)/,
     ],
     [
       'join of parts that are not outputs of score',
@@ -817,6 +845,25 @@ describe('exit codes: a bug is not a user error', () => {
     const code = await new Promise((resolve) => child.on('exit', resolve))
     expect([code, stderr]).toEqual([141, ''])
   })
+
+  it('stdout on a full disk: exit 1, said on stderr, the output file committed first', () => {
+    const out = file('full.npy')
+    const result = spawnSync(
+      process.execPath,
+      [
+        join(built, 'dist', 'cli', 'main.js'),
+        'score',
+        exampleModel,
+        '-i',
+        writeNpy(file('full-in.npy'), exactInput(1, [3, 2, 16])),
+        '-o',
+        out,
+      ],
+      { stdio: ['ignore', openSync('/dev/full', 'w'), 'pipe'], encoding: 'utf8' },
+    )
+    expect([result.status, result.stderr]).toEqual([1, 'birnn: stdout: no space left on the device\n'])
+    expect(existsSync(out)).toBe(true)
+  })
 })
 
 describe('the output file', () => {
@@ -999,7 +1046,7 @@ describe('birnn convert, and the other commands on .pt checkpoints and ONNX expo
   it.each([
     ['pt_nested_lstm_bi_l1', 'pt_nested_lstm_bi_l1.pt', {}],
     ['onnx_gru_bi_l2_tm_h0', 'onnx_gru_bi_l2_tm_h0.onnx', {}],
-    ['onnx_rnn_relu_uni_l2_bf_h0', 'onnx_rnn_relu_uni_l2_bf_h0.onnx', { batchFirst: true }],
+    ['onnx_rnn_relu_uni_l2_bf_h0', 'onnx_rnn_relu_uni_l2_bf_h0.onnx', {}],
   ])(
     '%s: converted to safetensors, it gives the same outputs as the original and as PyTorch',
     async (name, input, options: LoadOptions) => {
@@ -1012,10 +1059,15 @@ describe('birnn convert, and the other commands on .pt checkpoints and ONNX expo
       )
       const relu = name.includes('relu')
       if (relu) expect(summary).toContain("nonlinearity 'relu' recorded in its metadata, which load() follows")
-      // The metadata carries the ReLU: no option needed.
+      // The layout of a batch_first module's export too (it was dropped: the converted file read
+      // the same .npy as time-major).
+      const bf = name.includes('_bf')
+      if (bf) expect(summary).toContain('batch_first recorded in its metadata, which load() follows')
+      // The metadata carries the ReLU and the layout: no option needed.
       const converted = await load(out, { ...options, backend: 'js' })
       const original = await load(checkpoint(input), { ...options, backend: 'js' })
       expect(converted.config).toEqual(original.config)
+      expect(converted.config.batchFirst).toBe(bf)
       // Only the module's tensors, under PyTorch's names without any prefix.
       expect(Object.keys(readTensors(out)).every((n) => /^(weight|bias)_(ih|hh)_l\d(_reverse)?$/.test(n))).toBe(true)
       const io = ioOf(name)

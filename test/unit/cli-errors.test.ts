@@ -31,6 +31,24 @@ describe('exitFor', () => {
       systemError(),
       { code: 1, message: '/no/such/birnn/file: no such file', internal: false },
     ],
+    [
+      'an array too large for the process',
+      (() => {
+        try {
+          new Float32Array(2 ** 40)
+        } catch (error) {
+          return error
+        }
+      })(),
+      {
+        code: 1,
+        message: expect.stringMatching(
+          /^out of memory: an array of this run is too large \(.*\); use smaller batches \(score's --batch-size\) or shorter sequences$/,
+        ),
+        internal: false,
+      },
+    ],
+    ['a RangeError of another kind (a bug)', new RangeError('offset is out of bounds'), { code: 70, internal: true }],
     ['a plain Error (a bug)', new Error('boom'), { code: 70, message: 'internal error: boom', internal: true }],
     ['a TypeError (a bug)', new TypeError('x is undefined'), { code: 70, internal: true }],
     ['an error with a foreign code', Object.assign(new Error('e'), { code: 'ERR_OTHER' }), { code: 70 }],

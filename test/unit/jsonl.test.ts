@@ -121,7 +121,9 @@ describe('JsonRows', () => {
     expect(formatFloat32(Math.fround(0.1))).toBe('0.1')
     expect(formatFloat32(Math.fround(-1 / 3))).toBe('-0.33333334')
     expect(formatFloat32(0)).toBe('0')
-    expect(Object.is(JSON.parse(formatFloat32(-0)), -0)).toBe(true) // the sign bit kept
+    // The sign bit kept, as a float: Python's json reads '-0' as the integer 0.
+    expect(formatFloat32(-0)).toBe('-0.0')
+    expect(Object.is(JSON.parse(formatFloat32(-0)), -0)).toBe(true)
     const subnormal = Math.fround(1e-40)
     expect(formatFloat32(subnormal)).toBe('9.99995e-41')
     expect(Math.fround(9.99995e-41)).toBe(subnormal)
