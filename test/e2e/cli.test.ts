@@ -951,6 +951,26 @@ describe('birnn join: never over a part', () => {
     expect(readNpy(out)).toEqual({ data: Float32Array.of(0, 0, 0, 0, 1, 1, 1, 1), shape: [4, 2] })
     expect(ok(['join', file('jp.one.npy'), a])).toMatch(/^birnn: joined 1 part into .*: float32 \(2, 2\)\n$/)
   })
+
+  it('more parts than the process may open at once: each part is open only while it is read', () => {
+    const many = Array.from({ length: 120 }, (_, i) =>
+      writeNpy(file(`jm.${i}.npy`), { data: Float32Array.of(i, -i), shape: [1, 2] }),
+    )
+    const out = file('jm.out.npy')
+    const result = spawnSync(
+      'prlimit',
+      ['--nofile=64:64', process.execPath, join(built, 'dist', 'cli', 'main.js'), 'join', out, ...many, '-q'],
+      { encoding: 'utf8' },
+    )
+    expect([result.status, result.stderr]).toEqual([0, ''])
+    expect(readNpy(out)).toEqual({
+      data: Float32Array.from({ length: 240 }, (_, k) => (k % 2 ? -(k >> 1) : k >> 1)),
+      shape: [120, 2],
+    })
+    // A part that is not float32 is named as a part.
+    const ints = writeNpy(file('jm.int.npy'), { data: Float32Array.of(1, 2), shape: [1, 2] }, '<i4')
+    expect(run(['join', file('jm.bad.npy'), many[0], ints]).stderr).toMatch(/^birnn: part .*jm\.int\.npy: /)
+  })
 })
 
 describe('option values and inputs', () => {
