@@ -21,11 +21,14 @@ export function countSequences(path: string): number {
     let lines = 0 // lines ended so far
     let last = 0 // the number of the last line with content
     let content = false // the current line has a byte that is not blank
+    let first = true
     for (;;) {
       const got = readSync(fd, buffer, 0, CHUNK, null)
       if (got === 0) break
       const chunk = buffer.subarray(0, got)
-      let i = 0
+      // A UTF-8 byte-order mark opens some files; the reader drops it, so it is no content.
+      let i = first && got >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf ? 3 : 0
+      first = false
       while (i < got) {
         // Most lines start with '[': the scan for content stops at once.
         while (!content && i < got && chunk[i] !== NEWLINE) {
@@ -141,7 +144,8 @@ export class LineReader {
 /** Parses one line: an array of T ≥ 1 rows of `inputSize` numbers, as float32 values row after row. */
 export function parseSequence(line: string, where: string, inputSize: number): Float32Array {
   const expected = `a JSON array of T ≥ 1 rows, each an array of ${inputSize} numbers (inputSize)`
-  if (line.trim() === '')
+  // Blank as countSequences counts it (JSON's own spaces): other spaces are content, and not JSON.
+  if (/^[ \t\r]*$/.test(line))
     throw new RunError(`${where}: the line is blank (blank lines are allowed only at the end); expected ${expected}`)
   let value: unknown
   try {
@@ -151,7 +155,7 @@ export function parseSequence(line: string, where: string, inputSize: number): F
   }
   if (!Array.isArray(value) || value.length === 0) {
     throw new RunError(
-      `${where}: expected ${expected}, received ${Array.isArray(value) ? 'an empty array' : typeof value}`,
+      `${where}: expected ${expected}, received ${Array.isArray(value) ? 'an empty array' : describe(value)}`,
     )
   }
   const data = new Float32Array(value.length * inputSize)

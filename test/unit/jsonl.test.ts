@@ -71,6 +71,9 @@ describe('countSequences', () => {
     ['a blank line in the middle (an error when read)', '[1]\n\n[2]\n', 3],
     ['an empty file', '', 0],
     ['blank lines only', '\n \n\n', 0],
+    ['a byte-order mark and nothing else (the reader drops it)', '\ufeff\n', 0],
+    ['a byte-order mark, then lines', '\ufeff[1]\n[2]\n', 2],
+    ['a no-break space as the last line (content: an error when read)', '[1]\n\u00a0\n', 2],
   ])('%s', (_label, content, expected) => {
     expect(countSequences(file(content))).toBe(expected)
   })
@@ -95,7 +98,10 @@ describe('parseSequence', () => {
       /^input x\.jsonl line 7: the line is blank \(blank lines are allowed only at the end\); expected a JSON array/,
     ],
     ['[[1, 2]', /^input x\.jsonl line 7: not valid JSON \(.*\); expected a JSON array of T ≥ 1 rows/],
-    ['{"x": 1}', /^input x\.jsonl line 7: expected a JSON array of T ≥ 1 rows, .*, received object$/],
+    ['{"x": 1}', /^input x\.jsonl line 7: expected a JSON array of T ≥ 1 rows, .*, received an object$/],
+    ['null', /: expected .*, received null$/],
+    // Only JSON's spaces make a line blank: a no-break space is content, and not JSON.
+    ['\u00a0', /^input x\.jsonl line 7: not valid JSON/],
     ['[]', /: expected .*, received an empty array$/],
     ['[[1, 2], null]', /: step 1 is null; expected an array of 2 numbers \(inputSize\)$/],
     ['[[1, 2, 3]]', /: step 0 has 3 numbers; expected 2 \(the model's inputSize\)$/],
