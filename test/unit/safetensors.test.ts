@@ -32,6 +32,17 @@ describe('untrusted safetensors files', () => {
       })(),
       /header length 1099511627776 exceeds the 2 bytes that follow it/,
     ],
+    [
+      // Given by mistake for a model: named for what they are, not as a header length of petabytes.
+      'a NumPy .npy array',
+      readFileSync(new URL('../../examples/input.npy', import.meta.url)),
+      'a NumPy .npy array, not a model: expected a safetensors file, a PyTorch checkpoint (torch.save) or an ONNX export',
+    ],
+    [
+      'a text file (JSONL input)',
+      new TextEncoder().encode('[[0.5, 1], [2, 3]]\n'),
+      /^text starting "\[\[0\.5, 1\], \[2, 3\]\]\\n", not a model: expected a safetensors file/,
+    ],
     ['invalid JSON', safetensorsBytes('{"a": '), /header is not valid UTF-8 JSON/],
     ['a header that is not an object', safetensorsBytes('[1, 2]'), /header is not a JSON object/],
     [
