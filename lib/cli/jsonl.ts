@@ -192,8 +192,28 @@ const MAX_VALUE_BYTES = 24
  * value, joined and then encoded, took twice as long as the digits themselves.
  */
 export class JsonRows {
-  #bytes = new Uint8Array(1 << 16)
+  #bytes: Uint8Array
   #length = 0
+
+  /** `capacity`: the bytes to start with (it grows as needed). */
+  constructor(capacity = 1 << 16) {
+    this.#bytes = new Uint8Array(capacity)
+  }
+
+  /** Appends a tensor as nested JSON arrays, its last axis as rows. */
+  tensor(data: Float32Array, shape: readonly number[]): void {
+    if (shape.length <= 1) {
+      this.row(data)
+      return
+    }
+    const stride = data.length / Math.max(1, shape[0])
+    this.text('[')
+    for (let i = 0; i < shape[0]; i++) {
+      if (i > 0) this.text(',')
+      this.tensor(data.subarray(i * stride, (i + 1) * stride), shape.slice(1))
+    }
+    this.text(']')
+  }
 
   /** Appends `[v0,v1,...]`, each value the shortest decimal that reads back as the same float32. */
   row(values: Float32Array): void {

@@ -8,6 +8,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { JsonRows } from '../cli/jsonl.js'
 import { describe } from '../errors.js'
 import type { Model } from '../model/model.js'
 import { choices } from '../model/options.js'
@@ -203,32 +204,6 @@ function checkFinite(name: string, data: Float32Array): void {
   }
 }
 
-/** A float32 tensor as nested JSON arrays, written straight to a string (non-finite values as null). */
-function jsonArray(data: Float32Array, shape: readonly number[]): string {
-  const parts: string[] = []
-  const leaf = shape[shape.length - 1]
-  const emit = (depth: number, offset: number): void => {
-    if (depth === shape.length - 1) {
-      const row = data.subarray(offset, offset + leaf)
-      // join() writes -0 as 0: the sign is a float32 bit too, so such a row is written value by value.
-      let plain = true
-      for (let i = 0; i < row.length; i++) if (!Number.isFinite(row[i]) || Object.is(row[i], -0)) plain = false
-      const text = (x: number) => (Number.isFinite(x) ? (Object.is(x, -0) ? '-0.0' : String(x)) : 'null')
-      parts.push(`[${plain ? row.join(',') : Array.from(row, text).join(',')}]`)
-      return
-    }
-    const stride = shape.slice(depth + 1).reduce((a, b) => a * b, 1)
-    parts.push('[')
-    for (let i = 0; i < shape[depth]; i++) {
-      if (i > 0) parts.push(',')
-      emit(depth + 1, offset + i * stride)
-    }
-    parts.push(']')
-  }
-  emit(0, 0)
-  return parts.join('')
-}
-
 interface ParsedRequest {
   input: Tensor
   options: ForwardOptions
@@ -406,9 +381,20 @@ export function createHandler(options: HandlerOptions): (req: IncomingMessage, r
     if (request.format === 'npy') {
       send(res, 200, NPY, npyBody(output.data, output.shape), headers)
     } else {
-      let json = `{"output":${jsonArray(output.data, output.shape)},"hN":${jsonArray(result.hN.data, result.hN.shape)}`
-      if (result.cN) json += `,"cN":${jsonArray(result.cN.data, result.cN.shape)}`
-      send(res, 200, 'application/json', `${json}}`, headers)
+      // Each float32 in the fewest digits that read back as it, as `birnn score` writes JSONL.
+      const values = output.data.length + result.hN.data.length + (result.cN?.data.length ?? 0)
+      const json = new JsonRows(64 + values * 12)
+      json.text('{"output":')
+      json.tensor(output.data, output.shape)
+      json.text(',"hN":')
+      json.tensor(result.hN.data, result.hN.shape)
+      if (result.cN) {
+        json.text(',"cN":')
+        json.tensor(result.cN.data, result.cN.shape)
+      }
+      json.text('}')
+      const bytes = json.take()
+      send(res, 200, 'application/json', [Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)], headers)
     }
     return 200
   }

@@ -205,5 +205,19 @@ describe('JsonRows', () => {
     expect(text.endsWith(']\n[1]')).toBe(true)
     expect(Float32Array.from(JSON.parse(text.slice(1, text.indexOf('\n'))))).toEqual(long)
     expect(rows.take().length).toBe(0) // take() starts over
+    // Tensors as nested arrays (birnn serve's answers), empty axes too.
+    const tensor = (data: Float32Array, shape: number[]) => {
+      rows.tensor(data, shape)
+      return new TextDecoder().decode(rows.take())
+    }
+    const six = Float32Array.of(1, 2, 3, 4, 5, Math.fround(0.1))
+    expect(tensor(six, [6])).toBe('[1,2,3,4,5,0.1]')
+    expect(tensor(six, [2, 3])).toBe('[[1,2,3],[4,5,0.1]]')
+    expect(tensor(six, [3, 1, 2])).toBe('[[[1,2]],[[3,4]],[[5,0.1]]]')
+    expect(tensor(new Float32Array(0), [0, 4])).toBe('[]')
+    expect(tensor(new Float32Array(0), [2, 0])).toBe('[[],[]]')
+    const small = new JsonRows(1)
+    small.tensor(six, [2, 3])
+    expect(new TextDecoder().decode(small.take())).toBe('[[1,2,3],[4,5,0.1]]')
   })
 })
