@@ -1,5 +1,6 @@
 // JSON Lines (one JSON value per line) for the CLI: a line reader that holds one chunk of the file
-// at a time, a line counter, and the conversions between a line and a sequence of float32 rows.
+// at a time, a line counter, and the conversions between a line and a sequence of float32 rows
+// (JsonRows, which birnn serve's JSON answers use too).
 
 import { closeSync, openSync, readSync } from 'node:fs'
 import { describe } from '../errors.js'
