@@ -237,18 +237,17 @@ export class Batcher {
     checkKeys('batcher.forward options', options, REQUEST_OPTIONS)
     // By name, as model.forward() reads them: inherited ones too, each once.
     const { signal, h0, c0, lengths, returnLayers, output } = options
-    let aborted: unknown = false
     if (signal !== undefined) {
+      let aborted: unknown
       try {
         aborted = signal instanceof AbortSignal ? signal.aborted : undefined
-      } catch {
-        aborted = undefined // an object made from AbortSignal.prototype, not by AbortSignal
-      }
+      } catch {} // an object made from AbortSignal.prototype, not by AbortSignal
       if (typeof aborted !== 'boolean') throw typeError('options.signal', 'an AbortSignal', signal)
     }
     const { config } = this.#target
     const plan = planForward(config, input, { h0, c0, lengths, returnLayers, output })
-    if (aborted) throw abortError(signal!)
+    // (Read after the checks, whose getters may have aborted it.)
+    if (signal?.aborted) throw abortError(signal)
     // (The getters above may have closed the batcher.)
     if (this.#closed) throw new BirnnError('ERR_BIRNN_CLOSED', 'batcher is closed: it takes no more requests')
     if (this.#queue.length >= this.#options.maxQueue) {

@@ -500,6 +500,23 @@ describe('backpressure, abort, errors, close', () => {
     own.dispose()
   })
 
+  it('refuses a request whose own getters aborted its signal', async () => {
+    const { calls, make } = gated()
+    const b = make()
+    const controller = new AbortController()
+    const { data, shape } = seq(2)
+    const input = {
+      shape,
+      get data() {
+        controller.abort() // read while the input is checked, after the options
+        return data
+      },
+    }
+    const error = await rejection(b.forward(input, { signal: controller.signal }))
+    expect((error as DOMException).name).toBe('AbortError')
+    expect(calls).toHaveLength(0)
+  })
+
   it('refuses a request whose own option getters closed the batcher', async () => {
     const { calls, make } = gated()
     const b = make()
