@@ -4,6 +4,7 @@
 // kernels; results never depend on the thread count.
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -417,8 +418,9 @@ void Pass::finish() const {
 
 // The plan's inputs: the call, the machine, and the floating-point operations of one layer
 // (layer 0's input width may differ from the others': the larger counts).
-detail::PlanInput planInput(const detail::PackedNetwork& net, const Call& call, idx rows) {
+detail::PlanInput planInput(const detail::PackedNetwork& net, const Call& call, idx rows, int teamLimit) {
   detail::PlanInput in;
+  in.teamLimit = teamLimit;
   in.requested = call.threads;
   in.cores = detail::hardwareThreads();
   in.directions = net.D;
@@ -440,7 +442,8 @@ detail::PlanInput planInput(const detail::PackedNetwork& net, const Call& call, 
 void Network::Impl::run(const Call& call) const {
   idx rows = static_cast<idx>(call.seqLen) * call.batch;  // the real steps of all sequences
   if (call.lengths) rows = std::accumulate(call.lengths, call.lengths + call.batch, idx{0});
-  const detail::ThreadPlan plan = detail::planThreads(planInput(*this, call, rows));
+  const int teamLimit = detail::TeamGauge::shared().limit(detail::nowNs());
+  const detail::ThreadPlan plan = detail::planThreads(planInput(*this, call, rows, teamLimit));
   // The calling thread's compute slot first: a call that waits for one holds no work buffers.
   const detail::WorkerPool::Lease lease = detail::WorkerPool::shared().lease();
   if (plan.groups > 1) return runGroups(call, plan, lease);
@@ -457,6 +460,10 @@ void Network::Impl::run(const Call& call) const {
   const int projThreads = std::min(plan.threads, projTasks);
   std::atomic<int> nextTask{0};  // the next chunk of the input projection, or of the recurrence
   const int recurThreads = std::min(plan.threads, recurTasks * plan.columnParts);
+  // What the teams cost, for the gauge: their phases' time, and how long members waited for late
+  // ones. (teamParts is written by tid 0, the held worker, and read once its phase is over.)
+  int teamParts = 1;
+  std::int64_t teamNs = 0, lateNs = 0;
   if (pass.gathers()) lease.run(plan.threads, [&](int tid, int count) { pass.gather(tid, count); });
   for (int l = 0; l < cfg.numLayers; ++l) {
     if (pass.reverses()) lease.run(plan.threads, [&](int tid, int count) { pass.reverse(l, tid, count); });
@@ -472,9 +479,11 @@ void Network::Impl::run(const Call& call) const {
     // lent fewer threads, and so run fewer parts, than the last (a barrier's team never changes).
     std::deque<detail::StepBarrier> barriers;
     for (int task = 0; plan.columnParts > 1 && task < recurTasks; ++task) barriers.emplace_back(plan.columnParts);
+    const std::int64_t start = plan.columnParts > 1 ? detail::nowNs() : 0;
     lease.run(recurThreads, [&](int tid, int count) {
       // Column parts need all of a chunk's parts running at once: as many as the threads lent.
       const int parts = count >= recurTasks ? std::min(plan.columnParts, count / recurTasks) : 1;
+      if (tid == 0) teamParts = std::max(teamParts, parts);
       if (parts == 1) {
         // Fewer threads than chunks (lent fewer, or one preempted): each takes the next chunk.
         for (int task; (task = nextTask.fetch_add(1, std::memory_order_relaxed)) < recurTasks;) {
@@ -485,7 +494,14 @@ void Network::Impl::run(const Call& call) const {
         pass.recur(l, task % D, task / D, tid % parts, parts, &barriers[task]);
       }
     });
+    if (plan.columnParts > 1) {
+      teamNs += detail::nowNs() - start;
+      std::int64_t longest = 0;  // the teams of one phase wait for one another at its end
+      for (const detail::StepBarrier& b : barriers) longest = std::max(longest, b.longestWaitNs(plan.columnParts));
+      lateNs += longest;
+    }
   }
+  if (teamParts > 1) detail::TeamGauge::shared().report(teamLimit, teamParts, teamNs, lateNs, detail::nowNs());
   pass.finish();
   workspaces.release(std::move(ws));
 }

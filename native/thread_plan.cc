@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -76,18 +77,26 @@ constexpr int kYields = 50;
 constexpr int kWorkerNice = 5;
 #endif
 
-// Spins, then yields, until done() or the budget runs out; true when done() came true.
+// Pause-spins, then yields, until done() or the budget runs out; true when done() came true.
 template <typename Done>
-bool spinUntil(Done done) {
+bool pauseUntil(Done done) {
   for (int i = 0; i < kSpins; ++i) {
     if (done()) return true;
     BIRNN_PAUSE();
   }
+  return done();
+}
+template <typename Done>
+bool yieldUntil(Done done) {
   for (int i = 0; i < kYields; ++i) {
     if (done()) return true;
     std::this_thread::yield();
   }
   return done();
+}
+template <typename Done>
+bool spinUntil(Done done) {
+  return pauseUntil(done) || yieldUntil(done);
 }
 }  // namespace
 
@@ -172,8 +181,14 @@ ThreadPlan planThreads(const PlanInput& in) {
   const int teamThreads = std::min(recurrenceThreads, in.cores - spare);
   const double chunkStepFlops = in.stepFlops / plan.chunks;
   const double partsWorth = chunkStepFlops < kMinSharedStepFlops ? 1 : chunkStepFlops / kMinPartFlops;
-  plan.columnParts = std::max(
-      1, std::min({teamThreads / (D * plan.chunks), std::max(1, in.panels), static_cast<int>(partsWorth)}));
+  const int panels = std::max(1, in.panels);
+  const int parts = std::max(
+      1, std::min({teamThreads / (D * plan.chunks), panels, static_cast<int>(partsWorth), in.teamLimit}));
+  // A step lasts as long as its widest part: no more parts than that width needs. W-b1's RNN on
+  // AVX-512 has 8 panels, which 6 parts split 1 or 2 each, as slowly as 4 parts of 2 and with 4
+  // more threads at the barrier (16-core VM: 0.83 and 0.77 ms against 0.84 and 0.75, two hosts).
+  const int partPanels = (panels + parts - 1) / parts;
+  plan.columnParts = (panels + partPanels - 1) / partPanels;
   // The input projection: every row of every step is independent; all threads share it, taking
   // chunks as they finish the last, a few chunks a thread so that a thread the OS preempts
   // holds up only its current one.
@@ -185,6 +200,64 @@ ThreadPlan planThreads(const PlanInput& in) {
   plan.projChunks =
       static_cast<int>(std::max<std::ptrdiff_t>(1, std::min(in.rows / kMinProjectionRows, projChunks)));
   return plan;
+}
+
+std::int64_t nowNs() {
+#if defined(__wasi__)
+  return 0;
+#else
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+#endif
+}
+
+TeamGauge& TeamGauge::shared() {
+  static TeamGauge* gauge = new TeamGauge();  // never destroyed: calls may still run at exit
+  return *gauge;
+}
+
+int TeamGauge::limit(std::int64_t now) {
+  if (!limited_.load(std::memory_order_relaxed)) return kNoLimit;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (limit_ == kNoLimit || now < nextTry_) return limit_;
+  nextTry_ = now + waitNs_;  // one call tries at a time
+  trying_ = limit_ * 2;
+  return trying_;
+}
+
+void TeamGauge::report(int allowed, int parts, std::int64_t wallNs, std::int64_t lateNs, std::int64_t now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  // Only the try's own report moves the limit up, or the wait: concurrent calls planned before a
+  // change report what they were planned with.
+  const bool tried = allowed == trying_;
+  if (tried) trying_ = 0;
+  if (lateNs * 4 > wallNs) {
+    if (tried) waitNs_ = std::min(2 * waitNs_, kLastWaitNs);
+    limit_ = std::min(limit_, std::max(1, parts / 2));
+    nextTry_ = now + waitNs_;
+    limited_.store(true, std::memory_order_relaxed);
+  } else if (tried && allowed > limit_) {
+    limit_ = allowed;
+    waitNs_ = kFirstWaitNs;
+    if (limit_ >= hardwareThreads()) {
+      limit_ = kNoLimit;
+      limited_.store(false, std::memory_order_relaxed);
+    }
+  }
+}
+
+void TeamGauge::reset() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  limit_ = kNoLimit;
+  trying_ = 0;
+  waitNs_ = kFirstWaitNs;
+  limited_.store(false, std::memory_order_relaxed);
+}
+
+std::int64_t StepBarrier::longestWaitNs(int count) const {
+  std::int64_t longest = 0;
+  for (int i = 0; i < count; ++i) longest = std::max(longest, slots_[i].lateNs);
+  return longest;
 }
 
 void StepBarrier::arriveAndWait(int index, int count) {
@@ -204,11 +277,17 @@ void StepBarrier::arriveAndWait(int index, int count) {
     }
     return true;
   };
-  if (spinUntil(done)) return;
-  std::unique_lock<std::mutex> lock(mutex_);
-  sleepers_.fetch_add(1, std::memory_order_seq_cst);
-  released_.wait(lock, done);
-  sleepers_.fetch_sub(1, std::memory_order_relaxed);
+  if (pauseUntil(done)) return;
+  // Past the pause budget (tens of microseconds) a member is late by far more than a step: how
+  // long, for the gauge (a yield may give the core away for a time slice, as a sleep does).
+  const std::int64_t since = nowNs();
+  if (!yieldUntil(done)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    released_.wait(lock, done);
+    sleepers_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  if (round > 1) slots_[index].lateNs += nowNs() - since;
 }
 
 WorkerPool& WorkerPool::shared() {

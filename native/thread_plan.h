@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -32,6 +33,7 @@ struct PlanInput {
   double stepFlops = 0;        // of one step of one direction, every batch row
   int panels = 1;              // W_hh's panels: the most parts a step's columns split into
   std::size_t recurrentBytes = 0;  // packed W_hh (and W_hr) of one direction, the largest layer's
+  int teamLimit = 1 << 20;         // the most column parts a team may have now (TeamGauge)
 };
 
 struct ThreadPlan {
@@ -67,6 +69,41 @@ int hardwareThreads();
 // of a call, whose parts each write their own rows.
 using ThreadWork = std::function<void(int tid, int count)>;
 
+// Nanoseconds of a monotonic clock (0 in the wasm build, whose module imports nothing: it has no
+// teams to time).
+std::int64_t nowNs();
+
+// How many column parts a team may have now. A team waits at every step for its slowest member,
+// so a member that the OS takes off its core (another busy process, a VM's busy host) stalls
+// every step for up to a scheduler's time slice: on the 2-core VM, beside one busy process, one
+// sequence's call took 25 ms in 2 parts where one thread took 1.4. A call whose teams spent a
+// quarter of their time waiting for members late by more than the pause-spin halves the limit;
+// now and then a call may try twice the limit, less often after each try that stalls, until the
+// limit is gone again.
+// Results never depend on it (nor on any plan).
+class TeamGauge {
+ public:
+  static constexpr int kNoLimit = 1 << 20;
+  static TeamGauge& shared();
+  // The limit for a call planned at `now` (nowNs()).
+  int limit(std::int64_t now);
+  // That call, planned with limit `allowed`, ran teams of up to `parts` parts for `wallNs`, whose
+  // members waited for late ones for `lateNs` of it (phase by phase, the longest waiter's).
+  void report(int allowed, int parts, std::int64_t wallNs, std::int64_t lateNs, std::int64_t now);
+  // Forgets what it has seen: the kernel tests' calls, each planned as on an idle machine.
+  void reset();
+
+ private:
+  static constexpr std::int64_t kFirstWaitNs = 10'000'000;  // between tries: 10 ms, doubling to
+  static constexpr std::int64_t kLastWaitNs = 6'400'000'000;  // 6.4 s (a failed try costs a call)
+  std::mutex mutex_;
+  std::atomic<bool> limited_{false};  // read without the mutex: most calls never see a limit
+  int limit_ = kNoLimit;
+  int trying_ = 0;  // the limit of the try under way, if any
+  std::int64_t nextTry_ = 0;
+  std::int64_t waitNs_ = kFirstWaitNs;
+};
+
 // The threads of one team (the column parts of a batch chunk's steps) wait here for one another
 // after each step: they pause-spin (a step takes microseconds), then yield, then sleep. Each
 // thread counts its arrivals in a cache line of its own, which the others read: the last arrival
@@ -81,10 +118,14 @@ class StepBarrier {
   // thread left out of some rounds would lag behind the others for good (forward.cc makes a
   // fresh barrier for each phase).
   void arriveAndWait(int index, int count);
+  // The longest that any of threads 0..count-1 waited here past the pause-spin, after their
+  // first round (which waits for the threads to start), once they are done with it.
+  std::int64_t longestWaitNs(int count) const;
 
  private:
   struct alignas(64) Slot {
     std::atomic<unsigned> round{0};
+    std::int64_t lateNs = 0;  // written by its own thread only
   };
   std::unique_ptr<Slot[]> slots_;
   [[maybe_unused]] int size_;  // for the assert

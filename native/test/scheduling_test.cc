@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
@@ -82,8 +83,13 @@ void plans() {
   rnn.recurrenceFlops /= 4;
   rnn.layerFlops = rnn.recurrenceFlops + rnn.rows * 2.0 * 256 * 512 * 2;
   rnn.stepFlops /= 4;
+  rnn.panels = 8;  // AVX-512: 32 units a panel
   const auto b1rnn = planThreads(rnn);
-  check(b1rnn.columnParts == 6 && b1rnn.threads == 12, "W-b1 RNN on 16 cores: 6 column parts a direction", b1rnn);
+  check(b1rnn.chunks == 1 && b1rnn.columnParts == 4,
+        "W-b1 RNN on 16 cores: 4 column parts a direction (6 would split its 8 panels no finer)", b1rnn);
+  rnn.panels = 16;  // AVX2: 16 units a panel; 6 parts of 2 or 3 panels, where 5 would be 4 wide
+  const auto b1rnn16 = planThreads(rnn);
+  check(b1rnn16.columnParts == 6 && b1rnn16.threads == 12, "16 panels on 16 cores: 6 column parts", b1rnn16);
   // One sequence of a unidirectional LSTM, I32, T500: H80's steps (51 kFLOP) stay on one thread,
   // with no barrier, on 2 cores and on 16; H100's (80 kFLOP) are shared, 2 parts on 2 cores.
   auto uni = [](int H, int cores) {
@@ -190,6 +196,55 @@ void plans() {
   }
   report(monotone, "plan: more threads allowed never means fewer used, nor more than allowed or than the cores",
          "not monotone");
+  PlanInput limited = lstm(1, 16, 16);
+  limited.teamLimit = 2;
+  const auto capped2 = planThreads(limited);
+  check(capped2.columnParts == 2, "W-b1 on 16 cores with the teams limited to 2: 2 column parts", capped2);
+  limited.teamLimit = 1;
+  const auto alone = planThreads(limited);
+  check(alone.columnParts == 1 && alone.chunks == 1, "W-b1 with no teams allowed: one thread a direction", alone);
+  gauge();
+}
+
+// TeamGauge: teams that wait a quarter of their time for late members halve the limit; a try at
+// twice the limit comes after a wait that doubles with each try that stalls, one try at a time,
+// and a try that goes well raises the limit, up to none.
+void gauge() {
+  constexpr std::int64_t ms = 1'000'000;
+  constexpr int none = detail::TeamGauge::kNoLimit;
+  detail::TeamGauge g;
+  bool ok = g.limit(0) == none;
+  g.report(none, 6, 100 * ms, 20 * ms, 0);  // a fifth of the time: not a stall
+  ok = ok && g.limit(1 * ms) == none;
+  report(ok, "plan: gauge: no limit until a team stalls", "limited");
+  g.report(none, 6, 100 * ms, 30 * ms, 0);
+  ok = g.limit(1 * ms) == 3 && g.limit(9 * ms) == 3;
+  ok = ok && g.limit(10 * ms) == 6 && g.limit(10 * ms) == 3;  // one try, then the limit again
+  report(ok, "plan: gauge: a stall halves the limit; a try at twice it after 10 ms, one at a time", "wrong");
+  g.report(6, 6, 10 * ms, 9 * ms, 12 * ms);  // the try stalls: 20 ms to the next
+  ok = g.limit(31 * ms) == 3 && g.limit(32 * ms) == 6;
+  g.report(6, 6, 10 * ms, 9 * ms, 32 * ms);  // and again: 40 ms
+  ok = ok && g.limit(71 * ms) == 3 && g.limit(72 * ms) == 6;
+  report(ok, "plan: gauge: each try that stalls doubles the wait for the next", "wrong");
+  g.report(none, 12, 10 * ms, 0, 73 * ms);  // a call planned before the first stall went well:
+  ok = g.limit(74 * ms) == 3;               // not a try, nothing lifted
+  report(ok, "plan: gauge: only a try's own report lifts the limit", "lifted");
+  g.report(6, 2, 10 * ms, 9 * ms, 80 * ms);  // the try, of 2 parts, stalls: the limit is 1, no team
+  ok = g.limit(81 * ms) == 1;
+  for (int i = 0; i < 40; ++i) g.report(1, 1, 10 * ms, 10 * ms, 82 * ms);
+  ok = ok && g.limit(83 * ms) == 1;
+  report(ok, "plan: gauge: the limit goes down to one part, no further", "wrong");
+  // Tries that go well: 2, then 4, ... until the limit passes the machine's threads.
+  std::int64_t now = 90 * ms + 7'000 * ms;  // past the longest wait
+  int tries = 0;
+  for (int allowed; (allowed = g.limit(now)) != none && tries < 40; now += 7'000 * ms, ++tries) {
+    g.report(allowed, allowed, 10 * ms, 0, now);
+  }
+  report(tries > 0 && tries <= 12 && g.limit(now) == none, "plan: gauge: tries that go well lift the limit",
+         std::to_string(tries) + " tries");
+  g.report(none, 8, 10 * ms, 9 * ms, now);
+  g.reset();
+  report(g.limit(now) == none, "plan: gauge: reset forgets the stalls", "limited");
 }
 
 // StepBarrier: no thread leaves round r before every thread has arrived in it, so what each wrote
@@ -226,6 +281,24 @@ void barrier() {
   {
     detail::StepBarrier b(3);
     report(run(b, 3, 40, 10), "plan: a step barrier whose sleepers are woken by a late thread", "a thread left early");
+  }
+  {
+    // What the gauge reads: the waits past the pause-spin, its first round's left out.
+    detail::StepBarrier late(3), lateFirst(3);
+    const bool ran = run(late, 3, 40, 10);
+    const std::int64_t waited = late.longestWaitNs(3);
+    report(ran && waited >= 4 * 2'000'000, "plan: a step barrier's waits for a late thread are timed",
+           std::to_string(waited) + " ns");
+    std::vector<std::thread> starting;
+    for (int t = 0; t < 3; ++t) {
+      starting.emplace_back([&, t] {
+        if (t == 2) std::this_thread::sleep_for(std::chrono::milliseconds(3));
+        lateFirst.arriveAndWait(t, 3);
+      });
+    }
+    for (auto& thread : starting) thread.join();
+    report(lateFirst.longestWaitNs(3) == 0,
+           "plan: a step barrier's first round, which waits for the threads to start, is not counted", "counted");
   }
   {
     detail::StepBarrier wide(7), narrow(7);  // as forward.cc: slots for the plan's parts, fewer lent

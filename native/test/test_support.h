@@ -41,6 +41,7 @@ class Posted final : public Task {
 
 // scheduling_test.cc: the checks of `birnn_kernel_test plan` and `memory`.
 void plans();
+void gauge();
 void geometry();
 void barrier();
 void posting();
