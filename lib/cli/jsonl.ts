@@ -305,7 +305,11 @@ function nearest(value: number, lead: number, digits: number): number {
   return Math.fround(value < 0 ? -read : read) === value ? n : 0
 }
 
-/** n × 10^-e (n a positive integer below 2^53) as String() writes that number. */
+/**
+ * n × 10^-e (n a positive integer below 2^53) as String() writes that number, except that from
+ * 1e16 on it takes an exponent (1e+16), as Python writes floats: Python's json reads a number with
+ * neither a point nor an exponent as an int, and NumPy cannot hold one past 2^63 as int64.
+ */
 function putDecimal(b: Uint8Array, at: number, n: number, e: number): number {
   while (n % 10 === 0) {
     n /= 10
@@ -314,11 +318,11 @@ function putDecimal(b: Uint8Array, at: number, n: number, e: number): number {
   let k = 1 // n's digits
   while (POW10[k] <= n) k++
   const point = k - e // digits before the decimal point
-  if (k <= point && point <= 21) {
+  if (k <= point && point <= 16) {
     putDigits(b, at, n, k, k)
     return putZeros(b, at + k, point - k)
   }
-  if (0 < point && point <= 21) return putDigits(b, at, n, k, point)
+  if (0 < point && point < k) return putDigits(b, at, n, k, point)
   if (-6 < point && point <= 0) {
     b[at] = ZERO
     b[at + 1] = DOT

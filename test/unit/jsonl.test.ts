@@ -149,13 +149,18 @@ describe('JsonRows', () => {
 
   it('gives the digits of the nearest-decimal search, for every kind of float32', () => {
     // The definition the fast path must match: the nearest decimal of 6, 7, 8 then 9 digits that
-    // reads back as the same float32, as Number() reads it and String() writes it.
+    // reads back as the same float32, as Number() reads it and String() writes it, but with an
+    // exponent from 1e16 on, as Python writes floats.
+    const written = (value: number) => {
+      const text = String(value)
+      return /^-?\d{17,}$/.test(text) ? value.toExponential() : text
+    }
     const reference = (value: number) => {
       for (let digits = 6; digits < 9; digits++) {
         const text = value.toPrecision(digits)
-        if (Math.fround(Number(text)) === value) return String(Number(text))
+        if (Math.fround(Number(text)) === value) return written(Number(text))
       }
-      return String(Number(value.toPrecision(9)))
+      return written(Number(value.toPrecision(9)))
     }
     const bits = new Uint32Array(1)
     const float = new Float32Array(bits.buffer)
@@ -180,9 +185,14 @@ describe('JsonRows', () => {
     // Ties of the 8th digit round away from zero, as toPrecision does, on both signs.
     expect(formatFloat32(Math.fround(-471728.125))).toBe('-471728.13')
     expect(formatFloat32(Math.fround(471728.125))).toBe('471728.13')
-    // String()'s notations: fixed up to 1e21, exponent beyond and below 1e-6.
+    // String()'s notations below 1e16 (fixed, an exponent below 1e-6); from 1e16, an exponent, as
+    // Python writes floats: its json reads 100000000000000000000 as an int, past NumPy's int64.
     expect(formatFloat32(Math.fround(123456789))).toBe('123456790')
-    expect(formatFloat32(Math.fround(1e20))).toBe('100000000000000000000')
+    expect(formatFloat32(Math.fround(1e15))).toBe('1000000000000000')
+    expect(formatFloat32(Math.fround(4e15))).toBe('4000000000000000')
+    expect(formatFloat32(Math.fround(1e16))).toBe('1e+16')
+    expect(formatFloat32(Math.fround(1.2345678e17))).toBe('1.2345678e+17')
+    expect(formatFloat32(Math.fround(1e20))).toBe('1e+20')
     expect(formatFloat32(Math.fround(-3e21))).toBe('-3e+21')
     expect(formatFloat32(Math.fround(3.4028235e38))).toBe('3.4028235e+38')
     expect(formatFloat32(Math.fround(1.5e-7))).toBe('1.5e-7')
