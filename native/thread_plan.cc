@@ -232,16 +232,23 @@ void TeamGauge::report(int allowed, int parts, std::int64_t wallNs, std::int64_t
   const bool tried = allowed == trying_;
   if (tried) trying_ = 0;
   if (lateNs * 4 > wallNs) {
+    // One stall may be a hiccup (on the idle 16-core VM, a member held up for a fraction of a
+    // short call now and then); a try, or a second stall in a row, is not.
     if (tried) waitNs_ = std::min(2 * waitNs_, kLastWaitNs);
+    else if (++stalls_ < 2) return;
+    stalls_ = 0;
     limit_ = std::min(limit_, std::max(1, parts / 2));
     nextTry_ = now + waitNs_;
     limited_.store(true, std::memory_order_relaxed);
-  } else if (tried && allowed > limit_) {
-    limit_ = allowed;
-    waitNs_ = kFirstWaitNs;
-    if (limit_ >= hardwareThreads()) {
-      limit_ = kNoLimit;
-      limited_.store(false, std::memory_order_relaxed);
+  } else {
+    stalls_ = 0;
+    if (tried && allowed > limit_) {  // a try that went well
+      limit_ = allowed;
+      waitNs_ = kFirstWaitNs;
+      if (limit_ >= hardwareThreads()) {
+        limit_ = kNoLimit;
+        limited_.store(false, std::memory_order_relaxed);
+      }
     }
   }
 }
@@ -250,6 +257,7 @@ void TeamGauge::reset() {
   std::lock_guard<std::mutex> lock(mutex_);
   limit_ = kNoLimit;
   trying_ = 0;
+  stalls_ = 0;
   waitNs_ = kFirstWaitNs;
   limited_.store(false, std::memory_order_relaxed);
 }

@@ -76,10 +76,10 @@ std::int64_t nowNs();
 // How many column parts a team may have now. A team waits at every step for its slowest member,
 // so a member that the OS takes off its core (another busy process, a VM's busy host) stalls
 // every step for up to a scheduler's time slice: on the 2-core VM, beside one busy process, one
-// sequence's call took 25 ms in 2 parts where one thread took 1.4. A call whose teams spent a
-// quarter of their time waiting for members late by more than the pause-spin halves the limit;
-// now and then a call may try twice the limit, less often after each try that stalls, until the
-// limit is gone again.
+// sequence's call took 25 ms in 2 parts where one thread took 1.4. Two calls in a row whose teams
+// spent a quarter of their time waiting for members late by more than the pause-spin halve the
+// limit; now and then a call may try twice the limit, less often after each try that stalls,
+// until the limit is gone again.
 // Results never depend on it (nor on any plan).
 class TeamGauge {
  public:
@@ -100,6 +100,7 @@ class TeamGauge {
   std::atomic<bool> limited_{false};  // read without the mutex: most calls never see a limit
   int limit_ = kNoLimit;
   int trying_ = 0;  // the limit of the try under way, if any
+  int stalls_ = 0;  // calls in a row that stalled, since the limit last changed
   std::int64_t nextTry_ = 0;
   std::int64_t waitNs_ = kFirstWaitNs;
 };

@@ -206,9 +206,9 @@ void plans() {
   gauge();
 }
 
-// TeamGauge: teams that wait a quarter of their time for late members halve the limit; a try at
-// twice the limit comes after a wait that doubles with each try that stalls, one try at a time,
-// and a try that goes well raises the limit, up to none.
+// TeamGauge: two calls in a row whose teams wait a quarter of their time for late members halve
+// the limit; a try at twice the limit comes after a wait that doubles with each try that stalls,
+// one try at a time, and a try that goes well raises the limit, up to none.
 void gauge() {
   constexpr std::int64_t ms = 1'000'000;
   constexpr int none = detail::TeamGauge::kNoLimit;
@@ -217,7 +217,11 @@ void gauge() {
   g.report(none, 6, 100 * ms, 20 * ms, 0);  // a fifth of the time: not a stall
   ok = ok && g.limit(1 * ms) == none;
   report(ok, "plan: gauge: no limit until a team stalls", "limited");
+  g.report(none, 6, 100 * ms, 30 * ms, 0);  // one stall: maybe a hiccup
+  g.report(none, 6, 100 * ms, 0, 0);        // the next call went well
   g.report(none, 6, 100 * ms, 30 * ms, 0);
+  report(g.limit(1 * ms) == none, "plan: gauge: a stall between calls that went well changes nothing", "limited");
+  g.report(none, 6, 100 * ms, 30 * ms, 0);  // a second in a row
   ok = g.limit(1 * ms) == 3 && g.limit(9 * ms) == 3;
   ok = ok && g.limit(10 * ms) == 6 && g.limit(10 * ms) == 3;  // one try, then the limit again
   report(ok, "plan: gauge: a stall halves the limit; a try at twice it after 10 ms, one at a time", "wrong");
