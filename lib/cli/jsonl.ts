@@ -185,7 +185,8 @@ export function parseSequence(line: string, where: string, inputSize: number): F
 // an integer is the correctly rounded double of that decimal, as Number() would read it.
 const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i)
 const [ZERO, DOT, MINUS, PLUS, COMMA, E] = [0x30, 0x2e, 0x2d, 0x2b, 0x2c, 0x65]
-// The longest a value takes: String()'s fixed notation reaches 21 digits, plus a sign.
+// The longest a value takes: 21 digits and a sign, where the general path (String()) writes a
+// value below 1e21 in fixed notation; the fast path stops at 16 digits, or 1.2345678e-45 and a sign.
 const MAX_VALUE_BYTES = 24
 
 /**
