@@ -246,7 +246,8 @@ void Pass::project(int l, int d, int chunk) const {
   g.B = w.wih.data();
   g.panels = net_.geo.panels;
   g.width = net_.geo.width();
-  g.lastWidth = net_.geo.widthOf(net_.geo.panels - 1);
+  g.lastWidth = net_.geo.tiledWidthOf(net_.geo.panels - 1);
+  g.tail = detail::tailArgs(net_.geo, w.wihTail.data(), w.in);
   g.bias = w.bias.data();
   g.C = ws_.P[d].data() + r0 * ldP_;
   g.ldc = ldP_;
@@ -354,6 +355,7 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
     st.hPrev = h[cur].data();
     st.ldh = ldh_;
     st.Whh = w.whh.data();
+    st.tail = detail::tailArgs(net_.geo, w.whhTail.data(), Hout);
     st.P = prow;
     st.bhn = w.bhn.empty() ? nullptr : w.bhn.data();
     st.c = lstm_ ? c.data() : nullptr;
@@ -372,7 +374,7 @@ void Pass::recur(int l, int d, int chunk, int part, int parts, detail::StepBarri
       g.lda = Hp_;
       g.B = w.whr.data() + static_cast<idx>(q0) * H * net_.projWidth;
       g.panels = q1 - q0;
-      g.width = net_.projWidth;
+      g.width = g.lastWidth = net_.projWidth;
       g.C = h[1 - cur].data() + hc0;
       g.ldc = ldh_;
       if (g.panels > 0) net_.k->gemm(g);

@@ -26,17 +26,24 @@ void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
 }
 
-// PyTorch's [G*H, K] gate matrix regrouped into the panel layout of kernel.h.
-Floats packGates(const float* w, int K, int H, const PanelGeometry& geo) {
+// PyTorch's [G*H, K] gate matrix regrouped into the panel layout of kernel.h, and its tail's
+// rows (TailArgs) into `tail`.
+Floats packGates(const float* w, int K, int H, const PanelGeometry& geo, Floats& tail) {
   Floats out(static_cast<std::size_t>(K) * geo.paddedColumns(), 0.0f);
+  const idx ldw = detail::tailRowFloats(K, geo.lanes);
+  tail.assign(static_cast<std::size_t>(geo.G) * geo.tail * ldw, 0.0f);
   for (int p = 0; p < geo.panels; ++p) {
-    const int units = geo.unitsOf(p), PW = geo.widthOf(p);
+    const int units = geo.unitsOf(p), tiled = geo.tiledUnitsOf(p), PW = geo.tiledWidthOf(p);
     for (int g = 0; g < geo.G; ++g) {
       for (int u = 0; u < units; ++u) {
         const int unit = p * geo.units + u;
         if (unit >= H) break;
         const float* row = w + (static_cast<idx>(g) * H + unit) * K;
-        float* col = out.data() + static_cast<idx>(p) * K * geo.width() + g * units + u;
+        if (u >= tiled) {
+          std::copy(row, row + K, tail.data() + (g * geo.tail + u - tiled) * ldw);
+          continue;
+        }
+        float* col = out.data() + static_cast<idx>(p) * K * geo.width() + g * tiled + u;
         for (int k = 0; k < K; ++k) col[static_cast<idx>(k) * PW] = row[k];
       }
     }
@@ -88,7 +95,7 @@ Network::Network(const Config& config, const LayerWeights* weights, const detail
   n.H = config.hiddenSize;
   n.Hout = config.projSize ? config.projSize : config.hiddenSize;
   n.D = config.bidirectional ? 2 : 1;
-  n.geo = detail::geometryFor(config.mode, n.H, n.k->lanes);
+  n.geo = detail::geometryFor(config.mode, n.H, n.k->lanes, n.k->tailUnits);
   n.projWidth = detail::kProjectionVectors * n.k->lanes;
   n.projPanels = (n.Hout + n.projWidth - 1) / n.projWidth;
   const int G = n.geo.G;
@@ -101,8 +108,8 @@ Network::Network(const Config& config, const LayerWeights* weights, const detail
       require(!config.projSize || w.wHr, where + ": weight_hr is required with a projection");
       PackedLayer p;
       p.in = l == 0 ? config.inputSize : n.D * n.Hout;
-      p.wih = packGates(w.wIh, p.in, n.H, n.geo);
-      p.whh = packGates(w.wHh, n.Hout, n.H, n.geo);
+      p.wih = packGates(w.wIh, p.in, n.H, n.geo, p.wihTail);
+      p.whh = packGates(w.wHh, n.Hout, n.H, n.geo, p.whhTail);
       // Summed biases seed the input projection; the GRU's b_hn stays apart since r scales it.
       std::vector<float> bias(static_cast<std::size_t>(G) * n.H, 0.0f);
       if (config.bias) {

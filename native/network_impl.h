@@ -14,6 +14,7 @@ namespace birnn {
 struct PackedLayer {
   int in = 0;  // input width: inputSize for layer 0, D * Hout above it
   detail::Floats wih, whh;
+  detail::Floats wihTail, whhTail;  // their tails' rows (kernel.h's TailArgs), when the geometry has one
   detail::Floats bias;  // b_ih + b_hh (the GRU's new gate: b_ih only), seeds the input projection
   detail::Floats bhn;   // GRU: b_hn, which r scales
   detail::Floats whr;   // LSTM projection W_hr, in panels of projWidth columns

@@ -19,8 +19,10 @@
 // SIMD contract: loads and stores are unaligned (memcpy); packed panels are PW = NV * kLanes
 // floats wide, so no column tail exists; row tails run the same code with fewer rows; every
 // padded column holds zeros (network.cc packs them) and every work buffer row is padded to whole
-// vectors (forward.cc sizes them). The one exception: the layer output's rows (StepArgs::out)
-// hold the model's units only, so a row's last vector there is stored in part (storeFirst).
+// vectors (forward.cc sizes them). The exceptions: the layer output's rows (StepArgs::out and
+// the next layer's A) hold the model's units only, so a row's last vector there is stored in
+// part (storeFirst), and a tail's dot products (kernel.h's PanelGeometry::tail), which run along
+// the rows of A, read their last vector in part (loadFirst).
 
 #include <cassert>
 #include <cstddef>
@@ -60,6 +62,43 @@ inline void storeFirst(float* p, V v, int n) {
   float lanes[kLanes];
   store(lanes, v);
   std::memcpy(p, lanes, sizeof(float) * n);
+#endif
+}
+// The first n <= kLanes floats at p and zeros after them; nothing past them is read.
+inline V loadFirst(const float* p, int n) {
+#if BIRNN_X86_BITS == 512
+  return V(_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p));
+#elif BIRNN_X86_BITS == 256
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return V(_mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane)));
+#else
+  float lanes[kLanes] = {};
+  std::memcpy(lanes, p, sizeof(float) * n);
+  return load(lanes);
+#endif
+}
+// The sum of v's lanes: halves added pairwise, the same order for every vector.
+inline float sumLanes(V v) {
+#if BIRNN_X86_BITS == 512
+  // Each step adds the upper half of the lanes still summed to the lower (the masked forms: the
+  // plain ones leave GCC 12 warning, as below).
+  __m512 x = __m512(v);
+  x = _mm512_add_ps(x, _mm512_mask_shuffle_f32x4(x, 0xffff, x, x, 0xee));  // + lanes 8-15
+  x = _mm512_add_ps(x, _mm512_mask_shuffle_f32x4(x, 0xffff, x, x, 0x55));  // + lanes 4-7
+  x = _mm512_add_ps(x, _mm512_mask_permute_ps(x, 0xffff, x, 0x4e));        // + lanes 2-3
+  x = _mm512_add_ps(x, _mm512_mask_permute_ps(x, 0xffff, x, 0xb1));        // + lane 1
+  return _mm512_cvtss_f32(x);
+#elif BIRNN_X86_BITS == 256
+  const __m128 b = _mm_add_ps(_mm256_castps256_ps128(__m256(v)), _mm256_extractf128_ps(__m256(v), 1));
+  const __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+  return _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
+#else
+  float lanes[kLanes];
+  store(lanes, v);
+  for (int half = kLanes / 2; half > 0; half /= 2) {
+    for (int i = 0; i < half; ++i) lanes[i] += lanes[i + half];
+  }
+  return lanes[0];
 #endif
 }
 // One vbroadcastss: GCC builds neither `V{} + x` (an add) nor a lane loop (inserts) into one,
@@ -109,6 +148,17 @@ struct V { float v[kLanes]; };
 inline V load(const float* p) { V v; std::memcpy(v.v, p, sizeof v); return v; }
 inline void store(float* p, V v) { std::memcpy(p, v.v, sizeof v); }
 inline void storeFirst(float* p, V v, int n) { std::memcpy(p, v.v, sizeof(float) * n); }
+inline V loadFirst(const float* p, int n) {
+  V v{};
+  std::memcpy(v.v, p, sizeof(float) * n);
+  return v;
+}
+inline float sumLanes(V v) {  // halves added pairwise, as the vector types' version
+  for (int half = kLanes / 2; half > 0; half /= 2) {
+    for (int i = 0; i < half; ++i) v.v[i] += v.v[i + half];
+  }
+  return v.v[0];
+}
 inline V splat(float x) { BIRNN_MAP(x); }
 inline V operator+(V a, V b) { BIRNN_MAP(a.v[i] + b.v[i]); }
 inline V operator-(V a, V b) { BIRNN_MAP(a.v[i] - b.v[i]); }
@@ -263,6 +313,76 @@ inline void withCount(int n, Fn&& fn) {
   fn(Count<Max>{});
 }
 
+// v with lane u set to x.
+inline V withLane(V v, int u, float x) {
+#if BIRNN_X86_BITS == 512
+  return V(_mm512_mask_broadcastss_ps(__m512(v), static_cast<__mmask16>(1u << u), _mm_set_ss(x)));
+#elif BIRNN_X86_BITS == 256
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return V(_mm256_blendv_ps(__m256(v), _mm256_set1_ps(x),
+                            _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_set1_epi32(u), lane))));
+#elif BIRNN_VECTOR_TYPES
+  v[u] = x;
+  return v;
+#else
+  v.v[u] = x;
+  return v;
+#endif
+}
+
+// One gate's tail vectors for R rows of A (K floats each, lda apart): lane u of v[r] the dot
+// product of row r with w's row u, for u < C; the other lanes 0. Each row's arithmetic is the
+// same whatever R is.
+template <int R, int C>
+inline void tailVectors(const float* A, idx lda, int K, const float* w, idx ldw, V (&v)[R]) {
+  V acc[R][C];
+  for (int r = 0; r < R; ++r) {
+    for (int u = 0; u < C; ++u) acc[r][u] = splat(0.0f);
+  }
+  int k = 0;
+  for (; k + kLanes <= K; k += kLanes) {
+    V b[C];
+    for (int u = 0; u < C; ++u) b[u] = load(w + u * ldw + k);
+    for (int r = 0; r < R; ++r) {
+      const V x = load(A + r * lda + k);
+      for (int u = 0; u < C; ++u) acc[r][u] = fma(x, b[u], acc[r][u]);
+    }
+  }
+  if (k < K) {
+    for (int r = 0; r < R; ++r) {
+      const V x = loadFirst(A + r * lda + k, K - k);  // a row may end here: the next float is another's
+      for (int u = 0; u < C; ++u) acc[r][u] = fma(x, load(w + u * ldw + k), acc[r][u]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    v[r] = splat(0.0f);
+    for (int u = 0; u < C; ++u) v[r] = withLane(v[r], u, sumLanes(acc[r][u]));
+  }
+}
+
+// The tail (TailArgs) of `rows` rows of A (K floats each, lda apart) into the last panel's
+// columns of their rows at out (ldOut apart), seed's same columns added when seed is given (a
+// bias, laid out as a row of out). Four rows at a time, so that their sums overlap.
+inline void tail(const float* A, idx lda, int rows, int K, const TailArgs& t, const float* seed, float* out,
+                 idx ldOut) {
+  static_assert(Tuning::kTailUnits <= 4, "a tail of more units needs more cases here");
+  constexpr int kRows = 4;
+  withCount<4>(t.units, [&](auto c) {
+    constexpr int C = decltype(c)::value;
+    for (int i = 0; i < rows; i += kRows) {
+      withCount<kRows>(rows - i < kRows ? rows - i : kRows, [&](auto r) {
+        constexpr int R = decltype(r)::value;
+        for (int g = 0; g < t.gates; ++g) {
+          const int at = g * kLanes;  // a tail panel is one vector a gate
+          V v[R];
+          tailVectors<R, C>(A + i * lda, lda, K, t.w + g * C * t.ldw, t.ldw, v);
+          for (int q = 0; q < R; ++q) store(out + (i + q) * ldOut + at, seed ? load(seed + at) + v[q] : v[q]);
+        }
+      });
+    }
+  });
+}
+
 // Rows [i0, i0 + rows) of one panel of NV vectors, whose B starts `b0` floats into g.B and whose
 // columns start at column `c0` of C (and of the bias).
 template <int NV>
@@ -290,23 +410,28 @@ void gemmPanel(const GemmArgs& g, int i0, int rows, idx b0, int c0) {
 // panel by panel; within a panel, K block by K block, so each KC x W slice of B stays in L1
 // while every row tile of the block uses it, and the block's C panel stays in cache across K
 // blocks (C, the projection of every time step, is tens of MB: it must be written once, not per
-// block). A narrow last panel (GemmArgs::lastWidth) runs as one-vector tiles.
+// block). A narrow last panel (GemmArgs::lastWidth) runs as one-vector tiles; a tail after the
+// block's panels.
 template <int NV>
 void gemmPanels(const GemmArgs& g) {
   constexpr int MR = kTileRows<NV>;
   constexpr int W = kPanelWidth<NV>;
   const int MC = (kRowBlockFloats / g.K / MR > 1 ? kRowBlockFloats / g.K / MR : 1) * MR;
   const idx panelStride = static_cast<idx>(g.K) * W;
-  const bool narrow = g.lastWidth != 0 && g.lastWidth != W;
-  assert(!narrow || g.lastWidth == kLanes);
+  assert(g.lastWidth == W || g.lastWidth == kLanes || (g.lastWidth == 0 && g.tail.units > 0));
+  const int last = g.panels - 1;
   for (int i0 = 0; i0 < g.m; i0 += MC) {
     const int rows = g.m - i0 < MC ? g.m - i0 : MC;
     for (int p = 0; p < g.panels; ++p) {
-      if (narrow && p == g.panels - 1) {
-        gemmPanel<1>(g, i0, rows, p * panelStride, p * W);
-      } else {
+      if (p < last || g.lastWidth == W) {
         gemmPanel<NV>(g, i0, rows, p * panelStride, p * W);
+      } else if (g.lastWidth == kLanes) {
+        gemmPanel<1>(g, i0, rows, p * panelStride, p * W);
       }
+    }
+    if (g.tail.units > 0) {
+      tail(g.A + i0 * g.lda, g.lda, rows, g.K, g.tail, g.bias ? g.bias + last * W : nullptr,
+           g.C + i0 * g.ldc + last * W, g.ldc);
     }
   }
 }
@@ -498,14 +623,46 @@ void stepRange(const StepArgs& s, int pBegin, int pEnd) {
   }
 }
 
-// One step: the full panels, then a narrow last panel (PanelGeometry) as one-vector tiles.
+// The last panel p of a step when it is a tail (PanelGeometry::tail), NV vectors wide (one a
+// gate): by blocks of rows, each row's tail vectors, then the cell update on them.
+template <Mode M, int NV>
+void stepTailPanel(const StepArgs& s, int p) {
+  constexpr int FW = kPanelWidth<panelVectors(M)>;
+  constexpr int W = kPanelWidth<NV>;
+  static_assert(NV == spec::gates(M), "a tail panel is one vector a gate");
+  constexpr int MR = kTileRows<NV>;
+  constexpr int MB = kStepRows<NV>;
+  alignas(64) float scratch[MB * W];
+  static_assert(sizeof scratch <= Tuning::kStepScratchBytes,
+                "the gate sums of a block must fit the L1 budget the cell update reads them from");
+  for (int b0 = 0; b0 < s.m; b0 += MB) {
+    const int rows = s.m - b0 < MB ? s.m - b0 : MB;
+    prefetchProjections<W, FW>(s, b0, rows, p);
+    tail(s.hPrev + b0 * s.ldh, s.ldh, rows, s.K, s.tail, nullptr, scratch, W);
+    for (int i = 0; i < rows; i += MR) {
+      withCount<MR>(rows - i < MR ? rows - i : MR,
+                    [&](auto r) { cellUpdate<M, NV, decltype(r)::value>(s, b0 + i, p, scratch + i * W, W); });
+    }
+  }
+}
+
+// One step: the full panels, then a narrow last panel (PanelGeometry) as one-vector tiles, or a
+// last panel with a tail.
 template <Mode M>
 void stepPanels(const StepArgs& s) {
-  const bool narrow = s.geo.lastUnits != s.geo.units && s.panelEnd == s.geo.panels;
-  const int end = narrow ? s.panelEnd - 1 : s.panelEnd;
+  const bool last = s.panelEnd == s.geo.panels;
+  const bool narrow = s.geo.lastUnits != s.geo.units && last;
+  const bool tail = s.tail.units > 0 && last;
+  const int end = narrow || tail ? s.panelEnd - 1 : s.panelEnd;
   if (s.panelBegin < end) stepRange<M, panelVectors(M)>(s, s.panelBegin, end);
   if constexpr (gateVectors(M) == 2) {
-    if (narrow) stepRange<M, 1>(s, end, end + 1);
+    if (tail) {
+      stepTailPanel<M, 1>(s, end);
+    } else if (narrow) {
+      stepRange<M, 1>(s, end, end + 1);
+    }
+  } else if (tail) {
+    stepTailPanel<M, panelVectors(M)>(s, end);
   }
 }
 
@@ -536,7 +693,8 @@ void apply(const float* x, float* y, std::size_t n) {
 namespace birnn::detail {
 const Kernels& BIRNN_KERNELS() {
   using namespace BIRNN_ISA;
-  static constexpr Kernels kernels{Isa::BIRNN_ISA_ENUM, kLanes, gemm, step, apply<vtanh>, apply<vsigmoid>};
+  static constexpr Kernels kernels{Isa::BIRNN_ISA_ENUM, kLanes, Tuning::kTailUnits, gemm, step, apply<vtanh>,
+                                   apply<vsigmoid>};
   return kernels;
 }
 }  // namespace birnn::detail

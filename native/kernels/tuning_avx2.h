@@ -10,6 +10,7 @@ struct Avx2Tuning {
   static constexpr int kLanes = 8;          // floats per ymm register
   static constexpr int kRegisters = 16;     // ymm0-15
   static constexpr int kAccumulators = 12;  // a register tile's sums; the rest hold its operands
+  static constexpr int kTailUnits = 2;      // the most units a tail takes (as AVX-512: a quarter vector)
   // L1d of every AVX2 CPU (Haswell and Zen on): the K-block slice of a B panel takes half, the
   // recurrence's gate sums of one row block most of the rest, the rows of A what remains.
   static constexpr std::size_t kL1Bytes = 32 * 1024;

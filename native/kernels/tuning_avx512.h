@@ -11,6 +11,9 @@ struct Avx512Tuning {
   static constexpr int kLanes = 16;         // floats per zmm register
   static constexpr int kRegisters = 32;     // zmm0-31
   static constexpr int kAccumulators = 24;  // a register tile's sums; the rest hold its operands
+  // The most units a tail takes (kernel.h's PanelGeometry): a unit's dot product is a multiply-add
+  // per 16 k and a sum across lanes, its column in a tile one per k.
+  static constexpr int kTailUnits = 4;
   // L1d of Ice Lake, Sapphire Rapids and Zen 5 (Skylake-X and Zen 4 have 32 KB: there the gate
   // sums live in L2, and W_hh is still read once per row block). The K-block slice of a B panel
   // takes 16 KB, the recurrence's gate sums of one row block 24 KB, the rows of A the rest.

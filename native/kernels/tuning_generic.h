@@ -11,6 +11,7 @@ struct GenericTuning {
   static constexpr int kLanes = 4;          // floats per SSE2 / NEON register
   static constexpr int kRegisters = 16;     // xmm0-15 (NEON has 32)
   static constexpr int kAccumulators = 12;  // a register tile's sums; the rest hold its operands
+  static constexpr int kTailUnits = 0;      // no tails: a 4-lane vector wastes at most 3 columns
   // A small L1d: the K-block slice of a B panel takes half, the recurrence's gate sums of one
   // row block most of the rest, the rows of A what remains.
   static constexpr std::size_t kL1Bytes = 32 * 1024;

@@ -14,6 +14,7 @@ struct NeonTuning {
   // is 12 rows x 2 vectors (RNN), 8 x 3 (GRU) or 6 x 4 (LSTM): each broadcast of A (one ld1r)
   // and each B vector feeds more FMAs than with 12 accumulators.
   static constexpr int kAccumulators = 24;
+  static constexpr int kTailUnits = 0;  // no tails: a 4-lane vector wastes at most 3 columns
   // L1d of the arm64 servers (Neoverse N1/V1/V2: Graviton 2-4, Ampere Altra; 64 KB) and of Apple
   // silicon (128 KB): the K-block slice of a B panel takes half, the recurrence's gate sums of
   // one row block 24 KB, the rows of A the rest. (Cortex-A72/A76 boards have 32-64 KB: there the

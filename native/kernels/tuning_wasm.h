@@ -23,6 +23,7 @@ struct WasmTuning {
 #else
   static constexpr int kAccumulators = 8;
 #endif
+  static constexpr int kTailUnits = 0;  // no tails: a 4-lane vector wastes at most 3 columns
   // The host's caches, as for the portable kernel: a 32 KB L1d of which the K-block slice of a
   // B panel takes half and the recurrence's gate sums of one row block most of the rest.
   static constexpr std::size_t kL1Bytes = 32 * 1024;

@@ -114,7 +114,7 @@ std::pair<double, double> together(int threads, const std::function<bool(int)>& 
 
 void scaling(Isa isa, int many) {
   const detail::Kernels& k = detail::kernelsFor(isa);
-  const detail::PanelGeometry geo = detail::geometryFor(Mode::Lstm, 256, k.lanes);
+  const detail::PanelGeometry geo = detail::geometryFor(Mode::Lstm, 256, k.lanes, k.tailUnits);
   const int W = geo.width(), P = geo.panels, cols = geo.paddedColumns();
   const int T = 100, N = 64, D = 2, K1 = 512, H = 256, rows = T * N;
   std::mt19937 rng(1);
@@ -149,7 +149,7 @@ void scaling(Isa isa, int many) {
           g.lda = K1;
           g.B = Wih[d].data();
           g.panels = P;
-          g.width = W;
+          g.width = g.lastWidth = W;
           g.bias = bias.data();
           g.C = proj[d].data() + static_cast<std::ptrdiff_t>(r0) * cols;
           g.ldc = cols;

@@ -328,6 +328,10 @@ void networks(const Target& target, std::mt19937& rng) {
       network(target, mode, 3, hidden, 0, 3, false, false, 3, 13, 2, rng);
       if (mode == Mode::Lstm) network(target, mode, 4, hidden, 3, 2, true, true, 5, 2, 2, rng);
     }
+    // Tails (kernel.h's PanelGeometry) of 4 units (AVX-512) and 2 (both AVX ISAs); 9 rows: groups
+    // of 4 and a rest, with a projection whose K (W_hh's) ends inside a vector.
+    for (int hidden : {36, 50}) network(target, mode, 9, hidden, 0, 2, true, true, 4, 9, 1, rng);
+    if (mode == Mode::Lstm) network(target, mode, 9, 50, 21, 2, true, true, 4, 9, 2, rng);
     // K beyond one K block and more rows than one row block, with every kind of row tail.
     network(target, mode, 300, 150, 0, 2, true, true, 3, 201, 2, rng);
     // W_hh beyond the L2 budget, 17 rows: the tail rows in the panels' pass (kernel_impl.h).
@@ -346,6 +350,10 @@ void networks(const Target& target, std::mt19937& rng) {
   // (200 hidden units: with AVX2, the last part's last panel is narrow.)
   for (const spec::ModeInfo& info : spec::kModes) threadInvariance(target, info.mode, 40, 3, 20, 200, 0, 2, true, rng);
   threadInvariance(target, Mode::RnnTanh, 30, 40, 25, 50, 0, 2, true, rng);
+  // Tails (kernel.h's PanelGeometry): H % lanes of 2 on AVX2 and AVX-512, in groups and in column
+  // parts, with a projection (whose K, W_hh's, ends inside a vector) and without.
+  threadInvariance(target, Mode::Lstm, 20, 33, 18, 50, 21, 2, true, rng);
+  threadInvariance(target, Mode::Gru, 40, 3, 20, 226, 0, 2, true, rng);
   // Column parts whose share of W_hh is beyond the L2 budget or not, as the thread count goes.
   threadInvariance(target, Mode::Lstm, 6, 11, 20, 300, 0, 1, false, rng);
   threadInvariance(target, Mode::Lstm, 40, 3, 20, 400, 40, 2, false, rng);

@@ -19,28 +19,40 @@
 namespace birnn::checks {
 
 // Panel geometry (kernel.h): a single-gate cell's last panel is one vector wide when its units fit
-// one; every other panel, and every panel of a multi-gate cell, is full.
+// one; every other panel, and every panel of a multi-gate cell, is full. Where the last panel is
+// one vector a gate and H % lanes is at most the kernel's tail units, it is a tail, left out of
+// the packed panels.
 void geometry() {
   struct Case {
     Mode mode;
-    int hidden, lanes, panels, lastUnits, columns;
+    int hidden, lanes, tailUnits, panels, lastUnits, columns, tail, lastTiled;
   };
   const Case cases[] = {
-      {Mode::RnnTanh, 50, 8, 4, 8, 56},   // the seed's RNN on AVX2: 3 x 16 + 8
-      {Mode::RnnRelu, 57, 8, 4, 16, 64},  // 9 units left: a full last panel
-      {Mode::RnnTanh, 48, 8, 3, 16, 48},  // no remainder
-      {Mode::RnnTanh, 7, 16, 1, 16, 16},  // AVX-512: the only panel is the narrow one
-      {Mode::Gru, 50, 8, 7, 8, 168},      // one vector per gate already
-      {Mode::Lstm, 50, 8, 7, 8, 224},
+      {Mode::RnnTanh, 50, 8, 0, 4, 8, 56, 0, 8},     // the seed's RNN on AVX2 without tails: 3 x 16 + 8
+      {Mode::RnnTanh, 50, 8, 2, 4, 8, 56, 2, 0},     // ... with them: the narrow last panel is all tail
+      {Mode::RnnTanh, 50, 16, 4, 2, 32, 64, 0, 32},  // AVX-512: a last panel of two vectors, no tail
+      {Mode::RnnTanh, 33, 16, 4, 2, 16, 48, 1, 0},   // ... one: a tail of one unit
+      {Mode::RnnRelu, 57, 8, 2, 4, 16, 64, 0, 16},   // 9 units left: a full last panel
+      {Mode::RnnTanh, 48, 8, 2, 3, 16, 48, 0, 16},   // no remainder
+      {Mode::RnnTanh, 7, 16, 4, 1, 16, 16, 0, 16},   // AVX-512: the only panel is the narrow one
+      {Mode::Gru, 50, 8, 0, 7, 8, 168, 0, 24},       // one vector per gate already
+      {Mode::Lstm, 50, 8, 2, 7, 8, 224, 2, 0},
+      {Mode::Lstm, 50, 16, 4, 4, 16, 256, 2, 0},     // every gate's last vector a tail
+      {Mode::Gru, 1, 16, 4, 1, 16, 48, 1, 0},        // the whole model a tail
   };
   for (const Case& c : cases) {
-    const detail::PanelGeometry g = detail::geometryFor(c.mode, c.hidden, c.lanes);
-    char name[160], got[100];
-    std::snprintf(name, sizeof name, "geometry: %s H %d, %d lanes: %d panels, the last of %d units, %d columns",
-                  spec::name(c.mode), c.hidden, c.lanes, c.panels, c.lastUnits, c.columns);
-    std::snprintf(got, sizeof got, "got %d panels, the last of %d units, %d columns", g.panels, g.lastUnits,
-                  g.paddedColumns());
-    report(g.panels == c.panels && g.lastUnits == c.lastUnits && g.paddedColumns() == c.columns, name, got);
+    const detail::PanelGeometry g = detail::geometryFor(c.mode, c.hidden, c.lanes, c.tailUnits);
+    char name[200], got[140];
+    std::snprintf(name, sizeof name,
+                  "geometry: %s H %d, %d lanes, tails of %d: %d panels, the last of %d units (%d columns tiled), "
+                  "%d columns, a tail of %d",
+                  spec::name(c.mode), c.hidden, c.lanes, c.tailUnits, c.panels, c.lastUnits, c.lastTiled, c.columns,
+                  c.tail);
+    std::snprintf(got, sizeof got, "got %d panels, the last of %d units (%d tiled), %d columns, a tail of %d",
+                  g.panels, g.lastUnits, g.tiledWidthOf(g.panels - 1), g.paddedColumns(), g.tail);
+    report(g.panels == c.panels && g.lastUnits == c.lastUnits && g.paddedColumns() == c.columns &&
+               g.tail == c.tail && g.tiledWidthOf(g.panels - 1) == c.lastTiled,
+           name, got);
   }
 }
 
