@@ -11,9 +11,10 @@
 namespace birnn::detail {
 
 // Vectors of each gate in a panel: a single-gate cell (RNN) gets two, so that a panel still has
-// two independent accumulator chains per row; GRU and LSTM have enough gates with one.
+// two independent accumulator chains per row (or three, where that computes fewer columns:
+// geometryFor); GRU and LSTM have enough gates with one.
 constexpr int gateVectors(Mode mode) { return spec::gates(mode) == 1 ? 2 : 1; }
-// Vectors across a whole panel (NV): 2 RNN, 3 GRU, 4 LSTM. kernel_impl.h instantiates its
+// Vectors across a whole panel (NV): 2 RNN (or 3), 3 GRU, 4 LSTM. kernel_impl.h instantiates its
 // per-mode code from this, and its gemm() has a case for each width.
 constexpr int panelVectors(Mode mode) { return spec::gates(mode) * gateVectors(mode); }
 // Vectors across a panel of the LSTM projection W_hr (network.cc packs it that wide).
@@ -25,8 +26,9 @@ constexpr int kProjectionVectors = 2;
 //   [gate 0: units p*units .. p*units+units-1][gate 1: same units] ... [gate G-1: same units]
 // contiguously (K rows of PW floats), so one register tile of a panel holds every gate of its
 // hidden units and the cell update can run straight on it. Units >= H are zero columns.
-// `units` is gateVectors(mode) * lanes, so PW = panelVectors(mode) * lanes: whole vectors.
-// The last panel of a single-gate cell may be half as wide (one vector, `lastUnits`), when its
+// `units` is gateVectors(mode) * lanes, so PW = panelVectors(mode) * lanes: whole vectors (for a
+// single-gate cell, three vectors where geometryFor finds that computes fewer columns).
+// The last panel of a single-gate cell may be narrower (one vector, `lastUnits`), when its
 // hidden units fit one: the seed's RNN, H = 50 in panels of 16, then computes 56 columns, not 64.
 // Every panel still starts where a full one would (p * units, p * K * PW, p * PW).
 // A tail: where the last panel is one vector a gate and H % lanes is small (at most the kernel's
@@ -144,18 +146,27 @@ const Kernels& kernelsFor(Isa isa);  // throws std::invalid_argument when the CP
 // The panel geometry of a mode on an ISA with `lanes` floats per vector, whose tails take at most
 // `tailUnits` units.
 inline PanelGeometry geometryFor(Mode mode, int hidden, int lanes, int tailUnits) {
-  PanelGeometry g;
-  g.G = spec::gates(mode);
-  g.lanes = lanes;
-  g.units = gateVectors(mode) * lanes;
-  g.panels = (hidden + g.units - 1) / g.units;
-  const bool narrow = gateVectors(mode) == 2 && hidden - (g.panels - 1) * g.units <= lanes;
-  g.lastUnits = narrow ? lanes : g.units;
-  // Only a last panel of one vector a gate becomes a tail: an RNN panel of two would leave its
-  // first vector to tiles of one vector, which ran as slowly as the two had (the seed's RNN on
-  // AVX-512, bench/RESULTS.md).
-  g.tail = g.lastUnits == lanes && hidden % lanes <= tailUnits ? hidden % lanes : 0;
-  return g;
+  auto inPanelsOf = [&](int vectors) {
+    PanelGeometry g;
+    g.G = spec::gates(mode);
+    g.lanes = lanes;
+    g.units = vectors * lanes;
+    g.panels = (hidden + g.units - 1) / g.units;
+    const bool narrow = g.G == 1 && hidden - (g.panels - 1) * g.units <= lanes;
+    g.lastUnits = narrow ? lanes : g.units;
+    // Only a last panel of one vector a gate becomes a tail: an RNN panel of two would leave its
+    // first vector to tiles of one vector, which ran as slowly as the two had (the seed's RNN on
+    // AVX-512, bench/RESULTS.md).
+    g.tail = g.lastUnits == lanes && hidden % lanes <= tailUnits ? hidden % lanes : 0;
+    return g;
+  };
+  const PanelGeometry usual = inPanelsOf(gateVectors(mode));
+  if (spec::gates(mode) != 1) return usual;
+  // A single-gate cell's panels are three vectors where that leaves fewer columns to the tiles:
+  // the seed's H = 50 on AVX-512 is 48 units and a tail of 2, where two vectors computed 64.
+  const PanelGeometry wide = inPanelsOf(3);
+  auto tiled = [](const PanelGeometry& g) { return (g.panels - 1) * g.units + g.tiledUnitsOf(g.panels - 1); };
+  return tiled(wide) < tiled(usual) ? wide : usual;
 }
 
 }  // namespace birnn::detail

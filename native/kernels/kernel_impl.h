@@ -77,29 +77,14 @@ inline V loadFirst(const float* p, int n) {
   return load(lanes);
 #endif
 }
-// The sum of v's lanes: halves added pairwise, the same order for every vector.
+// The sum of v's lanes: halves added pairwise (the 4-lane ISAs' sumEach).
 inline float sumLanes(V v) {
-#if BIRNN_X86_BITS == 512
-  // Each step adds the upper half of the lanes still summed to the lower (the masked forms: the
-  // plain ones leave GCC 12 warning, as below).
-  __m512 x = __m512(v);
-  x = _mm512_add_ps(x, _mm512_mask_shuffle_f32x4(x, 0xffff, x, x, 0xee));  // + lanes 8-15
-  x = _mm512_add_ps(x, _mm512_mask_shuffle_f32x4(x, 0xffff, x, x, 0x55));  // + lanes 4-7
-  x = _mm512_add_ps(x, _mm512_mask_permute_ps(x, 0xffff, x, 0x4e));        // + lanes 2-3
-  x = _mm512_add_ps(x, _mm512_mask_permute_ps(x, 0xffff, x, 0xb1));        // + lane 1
-  return _mm512_cvtss_f32(x);
-#elif BIRNN_X86_BITS == 256
-  const __m128 b = _mm_add_ps(_mm256_castps256_ps128(__m256(v)), _mm256_extractf128_ps(__m256(v), 1));
-  const __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
-  return _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
-#else
   float lanes[kLanes];
   store(lanes, v);
   for (int half = kLanes / 2; half > 0; half /= 2) {
     for (int i = 0; i < half; ++i) lanes[i] += lanes[i + half];
   }
   return lanes[0];
-#endif
 }
 // One vbroadcastss: GCC builds neither `V{} + x` (an add) nor a lane loop (inserts) into one,
 // but does a braced list of kLanes copies (as _mm256_set1_ps / _mm512_set1_ps are written).
@@ -153,7 +138,7 @@ inline V loadFirst(const float* p, int n) {
   std::memcpy(v.v, p, sizeof(float) * n);
   return v;
 }
-inline float sumLanes(V v) {  // halves added pairwise, as the vector types' version
+inline float sumLanes(V v) {  // halves added pairwise (the 4-lane ISAs' sumEach)
   for (int half = kLanes / 2; half > 0; half /= 2) {
     for (int i = 0; i < half; ++i) v.v[i] += v.v[i + half];
   }
@@ -330,47 +315,107 @@ inline V withLane(V v, int u, float x) {
 #endif
 }
 
-// One gate's tail vectors for R rows of A (K floats each, lda apart): lane u of v[r] the dot
-// product of row r with w's row u, for u < C; the other lanes 0. Each row's arithmetic is the
-// same whatever R is.
+#if BIRNN_X86_BITS == 512
+// Shuffles of x and y's 128-bit lanes (I 0x44: x.q0 x.q1 y.q0 y.q1; 0xee: x.q2 x.q3 y.q2 y.q3;
+// 0x88: x.q0 x.q2 y.q0 y.q2; 0xdd: x.q1 x.q3 y.q1 y.q3), or within each 128-bit lane of x and y's
+// floats (0x88: x.0 x.2 y.0 y.2; 0xdd: x.1 x.3 y.1 y.3). The masked forms: the plain ones leave
+// GCC 12 warning, as lesser() does.
+template <int I>
+inline __m512 shuffle128(__m512 x, __m512 y) { return _mm512_mask_shuffle_f32x4(x, 0xffff, x, y, I); }
+template <int I>
+inline __m512 shuffle32(__m512 x, __m512 y) { return _mm512_mask_shuffle_ps(x, 0xffff, x, y, I); }
+#endif
+
+// Lane j of the result: the sum of a[j]'s lanes, by the same additions for every j (a butterfly:
+// each level adds lanes that the one before left apart, for every vector at once).
+inline V sumEach(const V (&a)[kLanes]) {
+#if BIRNN_X86_BITS == 512
+  __m512 b[8], c[4], d[2];
+  // b[i]: 8 lanes of a[2i], 8 of a[2i+1]; c[i]: 4 lanes each of a[4i..4i+3], one 128-bit lane
+  // each; d: per 128-bit lane q, two each of a[q], a[q+4] (d[0]) and a[q+8], a[q+12] (d[1]).
+  for (int i = 0; i < 8; ++i) {
+    b[i] = _mm512_add_ps(shuffle128<0x44>(__m512(a[2 * i]), __m512(a[2 * i + 1])),
+                         shuffle128<0xee>(__m512(a[2 * i]), __m512(a[2 * i + 1])));
+  }
+  for (int i = 0; i < 4; ++i) {
+    c[i] = _mm512_add_ps(shuffle128<0x88>(b[2 * i], b[2 * i + 1]), shuffle128<0xdd>(b[2 * i], b[2 * i + 1]));
+  }
+  for (int i = 0; i < 2; ++i) {
+    d[i] = _mm512_add_ps(shuffle32<0x88>(c[2 * i], c[2 * i + 1]), shuffle32<0xdd>(c[2 * i], c[2 * i + 1]));
+  }
+  // Per 128-bit lane q: the sums of a[q], a[q+4], a[q+8], a[q+12]; then into order.
+  const __m512 e = _mm512_add_ps(shuffle32<0x88>(d[0], d[1]), shuffle32<0xdd>(d[0], d[1]));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return V(_mm512_mask_permutexvar_ps(e, 0xffff, order, e));
+#elif BIRNN_X86_BITS == 256
+  __m256 h[4], g[2];
+  for (int i = 0; i < 4; ++i) h[i] = _mm256_hadd_ps(__m256(a[2 * i]), __m256(a[2 * i + 1]));
+  // g[i]: a[4i..4i+3]'s sums over their lower 128 bits, then over their upper.
+  for (int i = 0; i < 2; ++i) g[i] = _mm256_hadd_ps(h[2 * i], h[2 * i + 1]);
+  return V(_mm256_add_ps(_mm256_permute2f128_ps(g[0], g[1], 0x20), _mm256_permute2f128_ps(g[0], g[1], 0x31)));
+#else
+  V out = splat(0.0f);
+  for (int j = 0; j < kLanes; ++j) out = withLane(out, j, sumLanes(a[j]));
+  return out;
+#endif
+}
+
+// Lanes [first, first + n) of v in lanes [0, n), the others 0.
+inline V lanesFrom(V v, int first, int n) {
+#if BIRNN_X86_BITS == 512
+  const __m512i from = _mm512_add_epi32(_mm512_set1_epi32(first), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+                                                                                    10, 11, 12, 13, 14, 15));
+  return V(_mm512_maskz_permutexvar_ps(static_cast<__mmask16>((1u << n) - 1), from, __m512(v)));
+#elif BIRNN_X86_BITS == 256
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256 moved = _mm256_permutevar8x32_ps(__m256(v), _mm256_add_epi32(_mm256_set1_epi32(first), lane));
+  return V(_mm256_and_ps(moved, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane))));
+#else
+  float lanes[kLanes], out[kLanes] = {};
+  store(lanes, v);
+  for (int u = 0; u < n; ++u) out[u] = lanes[first + u];
+  return load(out);
+#endif
+}
+
+// One gate's tail vectors for R rows of A (K floats each, lda apart), R * C <= kLanes: lane u of
+// v[r] the dot product of row r with w's row u, for u < C; the other lanes 0. Each row's
+// arithmetic is the same whatever R is.
 template <int R, int C>
 inline void tailVectors(const float* A, idx lda, int K, const float* w, idx ldw, V (&v)[R]) {
-  V acc[R][C];
-  for (int r = 0; r < R; ++r) {
-    for (int u = 0; u < C; ++u) acc[r][u] = splat(0.0f);
-  }
+  static_assert(R * C <= kLanes, "one sum a lane");
+  V acc[kLanes];
+  for (int j = 0; j < kLanes; ++j) acc[j] = splat(0.0f);
   int k = 0;
   for (; k + kLanes <= K; k += kLanes) {
     V b[C];
     for (int u = 0; u < C; ++u) b[u] = load(w + u * ldw + k);
     for (int r = 0; r < R; ++r) {
       const V x = load(A + r * lda + k);
-      for (int u = 0; u < C; ++u) acc[r][u] = fma(x, b[u], acc[r][u]);
+      for (int u = 0; u < C; ++u) acc[r * C + u] = fma(x, b[u], acc[r * C + u]);
     }
   }
   if (k < K) {
     for (int r = 0; r < R; ++r) {
       const V x = loadFirst(A + r * lda + k, K - k);  // a row may end here: the next float is another's
-      for (int u = 0; u < C; ++u) acc[r][u] = fma(x, load(w + u * ldw + k), acc[r][u]);
+      for (int u = 0; u < C; ++u) acc[r * C + u] = fma(x, load(w + u * ldw + k), acc[r * C + u]);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    v[r] = splat(0.0f);
-    for (int u = 0; u < C; ++u) v[r] = withLane(v[r], u, sumLanes(acc[r][u]));
-  }
+  const V sums = sumEach(acc);
+  for (int r = 0; r < R; ++r) v[r] = lanesFrom(sums, r * C, C);
 }
 
 // The tail (TailArgs) of `rows` rows of A (K floats each, lda apart) into the last panel's
 // columns of their rows at out (ldOut apart), seed's same columns added when seed is given (a
-// bias, laid out as a row of out). Four rows at a time, so that their sums overlap.
-inline void tail(const float* A, idx lda, int rows, int K, const TailArgs& t, const float* seed, float* out,
-                 idx ldOut) {
+// bias, laid out as a row of out). As many rows at a time as their sums fill a vector's lanes.
+__attribute__((noinline)) void tail(const float* A, idx lda, int rows, int K, const TailArgs& t, const float* seed,
+                                    float* out, idx ldOut) {
   static_assert(Tuning::kTailUnits <= 4, "a tail of more units needs more cases here");
-  constexpr int kRows = 4;
   withCount<4>(t.units, [&](auto c) {
     constexpr int C = decltype(c)::value;
-    for (int i = 0; i < rows; i += kRows) {
-      withCount<kRows>(rows - i < kRows ? rows - i : kRows, [&](auto r) {
+    constexpr int RB = kLanes / C > 0 ? kLanes / C : 1;
+    for (int i = 0; i < rows; i += RB) {
+      withCount<RB>(rows - i < RB ? rows - i : RB, [&](auto r) {
         constexpr int R = decltype(r)::value;
         for (int g = 0; g < t.gates; ++g) {
           const int at = g * kLanes;  // a tail panel is one vector a gate
@@ -469,7 +514,7 @@ inline void cellUpdate(const StepArgs& s, int i0, int p, const float* g, idx ldg
   constexpr int UV = NV / spec::gates(M);  // vectors per gate
   constexpr int U = UV * kLanes;           // hidden units of this panel
   // Where the panel starts: as many full panels before it.
-  const int unit0 = p * gateVectors(M) * kLanes;
+  const int unit0 = p * s.geo.units;
   // Gated cells run in two passes: every row's gates first, then every row's cells: two short
   // dependency chains a row instead of one long one, so that more rows' divisions are in flight
   // at once (perf: the clamps after vdivps held 15% of the LSTM's cell update). In between, a
@@ -477,7 +522,7 @@ inline void cellUpdate(const StepArgs& s, int i0, int p, const float* g, idx ldg
   constexpr bool gated = M == Mode::Lstm || M == Mode::Gru;
   alignas(64) float gates[gated ? R : 1][UV][3][kLanes];
   for (int r = 0; r < R; ++r) {
-    const float* P = s.P[i0 + r] + p * kPanelWidth<panelVectors(M)>;
+    const float* P = s.P[i0 + r] + p * s.geo.width();
     const float* gr = g + r * ldg;
     float* hNext = s.hNext + (i0 + r) * s.ldn + unit0;
     for (int u = 0; u < UV; ++u) {
@@ -524,13 +569,13 @@ inline void cellUpdate(const StepArgs& s, int i0, int p, const float* g, idx ldg
 
 // The cell update reads each row's input projection once per step, from the projections of
 // every step (megabytes, in L3 or memory): without this, its first load of each row stalls
-// (perf: a fifth of the LSTM cell update at H = 64). Panel p (W floats wide, full ones FW) of rows
+// (perf: a fifth of the LSTM cell update at H = 64). Panel p (W floats wide) of rows
 // [i0, i0 + rows) is fetched into L2 while that panel's recurrent GEMM runs.
-template <int W, int FW>
+template <int W>
 inline void prefetchProjections(const StepArgs& s, int i0, int rows, int p) {
   constexpr int kLineFloats = 64 / sizeof(float);
   for (int r = 0; r < rows; ++r) {
-    const float* P = s.P[i0 + r] + p * FW;
+    const float* P = s.P[i0 + r] + p * s.geo.width();
     for (int o = 0; o < W; o += kLineFloats) __builtin_prefetch(P + o, 0, 2);
     __builtin_prefetch(P + W - 1, 0, 2);  // the last line, when the slice straddles one more
   }
@@ -552,7 +597,6 @@ constexpr int kEvenTileSums = 16;
 // separate buffers because later panels still read the old state.
 template <Mode M, int NV>
 void stepRange(const StepArgs& s, int pBegin, int pEnd) {
-  constexpr int FW = kPanelWidth<panelVectors(M)>;  // a full panel's floats: where panel p starts
   constexpr int W = kPanelWidth<NV>;
   constexpr int MR = kTileRows<NV>;
   constexpr int MB = kStepRows<NV>;
@@ -562,7 +606,7 @@ void stepRange(const StepArgs& s, int pBegin, int pEnd) {
   alignas(64) float scratch[scratchFloats];
   static_assert(sizeof scratch <= Tuning::kStepScratchBytes,
                 "the gate sums of a block must fit the L1 budget the cell update reads them from");
-  const idx panelStride = static_cast<idx>(s.K) * FW;
+  const idx panelStride = static_cast<idx>(s.K) * s.geo.width();  // where panel p of W_hh starts
   // W_hh of these panels beyond L2: a pass of their own for the tail rows would stream it from L3
   // or memory a second time (LSTM H = 1024, 16 rows: 5 tiles and a tail, 2x the traffic).
   const bool large = static_cast<std::size_t>(s.K) * W * (pEnd - pBegin) * sizeof(float) > Tuning::kL2Bytes;
@@ -583,7 +627,7 @@ void stepRange(const StepArgs& s, int pBegin, int pEnd) {
     const int count = full == rows ? tiles : full / MR;
     const float* A = s.hPrev + b0 * s.ldh;
     for (int p = pBegin; full > 0 && p < pEnd; ++p) {
-      prefetchProjections<W, FW>(s, b0, rows, p);
+      prefetchProjections<W>(s, b0, rows, p);
       const float* B = s.Whh + p * panelStride;
       for (int k0 = 0; k0 < s.K; k0 += KC) {
         const int kc = s.K - k0 < KC ? s.K - k0 : KC;
@@ -609,7 +653,7 @@ void stepRange(const StepArgs& s, int pBegin, int pEnd) {
       for (int p = pBegin; p < pEnd; p += PA) {
         withCount<PA>(pEnd - p < PA ? pEnd - p : PA, [&](auto group) {
           constexpr int GP = decltype(group)::value;
-          for (int q = 0; q < GP; ++q) prefetchProjections<W, FW>(s, b0 + full, R, p + q);
+          for (int q = 0; q < GP; ++q) prefetchProjections<W>(s, b0 + full, R, p + q);
           for (int k0 = 0; k0 < s.K; k0 += KC) {
             const int kc = s.K - k0 < KC ? s.K - k0 : KC;
             registerTile<R, NV, GP>(kc, A + full * s.ldh + k0, s.ldh,
@@ -627,7 +671,6 @@ void stepRange(const StepArgs& s, int pBegin, int pEnd) {
 // gate): by blocks of rows, each row's tail vectors, then the cell update on them.
 template <Mode M, int NV>
 void stepTailPanel(const StepArgs& s, int p) {
-  constexpr int FW = kPanelWidth<panelVectors(M)>;
   constexpr int W = kPanelWidth<NV>;
   static_assert(NV == spec::gates(M), "a tail panel is one vector a gate");
   constexpr int MR = kTileRows<NV>;
@@ -637,7 +680,7 @@ void stepTailPanel(const StepArgs& s, int p) {
                 "the gate sums of a block must fit the L1 budget the cell update reads them from");
   for (int b0 = 0; b0 < s.m; b0 += MB) {
     const int rows = s.m - b0 < MB ? s.m - b0 : MB;
-    prefetchProjections<W, FW>(s, b0, rows, p);
+    prefetchProjections<W>(s, b0, rows, p);
     tail(s.hPrev + b0 * s.ldh, s.ldh, rows, s.K, s.tail, nullptr, scratch, W);
     for (int i = 0; i < rows; i += MR) {
       withCount<MR>(rows - i < MR ? rows - i : MR,
@@ -654,15 +697,20 @@ void stepPanels(const StepArgs& s) {
   const bool narrow = s.geo.lastUnits != s.geo.units && last;
   const bool tail = s.tail.units > 0 && last;
   const int end = narrow || tail ? s.panelEnd - 1 : s.panelEnd;
-  if (s.panelBegin < end) stepRange<M, panelVectors(M)>(s, s.panelBegin, end);
   if constexpr (gateVectors(M) == 2) {
+    if (s.panelBegin < end && s.geo.units == 3 * kLanes) {
+      stepRange<M, 3>(s, s.panelBegin, end);
+    } else if (s.panelBegin < end) {
+      stepRange<M, 2>(s, s.panelBegin, end);
+    }
     if (tail) {
       stepTailPanel<M, 1>(s, end);
     } else if (narrow) {
       stepRange<M, 1>(s, end, end + 1);
     }
-  } else if (tail) {
-    stepTailPanel<M, panelVectors(M)>(s, end);
+  } else {
+    if (s.panelBegin < end) stepRange<M, panelVectors(M)>(s, s.panelBegin, end);
+    if (tail) stepTailPanel<M, panelVectors(M)>(s, end);
   }
 }
 

@@ -21,7 +21,7 @@ namespace birnn::checks {
 // Panel geometry (kernel.h): a single-gate cell's last panel is one vector wide when its units fit
 // one; every other panel, and every panel of a multi-gate cell, is full. Where the last panel is
 // one vector a gate and H % lanes is at most the kernel's tail units, it is a tail, left out of
-// the packed panels.
+// the packed panels. A single-gate cell's panels are three vectors where that tiles fewer columns.
 void geometry() {
   struct Case {
     Mode mode;
@@ -30,7 +30,10 @@ void geometry() {
   const Case cases[] = {
       {Mode::RnnTanh, 50, 8, 0, 4, 8, 56, 0, 8},     // the seed's RNN on AVX2 without tails: 3 x 16 + 8
       {Mode::RnnTanh, 50, 8, 2, 4, 8, 56, 2, 0},     // ... with them: the narrow last panel is all tail
-      {Mode::RnnTanh, 50, 16, 4, 2, 32, 64, 0, 32},  // AVX-512: a last panel of two vectors, no tail
+      {Mode::RnnTanh, 50, 16, 4, 2, 16, 64, 2, 0},   // AVX-512: 48 units in a panel of three, a tail of 2
+      {Mode::RnnTanh, 50, 16, 0, 2, 32, 64, 0, 32},  // ... without tails, two panels of two vectors
+      {Mode::RnnRelu, 26, 8, 2, 2, 8, 32, 2, 0},     // AVX2: 24 + a tail of 2, where panels of two tiled 32
+      {Mode::RnnTanh, 256, 16, 4, 8, 32, 256, 0, 32},  // as many columns either way: panels of two
       {Mode::RnnTanh, 33, 16, 4, 2, 16, 48, 1, 0},   // ... one: a tail of one unit
       {Mode::RnnRelu, 57, 8, 2, 4, 16, 64, 0, 16},   // 9 units left: a full last panel
       {Mode::RnnTanh, 48, 8, 2, 3, 16, 48, 0, 16},   // no remainder
