@@ -220,6 +220,9 @@ int main(int argc, char** argv) {
       {"h64 lstm", Mode::Lstm, 128, 64, 1, 100, 16, true},
       // Issue #9's small models at batch 64: most served models are this size.
       {"S-b64 lstm", Mode::Lstm, 32, 64, 1, 100, 64, true},  {"S-b64 seed", Mode::RnnTanh, 25, 50, 4, 100, 64, true},
+      // Hidden sizes 2 past a vector: tails (kernels/kernel.h) on AVX-512 and AVX2.
+      {"tail lstm", Mode::Lstm, 32, 50, 1, 100, 64, true},  {"tail gru", Mode::Gru, 32, 50, 2, 100, 64, true},
+      {"tail b1", Mode::Lstm, 32, 50, 2, 100, 1, true},
   };
   for (const auto& w : workloads) {
     if (argc < 3 || std::string(w.name).find(argv[2]) != std::string::npos) run(w, isa);
