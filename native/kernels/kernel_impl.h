@@ -298,23 +298,6 @@ inline void withCount(int n, Fn&& fn) {
   fn(Count<Max>{});
 }
 
-// v with lane u set to x.
-inline V withLane(V v, int u, float x) {
-#if BIRNN_X86_BITS == 512
-  return V(_mm512_mask_broadcastss_ps(__m512(v), static_cast<__mmask16>(1u << u), _mm_set_ss(x)));
-#elif BIRNN_X86_BITS == 256
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return V(_mm256_blendv_ps(__m256(v), _mm256_set1_ps(x),
-                            _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_set1_epi32(u), lane))));
-#elif BIRNN_VECTOR_TYPES
-  v[u] = x;
-  return v;
-#else
-  v.v[u] = x;
-  return v;
-#endif
-}
-
 #if BIRNN_X86_BITS == 512
 // Shuffles of x and y's 128-bit lanes (I 0x44: x.q0 x.q1 y.q0 y.q1; 0xee: x.q2 x.q3 y.q2 y.q3;
 // 0x88: x.q0 x.q2 y.q0 y.q2; 0xdd: x.q1 x.q3 y.q1 y.q3), or within each 128-bit lane of x and y's
@@ -354,9 +337,9 @@ inline V sumEach(const V (&a)[kLanes]) {
   for (int i = 0; i < 2; ++i) g[i] = _mm256_hadd_ps(h[2 * i], h[2 * i + 1]);
   return V(_mm256_add_ps(_mm256_permute2f128_ps(g[0], g[1], 0x20), _mm256_permute2f128_ps(g[0], g[1], 0x31)));
 #else
-  V out = splat(0.0f);
-  for (int j = 0; j < kLanes; ++j) out = withLane(out, j, sumLanes(a[j]));
-  return out;
+  float sums[kLanes];
+  for (int j = 0; j < kLanes; ++j) sums[j] = sumLanes(a[j]);
+  return load(sums);
 #endif
 }
 
