@@ -424,10 +424,11 @@ describe('birnn serve under load and at shutdown', () => {
   }, 60_000)
 
   it('a client that leaves while its request waits takes it out of the queue', async () => {
-    // One model call at a time (the default runs more on many cores), so that six are ahead of it.
+    // One model call at a time (the default runs more on many cores), so that six are ahead of it,
+    // each long enough (T = 2000: 10+ ms on a fast core) that the client leaves well before its turn.
     const server = await start(['--threads', '1', '--max-batch', '1', '--concurrency', '1'])
     try {
-      const body = npyOf({ data: r.floats(300 * 16 * I), shape: [300, 16, I] })
+      const body = npyOf({ data: r.floats(2000 * 16 * I), shape: [2000, 16, I] })
       const ahead = Array.from({ length: 6 }, () => postNpy(server.url, body, '?output=last'))
       await new Promise((resolve) => setTimeout(resolve, 30))
       // The leaving client: its body is sent, then it hangs up while six model calls are ahead of it.
@@ -437,7 +438,9 @@ describe('birnn serve under load and at shutdown', () => {
         agent: false,
       })
       leaving.on('error', () => {})
-      leaving.end(body, () => setTimeout(() => leaving.destroy(), 30))
+      leaving.end(npyOf({ data: r.floats(20 * 16 * I), shape: [20, 16, I] }), () =>
+        setTimeout(() => leaving.destroy(), 30),
+      )
       expect((await Promise.all(ahead)).map((reply) => reply.status)).toEqual(new Array(6).fill(200))
       const text = (await send(`${server.url}/metrics`, 'GET')).body.toString()
       expect(text).toMatch(/^birnn_http_requests_total\{route="\/v1\/forward",status="499"\} 1$/m)
