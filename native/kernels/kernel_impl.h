@@ -22,7 +22,8 @@
 // vectors (forward.cc sizes them). The exceptions: the layer output's rows (StepArgs::out and
 // the next layer's A) hold the model's units only, so a row's last vector there is stored in
 // part (storeFirst), and a tail's dot products (kernel.h's PanelGeometry::tail), which run along
-// the rows of A, read their last vector in part (loadFirst).
+// the rows of A, read their last vector in part (loadFirst), and whose cell update writes only
+// the tail's units of the state (storeLanes: the padding lanes past them are never read).
 
 #include <cassert>
 #include <cstddef>
@@ -75,6 +76,46 @@ inline V loadFirst(const float* p, int n) {
   float lanes[kLanes] = {};
   std::memcpy(lanes, p, sizeof(float) * n);
   return load(lanes);
+#endif
+}
+#if defined(BIRNN_X86_BITS)
+// p moved back by `lanes` floats, as an address only: the masked loads and stores below touch
+// none of the floats before p.
+inline float* before(const float* p, int lanes) {
+  return reinterpret_cast<float*>(reinterpret_cast<std::uintptr_t>(p) - sizeof(float) * lanes);
+}
+#if BIRNN_X86_BITS == 256
+inline __m256i lanesMask(int first, int n) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(first), lane),
+                             _mm256_cmpgt_epi32(_mm256_set1_epi32(first + n), lane));
+}
+#endif
+#endif
+// v with lanes [first, first + n) replaced by the n floats at p; nothing else at p is read.
+inline V loadLanes(V v, const float* p, int first, int n) {
+#if BIRNN_X86_BITS == 512
+  return V(_mm512_mask_loadu_ps(__m512(v), static_cast<__mmask16>(((1u << n) - 1) << first), before(p, first)));
+#elif BIRNN_X86_BITS == 256
+  const __m256i mask = lanesMask(first, n);
+  return V(_mm256_blendv_ps(__m256(v), _mm256_maskload_ps(before(p, first), mask), _mm256_castsi256_ps(mask)));
+#else
+  float lanes[kLanes];
+  store(lanes, v);
+  std::memcpy(lanes + first, p, sizeof(float) * n);
+  return load(lanes);
+#endif
+}
+// Lanes [first, first + n) of v to the n floats at p; nothing else is written.
+inline void storeLanes(float* p, V v, int first, int n) {
+#if BIRNN_X86_BITS == 512
+  _mm512_mask_storeu_ps(before(p, first), static_cast<__mmask16>(((1u << n) - 1) << first), __m512(v));
+#elif BIRNN_X86_BITS == 256
+  _mm256_maskstore_ps(before(p, first), lanesMask(first, n), __m256(v));
+#else
+  float lanes[kLanes];
+  store(lanes, v);
+  std::memcpy(p, lanes + first, sizeof(float) * n);
 #endif
 }
 // The sum of v's lanes: halves added pairwise (the 4-lane ISAs' sumEach).
@@ -138,6 +179,11 @@ inline V loadFirst(const float* p, int n) {
   std::memcpy(v.v, p, sizeof(float) * n);
   return v;
 }
+inline V loadLanes(V v, const float* p, int first, int n) {
+  std::memcpy(v.v + first, p, sizeof(float) * n);
+  return v;
+}
+inline void storeLanes(float* p, V v, int first, int n) { std::memcpy(p, v.v + first, sizeof(float) * n); }
 inline float sumLanes(V v) {  // halves added pairwise (the 4-lane ISAs' sumEach)
   for (int half = kLanes / 2; half > 0; half /= 2) {
     for (int i = 0; i < half; ++i) v.v[i] += v.v[i + half];
@@ -361,11 +407,11 @@ inline V lanesFrom(V v, int first, int n) {
 #endif
 }
 
-// One gate's tail vectors for R rows of A (K floats each, lda apart), R * C <= kLanes: lane u of
-// v[r] the dot product of row r with w's row u, for u < C; the other lanes 0. Each row's
-// arithmetic is the same whatever R is.
+// One gate's tail sums for R rows of A (K floats each, lda apart), R * C <= kLanes, packed C
+// lanes a row: lane r * C + u the dot product of row r with w's row u; the other lanes 0. Each
+// row's arithmetic is the same whatever R is.
 template <int R, int C>
-inline void tailVectors(const float* A, idx lda, int K, const float* w, idx ldw, V (&v)[R]) {
+inline V tailSums(const float* A, idx lda, int K, const float* w, idx ldw) {
   static_assert(R * C <= kLanes, "one sum a lane");
   V acc[kLanes];
   for (int j = 0; j < kLanes; ++j) acc[j] = splat(0.0f);
@@ -384,8 +430,7 @@ inline void tailVectors(const float* A, idx lda, int K, const float* w, idx ldw,
       for (int u = 0; u < C; ++u) acc[r * C + u] = fma(x, load(w + u * ldw + k), acc[r * C + u]);
     }
   }
-  const V sums = sumEach(acc);
-  for (int r = 0; r < R; ++r) v[r] = lanesFrom(sums, r * C, C);
+  return sumEach(acc);
 }
 
 // The tail (TailArgs) of `rows` rows of A (K floats each, lda apart) into the last panel's
@@ -402,9 +447,11 @@ __attribute__((noinline)) void tail(const float* A, idx lda, int rows, int K, co
         constexpr int R = decltype(r)::value;
         for (int g = 0; g < t.gates; ++g) {
           const int at = g * kLanes;  // a tail panel is one vector a gate
-          V v[R];
-          tailVectors<R, C>(A + i * lda, lda, K, t.w + g * C * t.ldw, t.ldw, v);
-          for (int q = 0; q < R; ++q) store(out + (i + q) * ldOut + at, seed ? load(seed + at) + v[q] : v[q]);
+          const V sums = tailSums<R, C>(A + i * lda, lda, K, t.w + g * C * t.ldw, t.ldw);
+          for (int q = 0; q < R; ++q) {
+            const V v = lanesFrom(sums, q * C, C);
+            store(out + (i + q) * ldOut + at, seed ? load(seed + at) + v : v);
+          }
         }
       });
     }
@@ -650,26 +697,71 @@ void stepRange(const StepArgs& s, int pBegin, int pEnd) {
   }
 }
 
-// The last panel p of a step when it is a tail (PanelGeometry::tail), NV vectors wide (one a
-// gate): by blocks of rows, each row's tail vectors, then the cell update on them.
-template <Mode M, int NV>
-void stepTailPanel(const StepArgs& s, int p) {
-  constexpr int W = kPanelWidth<NV>;
-  static_assert(NV == spec::gates(M), "a tail panel is one vector a gate");
-  constexpr int MR = kTileRows<NV>;
-  constexpr int MB = kStepRows<NV>;
-  alignas(64) float scratch[MB * W];
-  static_assert(sizeof scratch <= Tuning::kStepScratchBytes,
-                "the gate sums of a block must fit the L1 budget the cell update reads them from");
-  for (int b0 = 0; b0 < s.m; b0 += MB) {
-    const int rows = s.m - b0 < MB ? s.m - b0 : MB;
-    prefetchProjections<W>(s, b0, rows, p);
-    tail(s.hPrev + b0 * s.ldh, s.ldh, rows, s.K, s.tail, nullptr, scratch, W);
-    for (int i = 0; i < rows; i += MR) {
-      withCount<MR>(rows - i < MR ? rows - i : MR,
-                    [&](auto r) { cellUpdate<M, NV, decltype(r)::value>(s, b0 + i, p, scratch + i * W, W); });
+// The last panel p of a step when it is a tail (PanelGeometry::tail) of C units: its sums come
+// packed C lanes a row, R rows a vector (tailSums), and the cell update runs on them as they are,
+// so that each vector of activations serves R rows, not one row's C units. Each lane gets the
+// operations cellUpdate gives it, in the same order: the same bits. The state's padding lanes
+// past the tail's units are neither written nor read.
+template <Mode M>
+void stepTail(const StepArgs& s, int p) {
+  constexpr int G = spec::gates(M);
+  const int unit0 = p * s.geo.units;
+  const int outUnits = s.out ? (s.outUnits - unit0 < s.tail.units ? s.outUnits - unit0 : s.tail.units) : 0;
+  static_assert(Tuning::kTailUnits <= 4, "a tail of more units needs more cases here");
+  withCount<4>(s.tail.units, [&](auto c) {
+    constexpr int C = decltype(c)::value;
+    constexpr int RB = kLanes / C > 0 ? kLanes / C : 1;
+    // b_hn of the tail's units, in every row's lanes.
+    V bhn = splat(0.0f);
+    for (int q = 0; M == Mode::Gru && q < RB; ++q) bhn = loadLanes(bhn, s.bhn + unit0, q * C, C);
+    for (int i = 0; i < s.m; i += RB) {
+      withCount<RB>(s.m - i < RB ? s.m - i : RB, [&](auto r) {
+        constexpr int R = decltype(r)::value;
+        // Each row's C floats at row(i + q) in its lanes: of the projection, the state, the cell.
+        auto gather = [&](auto row) {
+          V v = splat(0.0f);
+          for (int q = 0; q < R; ++q) v = loadLanes(v, row(i + q), q * C, C);
+          return v;
+        };
+        auto scatter = [&](auto row, V v, int n) {
+          for (int q = 0; q < R; ++q) storeLanes(row(i + q), v, q * C, n);
+        };
+        auto projection = [&](int g) {
+          return [&s, p, g](int row) { return s.P[row] + p * s.geo.width() + g * kLanes; };
+        };
+        for (int q = 0; q < R; ++q) {
+          for (int g = 0; g < G; ++g) __builtin_prefetch(projection(g)(i + q), 0, 3);
+        }
+        V sum[G];
+        for (int g = 0; g < G; ++g) {
+          sum[g] = tailSums<R, C>(s.hPrev + i * s.ldh, s.ldh, s.K, s.tail.w + g * C * s.tail.ldw, s.tail.ldw);
+        }
+        V h;
+        if constexpr (M == Mode::RnnTanh) {
+          h = vtanh(sum[0] + gather(projection(0)));
+        } else if constexpr (M == Mode::RnnRelu) {
+          h = relu(sum[0] + gather(projection(0)));
+        } else if constexpr (M == Mode::Gru) {
+          const V rg = vsigmoid(sum[0] + gather(projection(0)));
+          const V z = vsigmoid(sum[1] + gather(projection(1)));
+          const V n = vtanh(fma(rg, sum[2] + bhn, gather(projection(2))));
+          const V hp = gather([&](int row) { return s.hPrev + row * s.ldh + unit0; });
+          h = fma(z, hp - n, n);  // (1 - z) n + z h
+        } else {
+          const V ig = vsigmoid(sum[0] + gather(projection(0)));
+          const V fg = vsigmoid(sum[1] + gather(projection(1)));
+          const V gg = vtanh(sum[2] + gather(projection(2)));
+          const V og = vsigmoid(sum[3] + gather(projection(3)));
+          auto cell = [&](int row) { return s.c + row * s.ldc + unit0; };
+          const V cn = fma(fg, gather(cell), ig * gg);
+          scatter(cell, cn, C);
+          h = og * vtanh(cn);
+        }
+        scatter([&](int row) { return s.hNext + row * s.ldn + unit0; }, h, C);
+        if (outUnits > 0) scatter([&](int row) { return s.out[row] + unit0; }, h, outUnits);
+      });
     }
-  }
+  });
 }
 
 // One step: the full panels, then a narrow last panel (PanelGeometry) as one-vector tiles, or a
@@ -687,13 +779,13 @@ void stepPanels(const StepArgs& s) {
       stepRange<M, 2>(s, s.panelBegin, end);
     }
     if (tail) {
-      stepTailPanel<M, 1>(s, end);
+      stepTail<M>(s, end);
     } else if (narrow) {
       stepRange<M, 1>(s, end, end + 1);
     }
   } else {
     if (s.panelBegin < end) stepRange<M, panelVectors(M)>(s, s.panelBegin, end);
-    if (tail) stepTailPanel<M, panelVectors(M)>(s, end);
+    if (tail) stepTail<M>(s, end);
   }
 }
 
