@@ -310,8 +310,8 @@ birnn::Isa ReadIsa(const Napi::Value& value) {
 
 // ---- forward calls -------------------------------------------------------------------------------
 
-// Zero-filled floats from birnn::allocateFloats, owned until handed to a JS ArrayBuffer, which
-// then frees them.
+// Floats from birnn::allocateFloats, owned until handed to a JS ArrayBuffer, which then frees
+// them.
 class Buffer {
  public:
   Buffer() = default;
@@ -325,10 +325,10 @@ class Buffer {
   ~Buffer() { birnn::freeFloats(data_, capacity_); }
 
   // Throws std::bad_alloc.
-  float* Allocate(size_t length) {
+  float* Allocate(size_t length, bool zeroed) {
     birnn::freeFloats(data_, capacity_);
     data_ = nullptr;
-    data_ = birnn::allocateFloats(length, capacity_);
+    data_ = birnn::allocateFloats(length, capacity_, zeroed);
     length_ = length;
     return data_;
   }
@@ -368,7 +368,7 @@ class Staging {
       out = std::move(*best);
       idle_.erase(best);
     } else {
-      out.Allocate(n);
+      out.Allocate(n, false);  // every float is copied over
     }
     std::copy(data, data + n, out.data());
     return out;
@@ -404,12 +404,13 @@ struct Job {
     for (auto& c : copies) staging->keep(std::move(c));
   }
 
-  // Throws std::bad_alloc.
+  // Zero-filled only where the kernel leaves padding. Throws std::bad_alloc.
   void AllocateOutputs() {
-    if (returnOutput) call.output = output.Allocate(outputLength);
-    call.hN = hN.Allocate(stateLength);
-    if (lstm) call.cN = cN.Allocate(cellLength);
-    if (returnLayers) call.layers = layers.Allocate(outputLength * layerCount);
+    const bool zeroed = birnn::leavesPadding(call);
+    if (returnOutput) call.output = output.Allocate(outputLength, zeroed);
+    call.hN = hN.Allocate(stateLength, false);
+    if (lstm) call.cN = cN.Allocate(cellLength, false);
+    if (returnLayers) call.layers = layers.Allocate(outputLength * layerCount, zeroed);
   }
   size_t layerCount = 0;
 
@@ -639,21 +640,29 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
 
   // The outputs of forwardSync are V8's own arrays: memory handed to an external array is freed
   // only in a later turn of the event loop (Node defers the finalizer), so a loop of forwardSync()
-  // calls that never yields would keep every output it made.
+  // calls that never yields would keep every output it made. Zero-filled only where the kernel
+  // leaves padding; else a Node Buffer's memory, which V8 does not zero.
   Napi::Value ForwardSync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     std::unique_ptr<Job> job = PrepareJob(info[0], Live(env), staging_, false);
     birnn::Call& call = job->call;
     Napi::Object result = Napi::Object::New(env);
-    auto output = [&](const char* name, size_t length) {
-      Napi::Float32Array array = Napi::Float32Array::New(env, length);
+    auto output = [&](const char* name, size_t length, bool zeroed) {
+      Napi::Float32Array array;
+      if (zeroed) {
+        array = Napi::Float32Array::New(env, length);
+      } else {
+        const Napi::Buffer<float> memory = Napi::Buffer<float>::New(env, length);
+        array = Napi::Float32Array::New(env, length, memory.ArrayBuffer(), memory.ByteOffset());
+      }
       result.Set(name, array);
       return array.Data();
     };
-    if (job->returnOutput) call.output = output("output", job->outputLength);
-    call.hN = output("hN", job->stateLength);
-    if (job->lstm) call.cN = output("cN", job->cellLength);
-    if (job->returnLayers) call.layers = output("layers", job->outputLength * job->layerCount);
+    const bool zeroed = birnn::leavesPadding(call);
+    if (job->returnOutput) call.output = output("output", job->outputLength, zeroed);
+    call.hN = output("hN", job->stateLength, false);
+    if (job->lstm) call.cN = output("cN", job->cellLength, false);
+    if (job->returnLayers) call.layers = output("layers", job->outputLength * job->layerCount, zeroed);
     try {
       job->network->forward(call);
     } catch (const std::exception& e) {

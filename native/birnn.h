@@ -47,12 +47,12 @@ struct LayerWeights {
   const float* wHr = nullptr;  // [Hout, H], null when projSize == 0
 };
 
-// Zero-filled memory for at least n floats, as a Call's outputs need it (and for copies of its
-// inputs); sets `capacity` to what was allocated, which freeFloats takes back. Large sizes are
-// mapped from the OS and, once freed, kept process-wide (up to 64 MiB) for later allocations of
-// about their size (blocks up to 32 MiB); trimFloats() returns those to the OS.
+// Memory for at least n floats, zero-filled when `zeroed` (a Call's outputs where it leaves
+// padding: leavesPadding); sets `capacity` to what was allocated, which freeFloats takes back.
+// Large sizes are mapped from the OS and, once freed, kept process-wide (up to 64 MiB) for later
+// allocations of about their size (blocks up to 32 MiB); trimFloats() returns those to the OS.
 // Throws std::bad_alloc.
-float* allocateFloats(std::size_t n, std::size_t& capacity);
+float* allocateFloats(std::size_t n, std::size_t& capacity, bool zeroed);
 void freeFloats(float* p, std::size_t capacity);
 void trimFloats();
 
@@ -85,13 +85,18 @@ struct Call {
   const float* h0 = nullptr;         // [L*D, N, Hout] or null for zeros
   const float* c0 = nullptr;         // [L*D, N, H] or null for zeros (LSTM)
   const int32_t* lengths = nullptr;  // [N], each in [1, T], or null for all T
-  // The outputs must arrive zero-filled: steps past a sequence's length are left as they are.
+  // Steps past a sequence's length are left as they arrive in output and layers, which must then
+  // arrive zero-filled (leavesPadding); every other element of every output is written.
   float* output = nullptr;           // [T, N, D*Hout] or [N, T, D*Hout], or null: not wanted
   float* hN = nullptr;               // [L*D, N, Hout]
   float* cN = nullptr;               // [L*D, N, H], LSTM only (may be null otherwise)
   float* layers = nullptr;           // null, or [L] x output layout: every layer's full output
   int threads = 1;                   // upper bound on threads used; results do not depend on it
 };
+
+// Whether some sequence of `call` is shorter than seqLen, so that its outputs must arrive
+// zero-filled (Call::output); lengths are checked by Network::forward.
+bool leavesPadding(const Call& call);
 
 class Network {
  public:

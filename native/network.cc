@@ -158,15 +158,20 @@ void Network::forward(const Call& call) const {
   n.run(call);
 }
 
-float* allocateFloats(std::size_t n, std::size_t& capacity) {
+bool leavesPadding(const Call& call) {
+  return call.lengths && std::any_of(call.lengths, call.lengths + call.batch,
+                                     [&](int32_t length) { return length < call.seqLen; });
+}
+
+float* allocateFloats(std::size_t n, std::size_t& capacity, bool zeroed) {
 #if BIRNN_MMAP
   if (const std::size_t bytes = n * sizeof(float); bytes >= detail::kMappedBytes) {
-    float* p = static_cast<float*>(detail::PageCache::instance().take(bytes, capacity));
+    float* p = static_cast<float*>(detail::PageCache::instance().take(bytes, capacity, zeroed));
     capacity /= sizeof(float);
     return p;
   }
 #endif
-  void* p = std::calloc(n ? n : 1, sizeof(float));
+  void* p = zeroed ? std::calloc(n ? n : 1, sizeof(float)) : std::malloc((n ? n : 1) * sizeof(float));
   if (p == nullptr) throw std::bad_alloc();
   capacity = n;
   return static_cast<float*>(p);

@@ -1,4 +1,4 @@
-// Large zero-filled buffers straight from the OS: the kernel's work buffers, and (through
+// Large buffers straight from the OS: the kernel's work buffers, and (through
 // birnn::allocateFloats) the binding's output arrays and input copies. Mapped memory goes back
 // to the OS when freed, where glibc would keep it in the arenas of whichever thread freed it.
 // Fresh pages are dear (a fault and the OS's zeroing: ~0.65 ms per MB on this VM, whether 4 KiB
@@ -58,9 +58,10 @@ class PageCache {
     static PageCache* cache = new PageCache;  // never destroyed: blocks may be freed at exit
     return *cache;
   }
-  // A zeroed block of at least `bytes` (at most twice that, so a small request does not pin a
-  // large block); sets `capacity` to its size. Throws std::bad_alloc.
-  void* take(std::size_t bytes, std::size_t& capacity) {
+  // A block of at least `bytes` (at most twice that, so a small request does not pin a large
+  // block), zeroed when `zeroed` (fresh pages are); sets `capacity` to its size. Throws
+  // std::bad_alloc.
+  void* take(std::size_t bytes, std::size_t& capacity, bool zeroed) {
     void* found = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -74,7 +75,7 @@ class PageCache {
         }
       }
     }
-    if (found) return std::memset(found, 0, bytes);
+    if (found) return zeroed ? std::memset(found, 0, bytes) : found;
     capacity = mappedSize(bytes);
     return mapPages(bytes);
   }

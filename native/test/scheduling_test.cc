@@ -397,30 +397,36 @@ void posting() {
          "the posted task took the slot");
 }
 
-// allocateFloats: what it returns is zero, also when it reuses a block freed with data in it (the
-// kernel leaves padded output steps as they are); a block is reused only for a request of at
-// least half its size; small sizes come from the C heap, zeroed too.
+// allocateFloats: what it returns when asked for zeros is zero, also when it reuses a block freed
+// with data in it (the kernel leaves padded output steps as they are); unasked, a reused block is
+// not cleared (a call without padding writes every element); a block is reused only for a
+// request of at least half its size; small sizes come from the C heap, zeroed too.
 void memory() {
   auto zeros = [](const float* p, std::size_t n) { return std::all_of(p, p + n, [](float v) { return v == 0.0f; }); };
   const std::size_t n = (std::size_t(3) << 20) / sizeof(float);  // 3 MiB: mapped, and kept once freed
   std::size_t capacity = 0;
-  float* a = allocateFloats(n, capacity);
+  float* a = allocateFloats(n, capacity, true);
   report(capacity >= n && zeros(a, n), "memory: a fresh mapped block is zero", "not zero");
   std::fill(a, a + capacity, 1.0f);
   freeFloats(a, capacity);
   std::size_t again = 0;
-  float* b = allocateFloats(n - 1000, again);
+  float* b = allocateFloats(n - 1000, again, true);
   report(b == a && again == capacity && zeros(b, n - 1000), "memory: a freed block is reused, zeroed",
          b == a ? "not zero" : "not reused");
   std::fill(b, b + again, 1.0f);
   freeFloats(b, again);
+  std::size_t unzeroed = 0;
+  float* e = allocateFloats(n, unzeroed, false);
+  report(e == b && std::all_of(e, e + n, [](float v) { return v == 1.0f; }),
+         "memory: a freed block asked for without zeros is reused as it is", e == b ? "cleared" : "not reused");
+  freeFloats(e, unzeroed);
   std::size_t smallCapacity = 0;
-  float* c = allocateFloats(n / 3 + 1, smallCapacity);  // over 1 MiB, but under half the kept block
+  float* c = allocateFloats(n / 3 + 1, smallCapacity, true);  // over 1 MiB, but under half the kept block
   report(c != b && zeros(c, n / 3 + 1), "memory: a block is not reused for a request under half its size",
          c == b ? "reused" : "not zero");
   freeFloats(c, smallCapacity);
   std::size_t tinyCapacity = 0;
-  float* d = allocateFloats(100, tinyCapacity);
+  float* d = allocateFloats(100, tinyCapacity, true);
   report(tinyCapacity == 100 && zeros(d, 100), "memory: a small allocation is zero", "not zero");
   freeFloats(d, tinyCapacity);
   trimFloats();
