@@ -41,6 +41,41 @@ describe.skipIf(missing)(`the addon${missing ? ` (skipped: ${missing})` : ''}`, 
   })
 })
 
+describe.skipIf(missing)('result arrays', () => {
+  // Without padding the outputs come from memory that is not zeroed first (a Node Buffer's, in
+  // forwardSync): each is still a Float32Array of its own ArrayBuffer, whole, as users hand on
+  // `.buffer`; and padded steps are zero, whatever the memory held before.
+  it('each owns an ArrayBuffer of exactly its size, padded or not, sync or async; padded steps are 0', async () => {
+    const r = rng(7)
+    const model = fromStateDict(randomStateDict(r, { mode: 'LSTM', I: 8, H: 300, L: 2, D: 2, bias: true }), {
+      backend: 'native',
+      threads: 2,
+    })
+    const [T, N] = [40, 24]
+    const input = { data: r.floats(T * N * 8), shape: [T, N, 8] }
+    const lengths = Array.from({ length: N }, (_, n) => 1 + ((n * 11) % T))
+    for (const options of [{}, { lengths }, { returnLayers: true }, { lengths, returnLayers: true }]) {
+      for (const result of [model.forwardSync(input, options), await model.forward(input, options)]) {
+        const arrays = [result.output, result.hN, result.cN!, ...(result.layers ?? [])].map((t) => t.data)
+        for (const data of arrays.slice(0, 3)) {
+          expect(Object.getPrototypeOf(data)).toBe(Float32Array.prototype)
+          expect([data.byteOffset, data.buffer.byteLength]).toEqual([0, data.byteLength])
+        }
+        if (!('lengths' in options)) continue
+        for (const data of [result.output.data, ...(result.layers ?? []).map((t) => t.data)]) {
+          for (let n = 0; n < N; n++) {
+            for (let t = lengths[n]; t < T; t++) {
+              const row = data.subarray((t * N + n) * 600, (t * N + n + 1) * 600)
+              expect(row.every((v) => Object.is(v, 0))).toBe(true)
+            }
+          }
+        }
+      }
+    }
+    model.dispose()
+  })
+})
+
 describe.each(nativeIsas())('native %s: results do not depend on threads or on sync vs async', (isa) => {
   it('gives bit-identical results for every thread count, and for forward vs forwardSync', async () => {
     const r = rng(42)
