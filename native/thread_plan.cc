@@ -434,45 +434,37 @@ WorkerPool::Lease::~Lease() {
 }
 
 void WorkerPool::Lease::run(int threads, const ThreadWork& work) const {
-  if (pool_ == nullptr || (own_ && threads == 1)) return work(0, 1);
+  if (pool_ == nullptr || threads == 1) return work(0, 1);
   WorkerPool& pool = *pool_;
-  int extra = 0;
-  bool coreFree = false;
+  // Part 0 runs on this thread (the held slot), the others on the idle workers it borrows.
+  Job job{&work, 1, {0}};
   {
     std::lock_guard<std::mutex> lock(pool.mutex_);
-    extra = std::max(0, std::min(threads - 1, pool.idleWorkers_.load()));
+    const int extra = std::max(0, std::min(threads - 1, pool.idleWorkers_.load()));
     pool.idleWorkers_ -= extra;
-    coreFree = pool.idleWorkers_ > 0;  // the pool has a thread per core
+    job.count = 1 + extra;
+    job.remaining.store(extra, std::memory_order_relaxed);
+    for (int tid = 1; tid <= extra; ++tid) pool.tickets_.push_back({&job, tid});
+    pool.pending_.fetch_add(extra, std::memory_order_release);
   }
-  if (own_ && extra == 0) return work(0, 1);
-  // Every part runs on a worker: the held one (this thread, in a posted task) and the borrowed ones.
-  const int first = own_ ? 1 : 0;
-  Job job{&work, 1 + extra, {1 + extra - first}};
-  {
-    std::lock_guard<std::mutex> lock(pool.mutex_);
-    for (int tid = first; tid <= extra; ++tid) pool.tickets_.push_back({&job, tid});
-    pool.pending_.fetch_add(1 + extra - first, std::memory_order_release);
-  }
-  if (1 + extra - first == 1) pool.work_.notify_one();
+  const int extra = job.count - 1;
+  if (extra == 0) return work(0, 1);
+  if (extra == 1) pool.work_.notify_one();
   else pool.work_.notify_all();
   std::exception_ptr error;  // thrown by this thread's part: rethrown once the others are done with `job`
-  if (own_) {
-    try {
-      work(0, job.count);
-    } catch (...) {
-      error = std::current_exception();
-    }
+  try {
+    work(0, job.count);
+  } catch (...) {
+    error = std::current_exception();
   }
+  // This thread waits on its own slot's core: it spins, then sleeps.
   auto done = [&] { return job.remaining.load(std::memory_order_acquire) == 0; };
-  // A thread that called in takes a core from a worker (which runs at a lower priority) when it
-  // spins, unless one is free: with every core computing, it sleeps at once (bi-RNN at batch 64
-  // on 2 cores, 14 phases a call: 3-11% faster). A posted task's thread spins on its own slot.
-  if (coreFree || own_) spinUntil(done);
+  spinUntil(done);
   {
     std::unique_lock<std::mutex> lock(pool.mutex_);
     pool.finished_.wait(lock, done);
     pool.idleWorkers_ += extra;
-    if (extra > 0) pool.slotsFreed();
+    pool.slotsFreed();
   }
   if (error) std::rethrow_exception(error);
 }

@@ -136,28 +136,29 @@ class StepBarrier {
 
 // One pool of hardwareThreads() threads for the whole process, shared by every Network and every
 // concurrent call: calls never start threads of their own, and never oversubscribe the cores, as
-// all computing happens on the pool's threads (a thread that calls in only waits). They run at a
-// lower priority than the threads that call in, so a busy kernel never starves the event loop.
-// Posted tasks (birnn::post) run on the pool's threads themselves, each holding a compute slot.
+// every computing thread holds a slot of the pool. They run at a lower priority than the threads
+// that call in, so a busy kernel never starves the event loop. Posted tasks (birnn::post: the
+// event loop's forward() calls) run on the pool's threads themselves, each holding a compute
+// slot; a thread that calls in (forwardSync(), which blocks it anyway) computes on the slot it
+// holds itself: handing its phases to a worker cost a call of a 1-unit model 10 µs, now 4.
 class WorkerPool {
   struct Job;
 
  public:
-  // One worker held for a call's whole run; each phase of the call then borrows idle workers for
-  // as long as that phase runs, so a phase that needs fewer threads (one sequence's recurrence)
-  // leaves the others to concurrent calls. A call takes its lease before it allocates its work
-  // buffers, so calls waiting for a worker hold no memory. The destructor gives the worker back.
-  // In a posted task the lease is of the task's own thread, which then runs each phase's first
-  // part itself.
+  // One compute slot held for a call's whole run, by the thread that holds the lease, which runs
+  // each phase's first part itself; each phase then borrows idle workers for its other parts for
+  // as long as it runs, so a phase that needs fewer threads (one sequence's recurrence) leaves the
+  // others to concurrent calls. A call takes its lease before it allocates its work buffers, so
+  // calls waiting for a slot hold no memory. The destructor gives the slot back. In a posted task
+  // the slot is the task's own thread's.
   class Lease {
    public:
     Lease(Lease&& other) noexcept : pool_(other.pool_), own_(other.own_) { other.pool_ = nullptr; }
     Lease(const Lease&) = delete;
     Lease& operator=(const Lease&) = delete;
     ~Lease();
-    // Runs `work` on the held worker (this thread, in a posted task; also when the pool has no
-    // thread at all) and up to threads - 1 idle ones, all at once (so they may wait for one
-    // another); returns when all are done.
+    // Runs `work` on this thread and up to threads - 1 idle workers, all at once (so they may wait
+    // for one another); returns when all are done.
     void run(int threads, const ThreadWork& work) const;
 
    private:
