@@ -157,20 +157,19 @@ struct ArrayKind<int32_t> {
   static constexpr napi_typedarray_type type = napi_int32_array;
 };
 
-// A typed array of exactly `length` elements. `what` explains the length, e.g. "[2, 3, 50]".
-template <typename T>
-Napi::TypedArrayOf<T> GetArray(const Napi::Value& value, const std::string& name, size_t length,
-                               const std::string& what = {}) {
+// A typed array of exactly `length` elements. what() explains the length, e.g. "[2, 3, 50]": made
+// only for a message, as a call's arrays are checked on every call.
+template <typename T, typename What>
+Napi::TypedArrayOf<T> GetArray(const Napi::Value& value, const char* name, size_t length, const What& what) {
   Napi::Env env = value.Env();
   constexpr napi_typedarray_type kType = ArrayKind<T>::type;
   const char* kind = TypedArrayName(kType);
-  const std::string why = what.empty() ? std::string() : Cat(" (", what, ")");
   BIRNN_REQUIRE_TYPE(env, value.IsTypedArray() && value.As<Napi::TypedArray>().TypedArrayType() == kType,
-                     name, ": expected ", kind, " of length ", length, why, ", received ",
+                     name, ": expected ", kind, " of length ", length, " (", what(), "), received ",
                      Describe(value));
   auto array = value.As<Napi::TypedArrayOf<T>>();
   BIRNN_REQUIRE_RANGE(env, array.ElementLength() == length, name, ": expected ", kind, " of length ",
-                      length, why, ", received length ", array.ElementLength());
+                      length, " (", what(), "), received length ", array.ElementLength());
   return array;
 }
 
@@ -275,7 +274,8 @@ std::vector<birnn::LayerWeights> ReadWeights(const Napi::Value& value, const bir
         const std::string name = Cat("weights[", index, "]");
         const std::string shape = cols ? Shape({(long long)rows, (long long)cols}) : Shape({(long long)rows});
         const std::string what = Cat(torchName, suffix, " ", shape);
-        auto tensor = GetArray<float>(array.Get(index), name, Mul(env, {rows, cols ? cols : 1}), what);
+        auto tensor =
+            GetArray<float>(array.Get(index), name.c_str(), Mul(env, {rows, cols ? cols : 1}), [&] { return what; });
         ++index;
         return tensor.Data();  // Data() already points at byteOffset
       };
@@ -457,34 +457,31 @@ std::unique_ptr<Job> PrepareJob(const Napi::Value& value,
     return job->copies.back().data();
   };
 
-  const std::string inShape = call.batchFirst
-                                  ? Shape({(long long)N, (long long)T, (long long)in})
-                                  : Shape({(long long)T, (long long)N, (long long)in});
-  auto input = GetArray<float>(object.Get("input"), "call.input", Mul(env, {T, N, in}),
-                               Cat(call.batchFirst ? "[batch, seqLen, inputSize] = "
-                                                   : "[seqLen, batch, inputSize] = ",
-                                   inShape));
+  auto input = GetArray<float>(object.Get("input"), "call.input", Mul(env, {T, N, in}), [&] {
+    return call.batchFirst ? Cat("[batch, seqLen, inputSize] = ", Shape({(long long)N, (long long)T, (long long)in}))
+                           : Cat("[seqLen, batch, inputSize] = ", Shape({(long long)T, (long long)N, (long long)in}));
+  });
   call.input = keep(input);
 
   Napi::Value h0 = object.Get("h0");
   if (!IsAbsent(h0)) {
-    auto array = GetArray<float>(h0, "call.h0", Mul(env, {L, D, N, Hout}),
-                                 Cat("[numLayers*D, batch, Hout] = ",
-                                     Shape({(long long)(L * D), (long long)N, (long long)Hout})));
+    auto array = GetArray<float>(h0, "call.h0", Mul(env, {L, D, N, Hout}), [&] {
+      return Cat("[numLayers*D, batch, Hout] = ", Shape({(long long)(L * D), (long long)N, (long long)Hout}));
+    });
     call.h0 = keep(array);
   }
   Napi::Value c0 = object.Get("c0");
   if (!IsAbsent(c0)) {
     BIRNN_REQUIRE_TYPE(env, g.lstm, "call.c0: expected undefined for a non-LSTM network, received ",
                        Describe(c0));
-    auto array = GetArray<float>(c0, "call.c0", Mul(env, {L, D, N, H}),
-                                 Cat("[numLayers*D, batch, hiddenSize] = ",
-                                     Shape({(long long)(L * D), (long long)N, (long long)H})));
+    auto array = GetArray<float>(c0, "call.c0", Mul(env, {L, D, N, H}), [&] {
+      return Cat("[numLayers*D, batch, hiddenSize] = ", Shape({(long long)(L * D), (long long)N, (long long)H}));
+    });
     call.c0 = keep(array);
   }
   Napi::Value lengths = object.Get("lengths");
   if (!IsAbsent(lengths)) {
-    auto array = GetArray<int32_t>(lengths, "call.lengths", N, "one per batch entry");
+    auto array = GetArray<int32_t>(lengths, "call.lengths", N, [] { return "one per batch entry"; });
     job->lengths.assign(array.Data(), array.Data() + N);
     for (size_t i = 0; i < N; ++i) {
       const int32_t length = job->lengths[i];
@@ -648,8 +645,9 @@ class NetworkWrap : public Napi::ObjectWrap<NetworkWrap> {
     birnn::Call& call = job->call;
     Napi::Object result = Napi::Object::New(env);
     auto output = [&](const char* name, size_t length, bool zeroed) {
+      // Below 16 KiB V8's zero-filled array is the cheaper (0.2 µs less a call for a few floats).
       Napi::Float32Array array;
-      if (zeroed) {
+      if (zeroed || length * sizeof(float) < (size_t(16) << 10)) {
         array = Napi::Float32Array::New(env, length);
       } else {
         const Napi::Buffer<float> memory = Napi::Buffer<float>::New(env, length);
