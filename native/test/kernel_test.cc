@@ -413,6 +413,7 @@ int main(int argc, char** argv) {
     geometry();
     barrier();
     posting();
+    leasing();
   } else if (argc == 2 && std::string(argv[1]) == "memory") {
     memory();
   } else if (argc == 1) {
@@ -420,6 +421,7 @@ int main(int argc, char** argv) {
     geometry();
     barrier();
     posting();
+    leasing();
     memory();
     for (const spec::IsaInfo& info : spec::kIsas) {
       if (isaSupported(info.isa)) {

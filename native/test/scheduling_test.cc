@@ -329,6 +329,23 @@ void barrier() {
 // post and withdraw: tasks start only on a free slot; withdraw takes back its owner's tasks that
 // have not started, leaves other owners' alone, and returns only once its owner's running tasks
 // have ended.
+// A thread that calls in (forwardSync) computes a phase's first part itself, on the slot its lease
+// holds, and its other parts on idle workers it borrows (main() sizes the pool to 8).
+void leasing() {
+  const detail::WorkerPool::Lease lease = detail::WorkerPool::shared().lease();
+  const std::thread::id caller = std::this_thread::get_id();
+  std::thread::id alone, first, second;
+  int count = 0;
+  lease.run(1, [&](int, int) { alone = std::this_thread::get_id(); });
+  lease.run(2, [&](int tid, int n) {
+    (tid == 0 ? first : second) = std::this_thread::get_id();
+    if (tid == 0) count = n;
+  });
+  report(alone == caller && first == caller && count == 2 && second != caller,
+         "plan: a thread that calls in computes a phase's first part itself, the others on workers",
+         alone != caller || first != caller ? "part 0 ran on another thread" : "no worker ran part 1");
+}
+
 void posting() {
   const int slots = computeThreads();
   std::atomic<bool> open{false};

@@ -45,6 +45,7 @@ void gauge();
 void geometry();
 void barrier();
 void posting();
+void leasing();
 void memory();
 
 }  // namespace birnn::checks
